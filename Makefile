@@ -1,0 +1,36 @@
+# `make demo` builds the quickstart mixture; `make test` runs lint, schema check and tests.
+# Both create (or reuse) .venv and install everything they need.
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+STAMP := $(VENV)/.installed
+
+.PHONY: demo test lint bench schemas clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/python -m pip install --quiet --upgrade pip
+
+$(STAMP): pyproject.toml | $(BIN)/python
+	$(BIN)/python -m pip install --quiet -e '.[dev]'
+	touch $(STAMP)
+
+demo: $(STAMP)
+	$(BIN)/curate build pipelines/quickstart.toml
+
+test: $(STAMP)
+	$(BIN)/ruff check curate tests benchmarks
+	$(BIN)/python -m pytest
+
+lint: $(STAMP)
+	$(BIN)/ruff check curate tests benchmarks
+	$(BIN)/ruff format --check curate tests benchmarks
+
+schemas: $(STAMP)
+	$(BIN)/python -m curate.schema
+
+bench: $(STAMP)
+	$(BIN)/python benchmarks/bench_build.py
+
+clean:
+	rm -rf pipelines/out pipelines/.curate .pytest_cache .ruff_cache

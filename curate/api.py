@@ -1,0 +1,224 @@
+"""The Python API. Every CLI command calls the function of the same name here."""
+
+from __future__ import annotations
+
+import typing
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.build import BuildResult
+from curate.build import build as _build
+from curate.config import Config, SourceConfig, load_config, stage_dataclass_fields
+from curate.errors import RecordError
+from curate.ingest.convert import convert_batch
+from curate.ingest.source import iter_raw_batches, iter_source_items, spec_for
+from curate.params import type_name
+from curate.record import empty_records
+from curate.stages import STAGES, Context
+from curate.stages.tokens import CountTokens
+from curate.tokens import DEFAULT_ENCODING, count_tokens
+
+ConfigLike = str | Path | dict[str, Any] | Config
+
+_SAMPLE = 200
+
+
+def _config(config: ConfigLike, base_dir: str | Path | None = None) -> Config:
+    if isinstance(config, Config):
+        return config
+    return load_config(config, Path(base_dir) if base_dir else None)
+
+
+def build(
+    config: ConfigLike,
+    *,
+    output: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    strict: bool = False,
+    workers: int = 1,
+    progress: bool = False,
+    base_dir: str | Path | None = None,
+) -> BuildResult:
+    """Build a mixture from a TOML path or a config dict; returns `manifest` (dict) and `ledger` (polars).
+
+    >>> result = curate.build("pipelines/quickstart.toml")            # doctest: +SKIP
+    >>> result.ledger.group_by("status").len()                        # doctest: +SKIP
+    """
+    cfg = _config(config, base_dir)
+    return _build(
+        cfg,
+        Path(output) if output else None,
+        Path(work_dir) if work_dir else None,
+        strict=strict,
+        workers=workers,
+        progress=progress,
+    )
+
+
+@dataclass
+class SourcePlan:
+    """What `validate` found for one source."""
+
+    name: str
+    format: str
+    files: list[str]
+    records: int
+    quarantined_in_sample: int
+    tokens_estimate: int
+    sampled: int
+
+
+@dataclass
+class ValidationReport:
+    """The plan `curate validate` prints: config OK, inputs found, size estimates."""
+
+    config: Config
+    sources: list[SourcePlan] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)
+
+
+def validate(config: ConfigLike, *, base_dir: str | Path | None = None) -> ValidationReport:
+    """Check the config and inputs; count records and estimate tokens from the first 200 of each source.
+
+    Raises ConfigError (every problem at once) for an invalid config or an undetectable format.
+    """
+    cfg = _config(config, base_dir)
+    report = ValidationReport(cfg)
+    for index, src in enumerate(cfg.sources):
+        spec = spec_for(src, index)
+        records = sum(sum(1 for _ in items) for _, _, items in iter_source_items(src))
+        sample_cfg = SourceConfig(**{**src.__dict__})
+        batches = iter_raw_batches([sample_cfg], [spec], cfg.base_dir, _SAMPLE, report.warnings)
+        first = next(batches, None)
+        sampled, bad, tokens = 0, 0, 0
+        if first is not None:
+            good, quarantined = convert_batch(first)
+            bad = quarantined.height
+            sampled = good.height
+            if sampled:
+                tokens = int(CountTokens().apply(good, Context(cfg.pipeline.tokenizer))["n_tokens"].sum())
+        per_record = tokens / sampled if sampled else 0
+        report.sources.append(
+            SourcePlan(
+                src.name,
+                spec.format,
+                [str(f) for f in src.files] or ["<in-memory data>"],
+                records,
+                bad,
+                round(per_record * records),
+                sampled,
+            )
+        )
+    return report
+
+
+def read_source(
+    path: str | Path | None = None,
+    *,
+    data: Any = None,
+    format: str = "auto",
+    name: str = "source",
+    fields: dict[str, str] | None = None,
+    text_field: str = "text",
+    id_field: str = "",
+    txt_mode: str = "blocks",
+    tokenizer: str = DEFAULT_ENCODING,
+    strict: bool = False,
+    base_dir: str | Path | None = None,
+) -> pl.DataFrame:
+    """Canonical records of one source as a polars DataFrame (with `n_tokens`).
+
+    `path` is a file, folder or glob; or pass `data`, a `datasets.Dataset` or polars DataFrame.
+    Records that cannot be read are skipped (the build quarantines them); with `strict=True` the first
+    one raises RecordError naming its file, line and reason.
+    """
+    table: dict[str, Any] = {"name": name, "format": format, "text_field": text_field, "txt_mode": txt_mode}
+    if fields:
+        table["fields"] = fields
+    if id_field:
+        table["id_field"] = id_field
+    table["path" if data is None else "data"] = str(path) if data is None else data
+    cfg = load_config(
+        {"pipeline": {"name": "read", "tokenizer": tokenizer}, "sources": [table]},
+        base_dir=Path(base_dir or Path.cwd()),
+    )
+    src = cfg.sources[0]
+    spec = spec_for(src, 0)
+    frames = []
+    for batch in iter_raw_batches([src], [spec], cfg.base_dir, cfg.pipeline.batch_size, []):
+        good, bad = convert_batch(batch)
+        if strict and bad.height:
+            row = bad.row(0, named=True)
+            raise RecordError(f"{row['_file']}:{row['_line']}: {row['_error']}")
+        frames.append(good)
+    records = pl.concat(frames) if frames else empty_records()
+    records = CountTokens().apply(records, Context(tokenizer))
+    return records.drop("_row")
+
+
+def stages_info() -> list[dict[str, Any]]:
+    """Every stage with its documentation and parameters (type, default, help)."""
+    out = []
+    for name, cls in STAGES.items():
+        hints = typing.get_type_hints(cls)
+        params = []
+        for f in stage_dataclass_fields(cls):
+            default = f.default_factory() if callable(f.default_factory) else f.default
+            params.append(
+                {
+                    "name": f.name,
+                    "type": type_name(hints[f.name]),
+                    "default": default,
+                    "doc": f.metadata.get("doc", ""),
+                }
+            )
+        out.append(
+            {
+                "name": name,
+                "doc": (cls.__doc__ or "").strip(),
+                "params": params,
+                "reads": list(cls.reads),
+                "writes": list(cls.writes),
+                "drops_rows": cls.drops_rows,
+            }
+        )
+    return out
+
+
+def count(texts: list[str], tokenizer: str = DEFAULT_ENCODING) -> list[int]:
+    """Token counts with a tiktoken encoding (a convenience for notebooks)."""
+    return count_tokens(texts, tokenizer)
+
+
+class Pipeline:
+    """A pipeline in Python: load from TOML or a dict, edit `stages`, `run()`.
+
+    >>> p = Pipeline.from_toml("pipelines/quickstart.toml")            # doctest: +SKIP
+    >>> p.stages.append(curate.stages.Language(keep=["en"]))          # doctest: +SKIP
+    >>> result = p.run(output="out/edited")                           # doctest: +SKIP
+    """
+
+    def __init__(self, config: Config):
+        self.config = config
+
+    @classmethod
+    def from_toml(cls, path: str | Path) -> Pipeline:
+        return cls(load_config(path))
+
+    @classmethod
+    def from_dict(cls, table: dict[str, Any], base_dir: str | Path | None = None) -> Pipeline:
+        return cls(load_config(table, Path(base_dir) if base_dir else None))
+
+    @property
+    def stages(self) -> list:
+        return self.config.stages
+
+    def validate(self) -> ValidationReport:
+        return validate(self.config)
+
+    def run(self, **options: Any) -> BuildResult:
+        """Build; options as for `curate.build` (output, work_dir, strict, workers, progress)."""
+        return build(self.config, **options)

@@ -1,0 +1,353 @@
+"""`build`: run a validated config end to end and write the output folder atomically."""
+
+from __future__ import annotations
+
+import os
+import resource
+import shutil
+import time
+import uuid
+from collections.abc import Iterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate import __version__
+from curate.config import Config
+from curate.errors import FatalError
+from curate.executor import (
+    REMOVED_SCHEMA,
+    LocalExecutor,
+    Pass,
+    batch_files,
+    chain_keys,
+    ingest_batch,
+    is_done,
+    mark_done,
+    rerun_batch,
+    run_barrier,
+    split_passes,
+)
+from curate.ingest.convert import SourceSpec
+from curate.ingest.source import iter_raw_batches, spec_for
+from curate.mixture import MixturePlan, check_feasible, instance_order, plan_mixture, sample
+from curate.output import LEDGER_COLUMNS, write_json, write_quarantine, write_shards
+from curate.progress import Progress
+from curate.record import RECORD_COLUMNS, public_columns
+from curate.stages.base import DROP, ERROR, Context
+from curate.stages.runner import expand
+from curate.workdir import BuildLock, input_key
+
+
+@dataclass
+class BuildResult:
+    """What `curate.build` returns."""
+
+    output: Path
+    manifest: dict[str, Any]
+    ledger: pl.DataFrame
+    plan: MixturePlan
+    run: dict[str, Any] = field(default_factory=dict)
+
+
+def default_work_dir(output: Path) -> Path:
+    """`.curate/` beside the output folder."""
+    return output.parent / ".curate"
+
+
+def build(
+    config: Config,
+    output: Path | None = None,
+    work_dir: Path | None = None,
+    strict: bool = False,
+    workers: int = 1,
+    progress: bool = False,
+) -> BuildResult:
+    """Build the config's mixture. Raises FatalError when the build cannot complete."""
+    started = time.perf_counter()
+    out = Path(output) if output else config.output_dir
+    work = Path(work_dir) if work_dir else default_work_dir(out)
+    ctx = Context(
+        config.pipeline.tokenizer,
+        config.pipeline.seed,
+        token_threads=max(1, (os.cpu_count() or 1) // workers),
+    )
+    with BuildLock(out, work), Progress(enabled=progress) as bar:
+        specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
+        passes = split_passes(expand(config.stages))
+        chain_keys(passes, input_key(config, specs, ctx), work)
+        warnings: list[str] = []
+        timings: dict[str, float] = {}
+        cached: list[str] = []
+        with LocalExecutor(workers) as executor:
+            for number, p in enumerate(passes):
+                t0 = time.perf_counter()
+                previous = passes[number - 1] if number else None
+                if _run_pass(number, p, previous, config, specs, ctx, executor, bar, warnings):
+                    cached.append(p.folder.name)
+                timings[f"pass_{number}"] = round(time.perf_counter() - t0, 3)
+        t0 = time.perf_counter()
+        result = _finish(config, passes, out, strict, warnings, bar)
+        timings["finish"] = round(time.perf_counter() - t0, 3)
+    run = {
+        "curate_version": __version__,
+        "workers": workers,
+        "seconds": round(time.perf_counter() - started, 3),
+        "timings": timings,
+        "records_in": result.manifest["totals"]["records_in"],
+        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+        "work_dir": str(work),
+        "cached_passes": cached,
+    }
+    write_json(run, out / "run.json")
+    result.run = run
+    return result
+
+
+def _run_pass(
+    number: int,
+    p: Pass,
+    previous: Pass | None,
+    config: Config,
+    specs: list[SourceSpec],
+    ctx: Context,
+    executor: LocalExecutor,
+    bar: Progress,
+    warnings: list[str],
+) -> bool:
+    """Run one pass (resuming a partial one); return True when it was already done (cached)."""
+    if is_done(p.folder):
+        return True
+    p.folder.mkdir(parents=True, exist_ok=True)
+    names = ", ".join(s.stage_name for s in p.maps) or "-"
+    if previous is None:
+        tasks: Iterator[Any] = _ingest_tasks(config, specs, p, ctx, warnings)
+        task = bar.task(f"pass {number}: read + {names}", total=None, unit="batches")
+        fn = ingest_batch
+    else:
+        sources = batch_files(previous.folder)
+        decisions = previous.folder / "decisions.parquet" if previous.barrier else None
+        barrier_name = previous.barrier.stage_name if previous.barrier else ""
+        tasks = (
+            (src, decisions, barrier_name, p.maps, ctx, p.folder, i)
+            for i, src in enumerate(sources)
+            if not (p.folder / f"batch-{i:06d}.parquet").exists()
+        )
+        task = bar.task(f"pass {number}: {names}", total=len(sources), unit="batches")
+        fn = rerun_batch
+    for _ in executor.map(fn, tasks):
+        bar.advance(task)
+    if p.barrier is not None:
+        bar.note(f"pass {number}: {p.barrier.stage_name} (barrier)")
+        run_barrier(p.barrier, p.folder, ctx)
+    if previous is None:
+        (p.folder / "warnings.txt").write_text("".join(w + "\n" for w in warnings))
+    mark_done(p.folder, len(batch_files(p.folder)))
+    return False
+
+
+def _ingest_tasks(config: Config, specs: list[SourceSpec], p: Pass, ctx: Context, warnings: list[str]) -> Iterator[Any]:
+    for batch in iter_raw_batches(config.sources, specs, config.base_dir, config.pipeline.batch_size, warnings):
+        if not (p.folder / f"batch-{batch.index:06d}.parquet").exists():
+            yield (batch, p.maps, ctx, p.folder)
+
+
+def _assign_unique_ids(ledger: pl.DataFrame) -> pl.DataFrame:
+    """Records with equal ids within a source (identical content) get `~2`, `~3`, ... in input order."""
+    occurrence = pl.col("_row").rank("ordinal").over(["source", "id"])
+    return ledger.with_columns(
+        pl.when(pl.col("id").is_not_null() & (occurrence > 1))
+        .then(pl.concat_str(pl.col("id"), pl.lit("~"), occurrence.cast(pl.String)))
+        .otherwise(pl.col("id"))
+        .alias("id")
+    )
+
+
+def _finish(
+    config: Config, passes: list[Pass], out: Path, strict: bool, warnings: list[str], bar: Progress
+) -> BuildResult:
+    last = passes[-1].folder
+    warnings[:] = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
+    removed = pl.concat(
+        [pl.read_parquet(f) for p in passes for f in sorted(p.folder.glob("removed-*.parquet"))]
+        or [pl.DataFrame(schema=REMOVED_SCHEMA)],
+        how="vertical",
+    )
+    files = batch_files(last)
+    kept = pl.concat([pl.read_parquet(f) for f in files], how="vertical") if files else None
+    quarantined = removed.filter(pl.col(ERROR).is_not_null())
+    if strict and (quarantined.height or warnings):
+        first = quarantined.sort("_row").head(5).iter_rows(named=True)
+        lines = [f"{r['_file']}:{r['_line']}: {r['_error']}" for r in first] + warnings[:5]
+        raise FatalError(
+            f"--strict: {quarantined.height} record(s) quarantined, {len(warnings)} warning(s); nothing written.\n  "
+            + "\n  ".join(lines)
+        )
+    names = [s.name for s in config.sources]
+    kept_narrow = (
+        kept.select("_row", "source", "n_tokens")
+        if kept is not None
+        else pl.DataFrame(schema={"_row": pl.Int64, "source": pl.String, "n_tokens": pl.Int64})
+    )
+    available = kept_narrow.group_by("source").agg(pl.len().alias("records"), pl.col("n_tokens").sum().alias("tokens"))
+    plan = plan_mixture(available, config.mixture, names)
+    if config.mixture is not None:
+        check_feasible(plan)
+    times = sample(kept_narrow, plan, config.pipeline.seed)
+    ledger = _ledger(removed, kept, times)
+    bar.note("writing output")
+    tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
+    try:
+        tmp.mkdir(parents=True)
+        records = _output_records(kept, ledger, times, config)
+        shards = write_shards(records, tmp / "shards", config.output)
+        quarantine_files = write_quarantine(quarantined, tmp / "quarantine")
+        public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
+        public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
+        manifest = _manifest(config, plan, ledger, records, shards, quarantine_files, warnings)
+        write_json(manifest, tmp / "manifest.json")
+        _replace_dir(tmp, out)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return BuildResult(out, manifest, public_ledger, plan)
+
+
+def _ledger(removed: pl.DataFrame, kept: pl.DataFrame | None, times: pl.DataFrame) -> pl.DataFrame:
+    """One row per input record: kept (sampled ≥ 1), dropped (with stage and reason), quarantined."""
+    gone = removed.select(
+        "_row",
+        "_file",
+        "_line",
+        "id",
+        "source",
+        pl.when(pl.col(ERROR).is_not_null()).then(pl.lit("quarantined")).otherwise(pl.lit("dropped")).alias("status"),
+        pl.col("_stage").alias("stage"),
+        pl.coalesce(ERROR, DROP).alias("reason"),
+        pl.lit(0, pl.Int64).alias("times_sampled"),
+    )
+    parts = [gone]
+    if kept is not None:
+        sampled = kept.select("_row", "_file", "_line", "id", "source").join(times, on="_row", how="left")
+        parts.append(
+            sampled.select(
+                "_row",
+                "_file",
+                "_line",
+                "id",
+                "source",
+                pl.when(pl.col("times_sampled") > 0).then(pl.lit("kept")).otherwise(pl.lit("dropped")).alias("status"),
+                pl.when(pl.col("times_sampled") > 0)
+                .then(pl.lit(None, pl.String))
+                .otherwise(pl.lit("mixture"))
+                .alias("stage"),
+                pl.when(pl.col("times_sampled") > 0)
+                .then(pl.lit(None, pl.String))
+                .otherwise(pl.lit("not_sampled"))
+                .alias("reason"),
+                pl.col("times_sampled").fill_null(0),
+            )
+        )
+    ledger = pl.concat(parts, how="vertical").sort("_row")
+    return _assign_unique_ids(ledger).rename({"_file": "file", "_line": "line"})
+
+
+def _output_records(
+    kept: pl.DataFrame | None, ledger: pl.DataFrame, times: pl.DataFrame, config: Config
+) -> pl.DataFrame:
+    if kept is None:
+        return pl.DataFrame(schema={name: dtype for name, (dtype, _) in RECORD_COLUMNS.items()})
+    order = instance_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
+    ids = ledger.select("_row", "id")
+    records = order.join(kept.drop("id"), on="_row", how="left", maintain_order="left").join(
+        ids, on="_row", how="left", maintain_order="left"
+    )
+    extra = [c for c in public_columns(records) if c not in RECORD_COLUMNS]
+    return records.select(*RECORD_COLUMNS, *extra)
+
+
+def _manifest(
+    config: Config,
+    plan: MixturePlan,
+    ledger: pl.DataFrame,
+    records: pl.DataFrame,
+    shards: list[dict],
+    quarantine_files: dict[str, str],
+    warnings: list[str],
+) -> dict[str, Any]:
+    counts = ledger.group_by("source").agg(
+        pl.len().alias("records_in"),
+        (pl.col("status") == "kept").sum().alias("records_kept"),
+        (pl.col("status") == "dropped").sum().alias("records_dropped"),
+        (pl.col("status") == "quarantined").sum().alias("records_quarantined"),
+    )
+    by_source = {r["source"]: r for r in counts.iter_rows(named=True)}
+    realized = records.group_by("source").agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens"))
+    realized_by = {r["source"]: r for r in realized.iter_rows(named=True)}
+    total_out = int(records["n_tokens"].sum()) if records.height else 0
+    reasons = (
+        ledger.filter(pl.col("status") != "kept")
+        .with_columns(pl.col("reason").str.split(":").list.first().alias("code"))
+        .group_by("source", "stage", "code")
+        .agg(pl.len().alias("n"))
+        .sort("source", "stage", "code")
+    )
+    sources = {}
+    for line in plan.sources:
+        c = by_source.get(line.source, {})
+        out_tokens = int(realized_by.get(line.source, {}).get("tokens") or 0)
+        sources[line.source] = {
+            "records_in": int(c.get("records_in") or 0),
+            "records_kept": int(c.get("records_kept") or 0),
+            "records_dropped": int(c.get("records_dropped") or 0),
+            "records_quarantined": int(c.get("records_quarantined") or 0),
+            "records_out": int(realized_by.get(line.source, {}).get("n") or 0),
+            "tokens_available": line.available_tokens,
+            "tokens_out": out_tokens,
+            "target_share": round(line.weight, 6),
+            "realized_share": round(out_tokens / total_out, 6) if total_out else 0.0,
+            "max_epochs": line.max_epochs,
+            "epochs": round(line.epochs, 6),
+            "drop_reasons": _nested_counts(reasons.filter(pl.col("source") == line.source)),
+            "quarantine_file": quarantine_files.get(line.source),
+        }
+    return {
+        "curate_version": __version__,
+        "pipeline": config.pipeline.name,
+        "config_sha256": config.sha256,
+        "seed": config.pipeline.seed,
+        "tokenizer": config.pipeline.tokenizer,
+        "stages": [s.to_table() for s in config.stages],
+        "sources": sources,
+        "mixture": plan.to_dict() if plan.weighted else None,
+        "totals": {
+            "records_in": ledger.height,
+            "records_out": records.height,
+            "tokens_out": total_out,
+            "records_quarantined": int((ledger["status"] == "quarantined").sum()),
+        },
+        "shards": shards,
+        "ledger": "ledger.parquet",
+        "warnings": warnings,
+    }
+
+
+def _nested_counts(reasons: pl.DataFrame) -> dict[str, dict[str, int]]:
+    """{stage: {reason code: count}} for one source's dropped and quarantined records."""
+    nested: dict[str, dict[str, int]] = {}
+    for r in reasons.iter_rows(named=True):
+        nested.setdefault(r["stage"], {})[r["code"]] = int(r["n"])
+    return nested
+
+
+def _replace_dir(new: Path, target: Path) -> None:
+    """Put a finished output folder in place: readers see the old output or the new one, never half."""
+    old = None
+    if target.exists():
+        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+        os.rename(target, old)
+    os.rename(new, target)
+    if old is not None:
+        shutil.rmtree(old, ignore_errors=True)

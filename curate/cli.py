@@ -1,0 +1,167 @@
+"""The `curate` command: a thin click shell over `curate.api`.
+
+Each command parses its options, calls the API function of the same name, and prints the result.
+`CurateError`s become a clean message and an exit code (1 build failed, 2 config or usage error).
+"""
+
+from __future__ import annotations
+
+import functools
+import sys
+from collections.abc import Callable
+from typing import Any
+
+import click
+from rich.console import Console
+from rich.table import Table
+
+from curate import __version__, api
+from curate.errors import CurateError
+
+out = Console()
+err = Console(stderr=True)
+
+
+def user_errors(fn: Callable) -> Callable:
+    """Turn CurateError into a message on stderr and its exit code, without a traceback."""
+
+    @functools.wraps(fn)
+    def wrapper(*args: Any, **kwargs: Any) -> Any:
+        try:
+            return fn(*args, **kwargs)
+        except CurateError as exc:
+            err.print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            sys.exit(exc.exit_code)
+
+    return wrapper
+
+
+@click.group(
+    context_settings={"help_option_names": ["-h", "--help"]},
+    epilog="Example: curate build pipelines/quickstart.toml",
+)
+@click.version_option(__version__, prog_name="curate")
+def main() -> None:
+    """Turn raw instruction data and pretraining text into a clean, weighted training mixture."""
+
+
+@main.command(epilog="Example: curate build pipelines/quickstart.toml --workers 2")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Output folder (overrides pipeline.output).")
+@click.option(
+    "--work-dir", type=click.Path(file_okay=False), help="Cache folder (default: .curate/ beside the output)."
+)
+@click.option("--strict", is_flag=True, help="Fail instead of quarantining unreadable records.")
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@user_errors
+def build(
+    config: str, output: str | None, work_dir: str | None, strict: bool, workers: int, progress: bool | None
+) -> None:
+    """Build the mixture described by CONFIG (a mixture.toml) into its output folder.
+
+    Writes shards, manifest.json, ledger.parquet, quarantine/ and run.json. An unchanged re-run reuses
+    cached stage results; a killed build resumes where it stopped.
+    """
+    show = sys.stderr.isatty() if progress is None else progress
+    result = api.build(config, output=output, work_dir=work_dir, strict=strict, workers=workers, progress=show)
+    m = result.manifest
+    table = Table(title=f"mixture: {m['pipeline']}")
+    for col in (
+        "source",
+        "records in",
+        "kept",
+        "dropped",
+        "quarantined",
+        "tokens available",
+        "target",
+        "realized",
+        "epochs",
+    ):
+        table.add_column(col, justify="left" if col == "source" else "right")
+    for name, s in m["sources"].items():
+        table.add_row(
+            name,
+            f"{s['records_in']:,}",
+            f"{s['records_kept']:,}",
+            f"{s['records_dropped']:,}",
+            f"{s['records_quarantined']:,}",
+            f"{s['tokens_available']:,}",
+            f"{s['target_share']:.2%}",
+            f"{s['realized_share']:.2%}",
+            f"{s['epochs']:.2f}",
+        )
+    out.print(table)
+    totals = m["totals"]
+    out.print(
+        f"wrote {totals['records_out']:,} records, {totals['tokens_out']:,} tokens in "
+        f"{len({s['path'].split('.')[0] for s in m['shards']})} shard(s) to {result.output} "
+        f"({result.run['seconds']:.1f} s)"
+    )
+    for warning in m["warnings"]:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+    if totals["records_quarantined"]:
+        err.print(
+            f"[yellow]{totals['records_quarantined']:,} record(s) quarantined[/yellow]: "
+            f"see {result.output}/quarantine/",
+            highlight=False,
+        )
+
+
+@main.command(epilog="Example: curate validate pipelines/quickstart.toml")
+@click.argument("config", type=click.Path(dir_okay=False))
+@user_errors
+def validate(config: str) -> None:
+    """Check CONFIG and its inputs without building; print the plan.
+
+    Lists each source's format, matched files, record count and a token estimate (from its first 200
+    records). Every config problem is reported at once; exit code 2 if there are any.
+    """
+    report = api.validate(config)
+    cfg = report.config
+    out.print(f"config OK: {cfg.file or '<dict>'} → output {cfg.output_dir}")
+    table = Table(title="sources")
+    for col in ("source", "format", "files", "records", "est. tokens", "bad in sample"):
+        table.add_column(col, justify="left" if col in ("source", "format") else "right")
+    for s in report.sources:
+        table.add_row(
+            s.name,
+            s.format,
+            str(len(s.files)),
+            f"{s.records:,}",
+            f"~{s.tokens_estimate:,}",
+            str(s.quarantined_in_sample),
+        )
+    out.print(table)
+    steps = " → ".join(stage.name for stage in cfg.stages) or "(no stages)"
+    out.print(f"stages: {steps}")
+    if cfg.mixture:
+        weights = ", ".join(f"{k} {v:.0%}" for k, v in cfg.mixture.weights.items())
+        total = f"{cfg.mixture.total_tokens:,} tokens" if cfg.mixture.total_tokens else "largest feasible total"
+        out.print(f"mixture: {weights}; {total}")
+    out.print(f"output: {', '.join(cfg.output.formats)}; ≤ {cfg.output.shard_max_records:,} records per shard")
+    for warning in report.warnings:
+        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+
+
+@main.command(name="stages", epilog="Example: curate stages exact_dedup")
+@click.argument("name", required=False)
+@user_errors
+def stages_command(name: str | None) -> None:
+    """List every stage with its parameters, or show one stage (NAME) in full."""
+    infos = api.stages_info()
+    if name:
+        infos = [i for i in infos if i["name"] == name]
+        if not infos:
+            known = ", ".join(i["name"] for i in api.stages_info())
+            raise click.UsageError(f"unknown stage {name!r}; stages: {known}")
+    for info in infos:
+        doc = info["doc"] if name else info["doc"].split("\n\n")[0]
+        out.print(
+            f"[bold]{info['name']}[/bold]  reads {', '.join(info['reads']) or '-'}; "
+            f"writes {', '.join(info['writes']) or '-'}; {'drops rows' if info['drops_rows'] else 'drops no rows'}"
+        )
+        out.print(f"  {doc}", highlight=False)
+        for p in info["params"]:
+            out.print(f"    {p['name']} ({p['type']}, default {p['default']!r}): {p['doc']}", highlight=False)
+        out.print()

@@ -1,0 +1,335 @@
+"""Parsing and validating `mixture.toml` — the one place config is checked, for CLI and API alike.
+
+`load_config` reads a TOML file (or takes a dict), checks every section, and raises one `ConfigError`
+listing every problem with its location (`sources[1].path: ...`) before any data is read.
+"""
+
+from __future__ import annotations
+
+import dataclasses
+import hashlib
+import json
+import math
+import re
+import tomllib
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+from curate.errors import ConfigError
+from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths, split_suffix
+from curate.ingest.formats import Format
+from curate.ingest.readers import TxtMode
+from curate.params import check_params, did_you_mean, param
+from curate.stages import STAGES, Stage
+from curate.tokens import DEFAULT_ENCODING, check_encoding_name
+
+SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
+OutputFormat = Literal["jsonl", "jsonl.zst", "parquet"]
+
+
+@dataclass
+class PipelineSection:
+    """`[pipeline]`: name, seed, output folder and tokenizer."""
+
+    name: str = param(doc="pipeline name, used in the default output folder")
+    seed: int = param(0, "seed for every random choice (mixture sampling, shuffling)")
+    output: str = param("", "output folder, relative to the TOML file's folder (default out/<name>)")
+    tokenizer: str = param(DEFAULT_ENCODING, "tiktoken encoding used for n_tokens")
+    batch_size: int = param(5000, "records per batch (memory per worker grows with it)")
+
+
+@dataclass
+class SourceConfig:
+    """`[[sources]]`: where records come from and how to read them."""
+
+    name: str = param(doc="unique source name, [a-z0-9_-]+")
+    path: str = param("", "a file, a folder or a glob (relative to the TOML file's folder)")
+    format: Format = param("auto", "record format; auto detects it from the first record")
+    fields: dict[str, str] = param(
+        factory=dict, doc="prompt_response: keys for prompt, response and system, e.g. {prompt = 'question'}"
+    )
+    text_field: str = param("text", "text format: the key holding the document")
+    id_field: str = param("", "key holding the source's own record id (default: hash of source and content)")
+    txt_mode: TxtMode = param("blocks", ".txt files: one document per blank-line block, or per file")
+    split: str = param("", "HF DatasetDict folders: the split to read (default: the first)")
+    # From the Python API only: an in-memory datasets.Dataset or polars DataFrame instead of `path`.
+    _data: Any = field(default=None, repr=False, compare=False)
+    _files: list[Path] = field(default_factory=list, repr=False, compare=False)
+
+    @property
+    def data(self) -> Any:
+        """The in-memory dataset given through the API, if any."""
+        return self._data
+
+    @property
+    def files(self) -> list[Path]:
+        """The input files `path` matched (filled in by validation)."""
+        return self._files
+
+
+@dataclass
+class MixtureSection:
+    """`[mixture]`: token shares per source."""
+
+    weights: dict[str, float] = param(doc="share of output tokens per source; must sum to 1")
+    total_tokens: int | None = param(None, "output size in tokens (default: the largest the caps allow)")
+    max_epochs: dict[str, int] = param(factory=dict, doc="repeat cap per source (default 1)")
+
+
+@dataclass
+class OutputSection:
+    """`[output]`: shard formats and sizes."""
+
+    formats: list[OutputFormat] = param(factory=lambda: ["jsonl.zst", "parquet"], doc="shard formats")
+    shard_max_records: int = param(100_000, "records per shard at most")
+    shard_max_tokens: int | None = param(None, "tokens per shard at most (a record never spans shards)")
+    zstd_level: int = param(3, "compression level of .zst shards (1-19)")
+
+
+@dataclass
+class Config:
+    """A validated pipeline configuration."""
+
+    pipeline: PipelineSection
+    sources: list[SourceConfig]
+    stages: list[Stage]
+    mixture: MixtureSection | None
+    output: OutputSection
+    base_dir: Path
+    file: str | None = None
+    raw: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    @property
+    def output_dir(self) -> Path:
+        out = Path(self.pipeline.output or f"out/{self.pipeline.name}").expanduser()
+        return out if out.is_absolute() else (self.base_dir / out)
+
+    @property
+    def sha256(self) -> str:
+        """Hash of the configuration as parsed (stable across key order and formatting)."""
+        return hashlib.sha256(canonical_json(self.raw).encode()).hexdigest()
+
+
+SECTIONS = ("pipeline", "sources", "stages", "mixture", "output")
+
+
+def canonical_json(value: Any) -> str:
+    """JSON with sorted keys and no insignificant white space (objects it cannot encode become repr)."""
+    return json.dumps(value, sort_keys=True, separators=(",", ":"), ensure_ascii=False, default=repr)
+
+
+def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = None) -> Config:
+    """Parse and validate a config from a TOML path or a dict. Raises ConfigError with every problem."""
+    file = None
+    if isinstance(source, dict):
+        raw = source
+        base = Path(base_dir or Path.cwd())
+    else:
+        path = Path(source)
+        file = str(path)
+        if not path.is_file():
+            raise ConfigError([f"config file not found: {path}"])
+        try:
+            raw = tomllib.loads(path.read_text(encoding="utf-8"))
+        except (tomllib.TOMLDecodeError, UnicodeDecodeError) as exc:
+            raise ConfigError([f"not valid TOML: {exc}"], file=file) from exc
+        base = Path(base_dir or path.resolve().parent)
+    problems: list[str] = []
+    for key in raw:
+        if key not in SECTIONS:
+            problems.append(f"{key}: unknown section{did_you_mean(key, SECTIONS)}")
+    pipeline = _section(PipelineSection, raw, "pipeline", problems, required=True)
+    sources = _sources(raw.get("sources"), base, problems)
+    stages = _stages(raw.get("stages", []), problems)
+    mixture = _section(MixtureSection, raw, "mixture", problems)
+    output = _section(OutputSection, raw, "output", problems) or OutputSection()
+    if pipeline:
+        problems += _check_pipeline(pipeline)
+    if mixture and sources is not None:
+        problems += _check_mixture(mixture, [s.name for s in sources])
+    problems += _check_output(output)
+    if problems or pipeline is None or sources is None:
+        raise ConfigError(problems, file=file)
+    serializable = {k: v for k, v in raw.items() if k != "sources"}
+    serializable["sources"] = [{k: v for k, v in s.items() if k != "data"} for s in raw["sources"]]
+    return Config(pipeline, sources, stages, mixture, output, base, file, serializable)
+
+
+def _section(cls: type, raw: dict, key: str, problems: list[str], required: bool = False) -> Any:
+    table = raw.get(key)
+    if table is None:
+        if required:
+            problems.append(f"{key}: required section [{key}] is missing")
+        return None
+    if not isinstance(table, dict):
+        problems.append(f"{key}: must be a table [{key}], got {type(table).__name__}")
+        return None
+    kwargs, found = check_params(cls, table, key)
+    problems += found
+    if found:
+        return None
+    return cls(**kwargs)
+
+
+def _sources(table: Any, base: Path, problems: list[str]) -> list[SourceConfig] | None:
+    if not table:
+        problems.append("sources: at least one [[sources]] table is required")
+        return None
+    if not isinstance(table, list) or not all(isinstance(t, dict) for t in table):
+        problems.append("sources: must be an array of tables [[sources]]")
+        return None
+    sources, seen = [], set()
+    for i, entry in enumerate(table):
+        where = f"sources[{i}]"
+        kwargs, found = check_params(SourceConfig, entry, where, skip=("data",))
+        problems += found
+        if found:
+            continue
+        src = SourceConfig(**kwargs, _data=entry.get("data"))
+        problems += _check_source(src, where, base, seen)
+        seen.add(src.name)
+        sources.append(src)
+    return sources
+
+
+def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> list[str]:
+    out = []
+    if not SOURCE_NAME.match(src.name):
+        out.append(f"{where}.name: {src.name!r} must match [a-z0-9_-]+ (lower case, digits, _ and -)")
+    if src.name in seen:
+        out.append(f"{where}.name: {src.name!r} is used by an earlier source; names must be unique")
+    if src.format == "prompt_response":
+        unknown = set(src.fields) - {"prompt", "response", "system"}
+        if unknown:
+            out.append(f"{where}.fields: unknown keys {sorted(unknown)}; use prompt, response, system")
+        if not {"prompt", "response"} <= set(src.fields):
+            out.append(f"{where}.fields: prompt_response needs fields = {{prompt = '...', response = '...'}}")
+    elif src.fields:
+        out.append(f"{where}.fields: only used with format = 'prompt_response'")
+    if src.data is not None:
+        if src.path:
+            out.append(f"{where}: give either path or data, not both")
+        elif not (hasattr(src.data, "iter_slices") or hasattr(src.data, "features")):
+            out.append(f"{where}.data: must be a polars DataFrame or a datasets.Dataset")
+        return out
+    if not src.path:
+        return [*out, f"{where}.path: required key is missing (a file, a folder or a glob)"]
+    files = resolve_paths(src.path, base)
+    if not files:
+        kind = "no file matches" if any(c in src.path for c in "*?[") else "not found:"
+        out.append(f"{where}.path: {kind} {src.path!r} (relative to {base})")
+    for f in files:
+        if not is_hf_dataset_dir(f) and not split_suffix(f)[0]:
+            supported = ", ".join(DATA_SUFFIXES)
+            out.append(f"{where}.path: {f.name!r} is not a supported file ({supported}, optionally .gz/.zst)")
+    src._files = files
+    return out
+
+
+def _stages(table: Any, problems: list[str]) -> list[Stage]:
+    if not isinstance(table, list):
+        problems.append("stages: must be an array of tables [[stages]]")
+        return []
+    stages = []
+    for i, entry in enumerate(table):
+        where = f"stages[{i}]"
+        if not isinstance(entry, dict):
+            problems.append(f"{where}: must be a table with a 'use' key")
+            continue
+        name = entry.get("use")
+        if not isinstance(name, str):
+            problems.append(f"{where}.use: required key naming the stage (one of {', '.join(STAGES)})")
+            continue
+        if name not in STAGES:
+            problems.append(f"{where}.use: unknown stage {name!r}{did_you_mean(name, STAGES)}; see `curate stages`")
+            continue
+        kwargs, found = check_params(STAGES[name], entry, where, skip=("use",))
+        problems += found
+        if found:
+            continue
+        stage = STAGES[name](**kwargs)
+        problems += stage.problems(where)
+        stages.append(stage)
+    return stages
+
+
+def _check_pipeline(p: PipelineSection) -> list[str]:
+    out = check_encoding_name(p.tokenizer, "pipeline.tokenizer")
+    if not p.name.strip():
+        out.append("pipeline.name: must not be empty")
+    if p.batch_size < 1:
+        out.append(f"pipeline.batch_size: must be >= 1, got {p.batch_size}")
+    return out
+
+
+def _check_mixture(m: MixtureSection, names: list[str]) -> list[str]:
+    out = []
+    for key in m.weights:
+        if key not in names:
+            out.append(f"mixture.weights.{key}: no source named {key!r}{did_you_mean(key, names)}")
+    for key, value in m.weights.items():
+        if value < 0 or not math.isfinite(value):
+            out.append(f"mixture.weights.{key}: must be a finite number >= 0, got {value}")
+    for name in names:
+        if name not in m.weights:
+            out.append(f"mixture.weights: source {name!r} has no weight (give it 0 to leave it out)")
+    total = sum(m.weights.values())
+    if m.weights and abs(total - 1.0) > 1e-6:
+        out.append(f"mixture.weights: sum is {total:.6g}, must be 1")
+    for key, value in m.max_epochs.items():
+        if key not in names:
+            out.append(f"mixture.max_epochs.{key}: no source named {key!r}{did_you_mean(key, names)}")
+        if value < 1:
+            out.append(f"mixture.max_epochs.{key}: must be >= 1, got {value}")
+    if m.total_tokens is not None and m.total_tokens <= 0:
+        out.append(f"mixture.total_tokens: must be > 0, got {m.total_tokens}")
+    return out
+
+
+def _check_output(o: OutputSection) -> list[str]:
+    out = []
+    if not o.formats:
+        out.append("output.formats: must name at least one format (jsonl, jsonl.zst, parquet)")
+    if len(set(o.formats)) != len(o.formats):
+        out.append("output.formats: lists a format twice")
+    if o.shard_max_records < 1:
+        out.append(f"output.shard_max_records: must be >= 1, got {o.shard_max_records}")
+    if o.shard_max_tokens is not None and o.shard_max_tokens < 1:
+        out.append(f"output.shard_max_tokens: must be >= 1, got {o.shard_max_tokens}")
+    if not 1 <= o.zstd_level <= 19:
+        out.append(f"output.zstd_level: must be between 1 and 19, got {o.zstd_level}")
+    return out
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of mixture.toml, generated from the same dataclasses that validate it."""
+    from curate.params import json_schema_for
+
+    stage_schemas = []
+    for name, cls in STAGES.items():
+        schema = json_schema_for(cls, extra={"use": {"const": name}})
+        schema["required"] = ["use", *schema.get("required", [])]
+        schema["description"] = (cls.__doc__ or "").strip().splitlines()[0]
+        stage_schemas.append(schema)
+    source = json_schema_for(SourceConfig)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/curate/curate/schemas/config.schema.json",
+        "title": "curate mixture.toml",
+        "type": "object",
+        "properties": {
+            "pipeline": json_schema_for(PipelineSection),
+            "sources": {"type": "array", "minItems": 1, "items": source},
+            "stages": {"type": "array", "items": {"oneOf": stage_schemas}},
+            "mixture": json_schema_for(MixtureSection),
+            "output": json_schema_for(OutputSection),
+        },
+        "required": ["pipeline", "sources"],
+        "additionalProperties": False,
+    }
+
+
+def stage_dataclass_fields(cls: type) -> list[dataclasses.Field]:
+    """The TOML parameters of a stage class (for `curate stages`)."""
+    return [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]

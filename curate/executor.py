@@ -1,0 +1,200 @@
+"""The local executor: streams batches through map steps in worker processes, runs barrier steps.
+
+The step list is cut at each barrier into *passes*. Pass 0 reads the inputs; pass k>0 re-reads the
+batch files of pass k-1 with the decisions of barrier k-1 joined on. Every pass writes, per batch, the
+kept rows (`batch-NNNNNN.parquet`) and the removed rows with their reasons (`removed-NNNNNN.parquet`)
+into a work-dir folder named by a fingerprint of everything that determines it (inputs, steps,
+tokenizer). A finished pass gets a `_DONE` marker; an unfinished one resumes batch by batch. Results
+do not depend on the number of workers: batches are cut and numbered in input order by one reader.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import multiprocessing
+import os
+from collections import deque
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.ingest.convert import QUARANTINE_SCHEMA, RawBatch, convert_batch
+from curate.record import public_columns
+from curate.stages.base import DROP, ERROR, BarrierStep, Context, MapStep, Step
+from curate.stages.runner import join_decisions, split_marked, with_marks
+
+REMOVED_SCHEMA = pl.Schema({**QUARANTINE_SCHEMA, "_stage": pl.String(), DROP: pl.String()})
+DONE = "_DONE"
+
+
+@dataclass
+class Pass:
+    """Map steps that run batch by batch, followed by an optional barrier step."""
+
+    maps: list[MapStep]
+    barrier: BarrierStep | None
+    key: str = ""
+    folder: Path = Path()
+
+
+@dataclass
+class PassOutcome:
+    """Where a finished pass left its rows."""
+
+    folder: Path
+    batches: int
+    cached: bool = False
+    stats: dict[str, int] = field(default_factory=dict)
+
+
+def split_passes(steps: Sequence[Step]) -> list[Pass]:
+    """Cut the step list at barriers: [maps..., barrier], [maps..., barrier], ..., [maps...]."""
+    passes, maps = [], []
+    for step in steps:
+        if isinstance(step, BarrierStep):
+            passes.append(Pass(maps, step))
+            maps = []
+        else:
+            maps.append(step)
+    passes.append(Pass(maps, None))
+    return passes
+
+
+def chain_keys(passes: list[Pass], input_key: str, work_dir: Path) -> None:
+    """Give each pass a key: a hash of the previous key and its steps, so caches are reused exactly."""
+    key = input_key
+    for p in passes:
+        parts = [key, *(s.fingerprint() for s in p.maps), p.barrier.fingerprint() if p.barrier else ""]
+        key = hashlib.sha256("\n".join(parts).encode()).hexdigest()
+        p.key = key
+        p.folder = work_dir / f"pass-{key[:20]}"
+
+
+# ---------------------------------------------------------------- work done in worker processes
+
+
+def _removed_rows(removed: pl.DataFrame) -> pl.DataFrame:
+    """Ledger columns of removed rows; a quarantined row keeps its record as JSON in `_raw`."""
+    if removed.is_empty():
+        return pl.DataFrame(schema=REMOVED_SCHEMA)
+    if "_raw" not in removed.columns:
+        as_json = pl.struct(public_columns(removed)).struct.json_encode()
+        removed = removed.with_columns(pl.when(pl.col(ERROR).is_not_null()).then(as_json).alias("_raw"))
+    return removed.select([pl.col(c).cast(t) for c, t in REMOVED_SCHEMA.items()])
+
+
+def _run_maps(df: pl.DataFrame, steps: Sequence[MapStep], ctx: Context, removed: list[pl.DataFrame]) -> pl.DataFrame:
+    for step in steps:  # empty frames go through too, so every batch file has the same columns
+        df = with_marks(step.apply(df, ctx))
+        df, gone = split_marked(df, step.stage_name)
+        removed.append(_removed_rows(gone))
+    return df.drop(DROP, ERROR, strict=False)
+
+
+def _write_atomic(df: pl.DataFrame, path: Path) -> None:
+    tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
+    df.write_parquet(tmp, compression="zstd", statistics=True)
+    os.replace(tmp, path)
+
+
+def _finish_batch(folder: Path, index: int, kept: pl.DataFrame, removed: list[pl.DataFrame]) -> dict[str, int]:
+    gone = pl.concat(removed, how="vertical") if removed else pl.DataFrame(schema=REMOVED_SCHEMA)
+    _write_atomic(gone, folder / f"removed-{index:06d}.parquet")
+    _write_atomic(kept, folder / f"batch-{index:06d}.parquet")  # written last: marks the batch done
+    return {"kept": kept.height, "removed": gone.height}
+
+
+def ingest_batch(task: tuple[RawBatch, list[MapStep], Context, Path]) -> dict[str, int]:
+    """Pass 0, one batch: convert raw items, run the map steps, write kept and removed rows."""
+    batch, steps, ctx, folder = task
+    records, quarantined = convert_batch(batch)
+    removed = [
+        _removed_rows(quarantined.with_columns(pl.lit("ingest").alias("_stage"), pl.lit(None, pl.String).alias(DROP)))
+    ]
+    kept = _run_maps(records, steps, ctx, removed)
+    stats = _finish_batch(folder, batch.index, kept, removed)
+    stats["records"] = len(batch.payloads)
+    return stats
+
+
+def rerun_batch(task: tuple[Path, Path | None, str, list[MapStep], Context, Path, int]) -> dict[str, int]:
+    """Pass k>0, one batch: join the previous barrier's decisions, run the map steps, write."""
+    source, decisions, barrier_name, steps, ctx, folder, index = task
+    df = with_marks(pl.read_parquet(source))
+    removed: list[pl.DataFrame] = []
+    if decisions is not None and not df.is_empty():
+        low, high = df["_row"].min(), df["_row"].max()
+        table = pl.scan_parquet(decisions).filter(pl.col("_row").is_between(low, high)).collect()
+        df = with_marks(join_decisions(df, table))
+        df, gone = split_marked(df, barrier_name)
+        removed.append(_removed_rows(gone))
+    kept = _run_maps(df, steps, ctx, removed)
+    stats = _finish_batch(folder, index, kept, removed)
+    stats["records"] = df.height
+    return stats
+
+
+# ---------------------------------------------------------------- orchestration in the main process
+
+
+class LocalExecutor:
+    """Runs batch functions in-process (`workers=1`) or in a pool of spawned processes, in order."""
+
+    def __init__(self, workers: int = 1):
+        self.workers = max(1, workers)
+        self._pool: Any = None
+
+    def __enter__(self) -> LocalExecutor:
+        if self.workers > 1:
+            self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        if self._pool is not None:
+            self._pool.terminate() if exc[0] else self._pool.close()
+            self._pool.join()
+
+    def map(self, fn: Callable[[Any], dict], tasks: Iterator[Any]) -> Iterator[dict]:
+        """Results in task order; at most 2×workers tasks in flight, so memory stays bounded."""
+        if self._pool is None:
+            for task in tasks:
+                yield fn(task)
+            return
+        pending: deque = deque()
+        for task in tasks:
+            pending.append(self._pool.apply_async(fn, (task,)))
+            if len(pending) >= 2 * self.workers:
+                yield pending.popleft().get()
+        while pending:
+            yield pending.popleft().get()
+
+
+def batch_files(folder: Path) -> list[Path]:
+    """The kept-row files of a pass, in batch order."""
+    return sorted(folder.glob("batch-*.parquet"))
+
+
+def run_barrier(step: BarrierStep, folder: Path, ctx: Context) -> Path:
+    """Run a barrier over every kept row of a pass; write its decision table sorted by `_row`."""
+    files = batch_files(folder)
+    if files:
+        rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
+        decisions = step.decide(rows, ctx).sort("_row")
+    else:
+        decisions = pl.DataFrame(schema={"_row": pl.Int64(), DROP: pl.String()})
+    path = folder / "decisions.parquet"
+    _write_atomic(decisions, path)
+    return path
+
+
+def mark_done(folder: Path, batches: int) -> None:
+    """Write the completion marker of a pass (after its batches and barrier decisions)."""
+    (folder / DONE).write_text(f"{batches}\n")
+
+
+def is_done(folder: Path) -> bool:
+    """True when a pass finished before (its results can be reused as they are)."""
+    return (folder / DONE).exists()

@@ -1,0 +1,1 @@
+"""Reading inputs: files, compression, record formats, canonical conversion."""

@@ -1,0 +1,126 @@
+"""Finding input files and reading them through optional `.gz` / `.zst` compression."""
+
+from __future__ import annotations
+
+import glob
+import gzip
+import io
+import zlib
+from collections.abc import Iterator
+from pathlib import Path
+
+import zstandard
+
+#: Record file extensions curate reads (each may end in .gz or .zst as well).
+DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
+COMPRESSION_SUFFIXES = (".gz", ".zst")
+_CHUNK = 1 << 20
+
+
+class TruncatedInput(Exception):
+    """A compressed stream ended before its end-of-stream marker (the file was cut short)."""
+
+
+def split_suffix(path: str | Path) -> tuple[str, str | None]:
+    """Return (data suffix, compression suffix) of a file name, e.g. ('.jsonl', '.zst')."""
+    name = Path(path).name.lower()
+    compression = None
+    for comp in COMPRESSION_SUFFIXES:
+        if name.endswith(comp):
+            compression, name = comp, name[: -len(comp)]
+    for suffix in DATA_SUFFIXES:
+        if name.endswith(suffix):
+            return suffix, compression
+    return "", compression
+
+
+def is_hf_dataset_dir(path: Path) -> bool:
+    """True for a folder written by `datasets.Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."""
+    return path.is_dir() and (
+        ((path / "dataset_info.json").exists() and (path / "state.json").exists())
+        or (path / "dataset_dict.json").exists()
+    )
+
+
+def resolve_paths(pattern: str, base: Path) -> list[Path]:
+    """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
+
+    A folder is searched recursively for supported files; results are sorted, so the order in which
+    records are read (and hence which duplicate is kept) does not depend on the file system.
+    """
+    full = Path(pattern).expanduser()
+    if not full.is_absolute():
+        full = base / full
+    if any(ch in pattern for ch in "*?["):
+        matches = [Path(p) for p in glob.glob(str(full), recursive=True)]
+        return sorted(p for p in matches if (p.is_file() and split_suffix(p)[0]) or is_hf_dataset_dir(p))
+    if full.is_file():
+        return [full]
+    if is_hf_dataset_dir(full):
+        return [full]
+    if full.is_dir():
+        return sorted(p for p in full.rglob("*") if p.is_file() and split_suffix(p)[0])
+    return []
+
+
+def _zstd_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+    """Decompress a (possibly multi-frame) zstd stream, raising TruncatedInput if it is cut short."""
+    dctx = zstandard.ZstdDecompressor()
+    obj = dctx.decompressobj()
+    pending = False
+    while chunk := raw.read(_CHUNK):
+        while chunk:
+            out = obj.decompress(chunk)
+            pending = True
+            if out:
+                yield out
+            if obj.eof:
+                chunk, obj, pending = obj.unused_data, dctx.decompressobj(), False
+            else:
+                chunk = b""
+    if pending and not obj.eof:
+        raise TruncatedInput("the .zst stream ends before its end-of-frame marker (file truncated?)")
+
+
+def _gzip_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+    try:
+        with gzip.GzipFile(fileobj=raw) as gz:
+            while chunk := gz.read(_CHUNK):
+                yield chunk
+    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
+        raise TruncatedInput(f"the .gz stream is damaged or truncated ({exc})") from exc
+
+
+def iter_chunks(path: Path) -> Iterator[bytes]:
+    """Decompressed bytes of a file in chunks."""
+    compression = split_suffix(path)[1]
+    with open(path, "rb") as raw:
+        if compression == ".gz":
+            yield from _gzip_chunks(raw)
+        elif compression == ".zst":
+            yield from _zstd_chunks(raw)
+        else:
+            while chunk := raw.read(_CHUNK):
+                yield chunk
+
+
+def iter_lines(path: Path) -> Iterator[bytes]:
+    """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
+    tail = b""
+    for chunk in iter_chunks(path):
+        lines = (tail + chunk).split(b"\n")
+        tail = lines.pop()
+        for line in lines:
+            yield line[:-1] if line.endswith(b"\r") else line
+    if tail:
+        yield tail[:-1] if tail.endswith(b"\r") else tail
+
+
+def read_all(path: Path) -> bytes:
+    """The whole decompressed content of a file."""
+    return b"".join(iter_chunks(path))
+
+
+def open_binary(path: Path) -> io.BytesIO:
+    """A file-like object over the decompressed content (for formats that need random access)."""
+    return io.BytesIO(read_all(path))

@@ -1,0 +1,104 @@
+"""Reading configured sources: format detection and raw batches in a deterministic order."""
+
+from __future__ import annotations
+
+import itertools
+from collections.abc import Iterator
+from pathlib import Path
+
+import orjson
+
+from curate.config import SourceConfig
+from curate.errors import ConfigError
+from curate.ingest.convert import RawBatch, SourceSpec
+from curate.ingest.files import split_suffix
+from curate.ingest.formats import detect_format
+from curate.ingest.readers import Payload, iter_file, iter_rows
+
+_DETECT_LOOKAHEAD = 50
+
+
+def display_path(path: Path, base: Path) -> str:
+    """A file name as the ledger shows it: relative to the config folder when inside it."""
+    try:
+        return str(path.resolve().relative_to(base.resolve()))
+    except ValueError:
+        return str(path)
+
+
+def iter_source_items(src: SourceConfig) -> Iterator[tuple[Path | None, bool, Iterator[tuple[int, Payload]]]]:
+    """(file, is_text, items) for each input of a source, files in sorted order."""
+    if src.data is not None:
+        yield None, False, iter_rows(src.data)
+        return
+    for path in src.files:
+        is_text = split_suffix(path)[0] == ".txt"
+        yield path, is_text, iter_file(path, src.txt_mode, src.split or None)
+
+
+def resolve_format(src: SourceConfig, index: int) -> str:
+    """The source's record format: as configured, or detected from its first parseable records."""
+    if src.format != "auto":
+        return src.format
+    for path, is_text, items in iter_source_items(src):
+        if is_text:
+            return "text"
+        for line, payload in itertools.islice(items, _DETECT_LOOKAHEAD):
+            obj = payload
+            if isinstance(payload, bytes):
+                try:
+                    obj = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    continue
+            if not isinstance(obj, dict):
+                continue
+            fmt = detect_format(obj, src.text_field)
+            if fmt is None:
+                where = f"{path.name} line {line}" if path else f"record {line}"
+                keys = ", ".join(list(obj)[:12])
+                raise ConfigError(
+                    [
+                        f"sources[{index}].format: cannot detect the record format of {where} "
+                        f"(keys: {keys}); set format = 'text', 'alpaca', 'sharegpt', 'messages', 'dolly' "
+                        "or 'prompt_response' with fields = {prompt = ..., response = ...}"
+                    ]
+                )
+            return fmt
+    return "text"
+
+
+def spec_for(src: SourceConfig, index: int) -> SourceSpec:
+    """The worker-side description of a source (format resolved)."""
+    return SourceSpec(src.name, resolve_format(src, index), src.text_field, src.id_field, dict(src.fields))
+
+
+def iter_raw_batches(
+    sources: list[SourceConfig], specs: list[SourceSpec], base: Path, batch_size: int, warnings: list[str]
+) -> Iterator[RawBatch]:
+    """Raw batches of every source, in config order, files sorted, items in file order.
+
+    Rows are numbered globally in this order (`_row`), which makes every "first" deterministic. An
+    input file without a single record adds a line to `warnings`.
+    """
+    row = 0
+    index = 0
+    for src, spec in zip(sources, specs, strict=True):
+        for path, is_text, items in iter_source_items(src):
+            file = display_path(path, base) if path else f"<{src.name} data>"
+            last_line = 0
+            while True:
+                chunk = list(itertools.islice(items, batch_size))
+                if not chunk:
+                    break
+                lines = []
+                for line, _payload in chunk:
+                    if line < 0:  # a problem with the file as a whole, found after its last record
+                        line = last_line + 1
+                    lines.append(line)
+                    last_line = max(last_line, line)
+                payloads = [payload for _, payload in chunk]
+                yield RawBatch(index, spec, file, is_text, row, lines, payloads)
+                row += len(chunk)
+                index += 1
+            if last_line == 0:
+                warnings.append(f"{src.name}: {file}: empty file (no records)")

@@ -1,0 +1,107 @@
+"""Writing a build's output: shards, ledger, quarantine files and the manifest. No timestamps, so
+the same config and inputs give byte-identical files."""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import orjson
+import polars as pl
+import zstandard
+
+from curate.config import OutputSection
+
+SHARD_SUFFIX = {"jsonl": ".jsonl", "jsonl.zst": ".jsonl.zst", "parquet": ".parquet"}
+LEDGER_COLUMNS = ("id", "source", "file", "line", "status", "stage", "reason", "times_sampled")
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shard_numbers(n_tokens: np.ndarray, max_records: int, max_tokens: int | None) -> np.ndarray:
+    """Shard number of each record, in order: a new shard starts when either limit would be passed."""
+    if max_tokens is None:
+        return np.arange(len(n_tokens)) // max_records
+    numbers = np.empty(len(n_tokens), dtype=np.int64)
+    shard = records = tokens = 0
+    for i, t in enumerate(n_tokens.tolist()):
+        if records and (records + 1 > max_records or tokens + t > max_tokens):
+            shard, records, tokens = shard + 1, 0, 0
+        numbers[i] = shard
+        records += 1
+        tokens += t
+    return numbers
+
+
+def jsonl_bytes(df: pl.DataFrame) -> bytes:
+    """JSON Lines of the frame; `meta` (JSON text) is embedded as an object."""
+    lines = []
+    for row in df.iter_rows(named=True):
+        if row.get("meta") is not None:
+            row["meta"] = orjson.Fragment(row["meta"])
+        lines.append(orjson.dumps(row))
+    return b"\n".join(lines) + (b"\n" if lines else b"")
+
+
+def write_shards(records: pl.DataFrame, folder: Path, output: OutputSection) -> list[dict[str, Any]]:
+    """Write records (already in output order) as shards in every configured format."""
+    folder.mkdir(parents=True, exist_ok=True)
+    numbers = shard_numbers(records["n_tokens"].to_numpy(), output.shard_max_records, output.shard_max_tokens)
+    records = records.with_columns(pl.Series("_shard", numbers))
+    shards = []
+    for (number,), part in records.group_by("_shard", maintain_order=True):
+        part = part.drop("_shard")
+        for fmt in output.formats:
+            path = folder / f"part-{number:05d}{SHARD_SUFFIX[fmt]}"
+            if fmt == "parquet":
+                part.write_parquet(path, compression="zstd", statistics=True)
+            elif fmt == "jsonl":
+                path.write_bytes(jsonl_bytes(part))
+            else:
+                cctx = zstandard.ZstdCompressor(level=output.zstd_level, threads=0)
+                path.write_bytes(cctx.compress(jsonl_bytes(part)))
+            shards.append(
+                {
+                    "path": f"{folder.name}/{path.name}",
+                    "format": fmt,
+                    "records": part.height,
+                    "tokens": int(part["n_tokens"].sum()),
+                    "sha256": sha256_file(path),
+                }
+            )
+    return shards
+
+
+def write_quarantine(quarantined: pl.DataFrame, folder: Path) -> dict[str, str]:
+    """One `quarantine/<source>.jsonl` per source with quarantined records: file, line, reason, raw."""
+    written = {}
+    if quarantined.is_empty():
+        return written
+    folder.mkdir(parents=True, exist_ok=True)
+    for (source,), part in quarantined.sort("_row").group_by("source", maintain_order=True):
+        rows = part.select(
+            pl.col("_file").alias("file"),
+            pl.col("_line").alias("line"),
+            pl.col("_stage").alias("stage"),
+            pl.col("_error").alias("reason"),
+            pl.col("_raw").alias("raw"),
+        )
+        path = folder / f"{source}.jsonl"
+        path.write_bytes(b"".join(orjson.dumps(r) + b"\n" for r in rows.iter_rows(named=True)))
+        written[source] = f"{folder.name}/{path.name}"
+    return written
+
+
+def write_json(data: Any, path: Path) -> None:
+    """Pretty, key-sorted JSON with a final newline (deterministic bytes)."""
+    path.write_text(json.dumps(data, indent=2, sort_keys=True, ensure_ascii=False) + "\n", encoding="utf-8")

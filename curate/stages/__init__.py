@@ -1,0 +1,22 @@
+"""Stages: the explicit table of every stage a pipeline can `use`, by name.
+
+Each stage is a dataclass; its fields are the TOML parameters (see `curate stages`). Use them on a
+DataFrame in a notebook with `curate.stages.Normalize().process(df)`.
+"""
+
+from __future__ import annotations
+
+from curate.stages.base import Context, Stage
+from curate.stages.exact_dedup import ExactDedup
+from curate.stages.filter_length import FilterLength
+from curate.stages.language import Language
+from curate.stages.normalize import Normalize
+
+STAGES: dict[str, type[Stage]] = {
+    "normalize": Normalize,
+    "filter_length": FilterLength,
+    "exact_dedup": ExactDedup,
+    "language": Language,
+}
+
+__all__ = ["STAGES", "Context", "ExactDedup", "FilterLength", "Language", "Normalize", "Stage"]

@@ -1,0 +1,77 @@
+"""The work dir: cache keys for inputs, and locks that keep two builds apart.
+
+Locks are `flock`s on files, so the kernel releases them when a build dies, even by SIGKILL: a killed
+build never leaves a stuck lock behind.
+"""
+
+from __future__ import annotations
+
+import fcntl
+import hashlib
+import os
+from contextlib import ExitStack
+from pathlib import Path
+from types import TracebackType
+
+from curate import __version__
+from curate.config import Config
+from curate.errors import FatalError
+from curate.ingest.convert import SourceSpec
+from curate.stages.base import Context
+
+
+class BuildLock:
+    """Exclusive, non-blocking locks on the output and the work dir for the length of a build."""
+
+    def __init__(self, output: Path, work_dir: Path):
+        self.paths = [output.parent / f".{output.name}.lock", work_dir / ".lock"]
+        self._stack = ExitStack()
+
+    def __enter__(self) -> BuildLock:
+        for path in self.paths:
+            path.parent.mkdir(parents=True, exist_ok=True)
+            handle = self._stack.enter_context(open(path, "a+"))
+            try:
+                fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
+            except BlockingIOError:
+                self._stack.close()
+                handle.seek(0)
+                raise FatalError(
+                    f"another build is running with the same output or work dir (lock {path} is held); "
+                    "wait for it to finish, or use --output / --work-dir to build elsewhere"
+                ) from None
+            handle.seek(0)
+            handle.truncate()
+            handle.write(f"{os.getpid()}\n")
+            handle.flush()
+        return self
+
+    def __exit__(self, kind: type | None, exc: BaseException | None, tb: TracebackType | None) -> None:
+        self._stack.close()
+
+
+def _data_fingerprint(data: object) -> str:
+    fingerprint = getattr(data, "_fingerprint", None)  # datasets.Dataset
+    if fingerprint:
+        return str(fingerprint)
+    import polars as pl
+
+    if isinstance(data, pl.DataFrame):
+        return f"{data.height}:{data.hash_rows(seed=0).sum()}:{data.schema}"
+    return f"object:{id(data)}"
+
+
+def input_key(config: Config, specs: list[SourceSpec], ctx: Context) -> str:
+    """Key of everything pass 0 reads: sources, their files (path, size, mtime), format, tokenizer.
+
+    Files are identified by size and modification time (as make does): editing an input re-runs.
+    """
+    parts = [f"curate {__version__}", f"tokenizer {ctx.tokenizer}", f"batch {config.pipeline.batch_size}"]
+    for src, spec in zip(config.sources, specs, strict=True):
+        parts.append(repr((spec, src.txt_mode, src.split)))
+        if src.data is not None:
+            parts.append(_data_fingerprint(src.data))
+        for path in src.files:
+            stat = path.stat()
+            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
