@@ -11,7 +11,7 @@ import polars as pl
 
 from curate.build import BuildResult
 from curate.build import build as _build
-from curate.config import Config, SourceConfig, load_config, stage_dataclass_fields
+from curate.config import Config, load_config, stage_dataclass_fields
 from curate.errors import RecordError
 from curate.ingest.convert import convert_batch
 from curate.ingest.source import iter_raw_batches, iter_source_items, spec_for
@@ -90,8 +90,7 @@ def validate(config: ConfigLike, *, base_dir: str | Path | None = None) -> Valid
     for index, src in enumerate(cfg.sources):
         spec = spec_for(src, index)
         records = sum(sum(1 for _ in items) for _, _, items in iter_source_items(src))
-        sample_cfg = SourceConfig(**{**src.__dict__})
-        batches = iter_raw_batches([sample_cfg], [spec], cfg.base_dir, _SAMPLE, report.warnings)
+        batches = iter_raw_batches([src], [spec], cfg.base_dir, _SAMPLE, report.warnings)
         first = next(batches, None)
         sampled, bad, tokens = 0, 0, 0
         if first is not None:

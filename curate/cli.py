@@ -165,3 +165,7 @@ def stages_command(name: str | None) -> None:
         for p in info["params"]:
             out.print(f"    {p['name']} ({p['type']}, default {p['default']!r}): {p['doc']}", highlight=False)
         out.print()
+
+
+if __name__ == "__main__":
+    main()

@@ -184,7 +184,7 @@ def _sources(table: Any, base: Path, problems: list[str]) -> list[SourceConfig] 
         where = f"sources[{i}]"
         kwargs, found = check_params(SourceConfig, entry, where, skip=("data",))
         problems += found
-        if found:
+        if "name" not in kwargs:
             continue
         src = SourceConfig(**kwargs, _data=entry.get("data"))
         problems += _check_source(src, where, base, seen)
@@ -246,7 +246,7 @@ def _stages(table: Any, problems: list[str]) -> list[Stage]:
             continue
         kwargs, found = check_params(STAGES[name], entry, where, skip=("use",))
         problems += found
-        if found:
+        if any("required key is missing" in p for p in found):
             continue
         stage = STAGES[name](**kwargs)
         problems += stage.problems(where)

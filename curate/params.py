@@ -116,7 +116,8 @@ def check_params(cls: type, table: dict[str, Any], where: str, skip: tuple[str, 
             continue
         converted, value_problems = check_value(value, hints[key], f"{where}.{key}")
         problems += value_problems
-        kwargs[key] = converted
+        if not value_problems:  # invalid values are left out, so cross-checks can still run on the rest
+            kwargs[key] = converted
     for name, f in fields.items():
         no_default = f.default is dataclasses.MISSING and f.default_factory is dataclasses.MISSING
         if no_default and name not in table:

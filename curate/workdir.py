@@ -35,7 +35,6 @@ class BuildLock:
                 fcntl.flock(handle.fileno(), fcntl.LOCK_EX | fcntl.LOCK_NB)
             except BlockingIOError:
                 self._stack.close()
-                handle.seek(0)
                 raise FatalError(
                     f"another build is running with the same output or work dir (lock {path} is held); "
                     "wait for it to finish, or use --output / --work-dir to build elsewhere"

@@ -57,10 +57,16 @@ class _KeepFirst(BarrierStep):
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
         group = [HASH_COLUMN] if self.scope == "global" else ["source", HASH_COLUMN]
-        ranked = rows.select("_row", "id", *group).sort("_row")
-        first = pl.col("id").first().over(group)
-        dropped = ranked.filter(pl.col("_row") != pl.col("_row").first().over(group)).select(
-            "_row", pl.concat_str(pl.lit("exact_duplicate_of:"), first).alias(DROP)
+        ranked = (
+            rows.select("_row", "id", *group)
+            .sort("_row")
+            .with_columns(
+                pl.col("_row").first().over(group).alias("_first_row"),
+                pl.col("id").first().over(group).alias("_first_id"),
+            )
+        )
+        dropped = ranked.filter(pl.col("_row") != pl.col("_first_row")).select(
+            "_row", pl.concat_str(pl.lit("exact_duplicate_of:"), pl.col("_first_id")).alias(DROP)
         )
         return dropped.collect()
 
