@@ -18,8 +18,9 @@ from rich.table import Table
 from curate import __version__, api
 from curate.errors import CurateError
 
-out = Console()
-err = Console(stderr=True)
+# Pipes and CI logs get a fixed width, so tables are not cut down to 80 columns.
+out = Console(width=None if sys.stdout.isatty() else 120)
+err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
 def user_errors(fn: Callable) -> Callable:

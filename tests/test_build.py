@@ -20,7 +20,9 @@ from tests.conftest import REPO, write_jsonl
 
 def output_bytes(out: Path) -> dict[str, bytes]:
     """Every output file except run.json (which holds timings), by relative path."""
-    return {str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"}
+    return {
+        str(p.relative_to(out)): p.read_bytes() for p in sorted(out.rglob("*")) if p.is_file() and p.name != "run.json"
+    }
 
 
 def test_output_layout_and_ledger(tmp_path, small_pipeline):
@@ -122,10 +124,15 @@ def test_second_build_is_refused_while_one_holds_the_lock(tmp_path, small_pipeli
 def test_lock_held_by_other_process_is_refused(tmp_path, small_pipeline):
     lock = tmp_path / ".out.lock"
     holder = subprocess.Popen(
-        [sys.executable, "-c",
-         "import fcntl,sys,time; f=open(sys.argv[1],'a'); fcntl.flock(f, fcntl.LOCK_EX); print('held', flush=True); time.sleep(60)",
-         str(lock)],
-        stdout=subprocess.PIPE, text=True,
+        [
+            sys.executable,
+            "-c",
+            "import fcntl, sys, time; f = open(sys.argv[1], 'a'); fcntl.flock(f, fcntl.LOCK_EX); "
+            "print('held', flush=True); time.sleep(60)",
+            str(lock),
+        ],
+        stdout=subprocess.PIPE,
+        text=True,
     )
     try:
         assert holder.stdout.readline().strip() == "held"
@@ -158,8 +165,10 @@ def test_build_killed_with_sigkill_resumes_to_identical_output(tmp_path):
     reference = curate.build(toml, output=tmp_path / "ref", work_dir=tmp_path / "ref-work")
     work = tmp_path / ".curate"
     proc = subprocess.Popen(
-        [sys.executable, "-m", "curate", "build", str(toml), "--no-progress"], cwd=REPO,
-        stdout=subprocess.DEVNULL, stderr=subprocess.DEVNULL,
+        [sys.executable, "-m", "curate", "build", str(toml), "--no-progress"],
+        cwd=REPO,
+        stdout=subprocess.DEVNULL,
+        stderr=subprocess.DEVNULL,
     )
     deadline = time.time() + 60
     while time.time() < deadline and len(list(work.glob("pass-*/batch-*.parquet"))) < 3:

@@ -19,7 +19,10 @@ def docs(*texts: str) -> pl.DataFrame:
             "messages": [None] * len(texts),
             "n_tokens": [None] * len(texts),
         },
-        schema_overrides={"messages": pl.List(pl.Struct({"role": pl.String, "content": pl.String})), "n_tokens": pl.Int64},
+        schema_overrides={
+            "messages": pl.List(pl.Struct({"role": pl.String, "content": pl.String})),
+            "n_tokens": pl.Int64,
+        },
     )
 
 
@@ -64,7 +67,9 @@ def test_normalize_nfkc():
 
 def test_normalize_cleans_message_contents_and_keeps_roles():
     out = Normalize().process(chats(("  What   is 2+2? ", "It is\u00a0 4.  ")))
-    assert out["messages"].to_list() == [[{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}]]
+    assert out["messages"].to_list() == [
+        [{"role": "user", "content": "What is 2+2?"}, {"role": "assistant", "content": "It is 4."}]
+    ]
 
 
 def test_normalize_quarantines_records_left_empty():
@@ -79,7 +84,9 @@ def test_normalize_quarantines_records_left_empty():
 
 
 def test_filter_length_tokens_and_chars_with_reasons():
-    df = CountTokens().apply(docs("one", "one two three four five six", "x" * 300), ctx=__import__("curate").stages.Context())
+    df = CountTokens().apply(
+        docs("one", "one two three four five six", "x" * 300), ctx=__import__("curate").stages.Context()
+    )
     out = FilterLength(min_tokens=2, max_chars=200).apply_with_reasons(df)
     reasons = dict(zip(out["text"].to_list(), out["_drop"].to_list(), strict=True))
     assert reasons["one"] == "too_few_tokens"
@@ -97,7 +104,9 @@ def test_filter_length_validation():
     assert FilterLength().problems("stages[0]") == [
         "stages[0]: set at least one of min_tokens, max_tokens, min_chars, max_chars"
     ]
-    assert "stages[0].max_chars: 1 is below min_chars = 2" in FilterLength(min_chars=2, max_chars=1).problems("stages[0]")
+    assert "stages[0].max_chars: 1 is below min_chars = 2" in FilterLength(min_chars=2, max_chars=1).problems(
+        "stages[0]"
+    )
 
 
 # ---------------------------------------------------------------------------------------- exact_dedup
@@ -119,8 +128,14 @@ def test_exact_dedup_compares_roles_and_kinds():
     frame = pl.concat([chats(("a", "b")), chats(("a", "b"))]).with_columns(pl.Series("id", ["x", "y"]))
     assert ExactDedup().process(frame)["id"].to_list() == ["x"]
     swapped = pl.DataFrame(
-        {"id": ["p"], "source": ["s"], "kind": ["instruction"], "text": [None],
-         "messages": [[{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]], "n_tokens": [None]},
+        {
+            "id": ["p"],
+            "source": ["s"],
+            "kind": ["instruction"],
+            "text": [None],
+            "messages": [[{"role": "assistant", "content": "a"}, {"role": "user", "content": "b"}]],
+            "n_tokens": [None],
+        },
         schema_overrides={"text": pl.String, "n_tokens": pl.Int64},
     )
     assert ExactDedup().process(pl.concat([chats(("a", "b")), swapped])).height == 2
