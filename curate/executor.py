@@ -76,21 +76,25 @@ def chain_keys(passes: list[Pass], input_key: str, work_dir: Path) -> None:
 # ---------------------------------------------------------------- work done in worker processes
 
 
-def _removed_rows(removed: pl.DataFrame) -> pl.DataFrame:
-    """Ledger columns of removed rows; a quarantined row keeps its record as JSON in `_raw`."""
+def _removed_rows(removed: pl.DataFrame, before: pl.DataFrame | None = None) -> pl.DataFrame:
+    """Ledger columns of removed rows. A quarantined row keeps its record in `_raw`, as JSON of the
+    record as the failing step received it (`before`), so the quarantine shows what went in."""
     if removed.is_empty():
         return pl.DataFrame(schema=REMOVED_SCHEMA)
     if "_raw" not in removed.columns:
-        as_json = pl.struct(public_columns(removed)).struct.json_encode()
-        removed = removed.with_columns(pl.when(pl.col(ERROR).is_not_null()).then(as_json).alias("_raw"))
+        errors = removed.filter(pl.col(ERROR).is_not_null()).select("_row")
+        source = (before if before is not None else removed).join(errors, on="_row", how="semi")
+        as_json = source.select("_row", pl.struct(public_columns(source)).struct.json_encode().alias("_raw"))
+        removed = removed.join(as_json, on="_row", how="left", maintain_order="left")
     return removed.select([pl.col(c).cast(t) for c, t in REMOVED_SCHEMA.items()])
 
 
 def _run_maps(df: pl.DataFrame, steps: Sequence[MapStep], ctx: Context, removed: list[pl.DataFrame]) -> pl.DataFrame:
     for step in steps:  # empty frames go through too, so every batch file has the same columns
+        before = df
         df = with_marks(step.apply(df, ctx))
         df, gone = split_marked(df, step.stage_name)
-        removed.append(_removed_rows(gone))
+        removed.append(_removed_rows(gone, before))
     return df.drop(DROP, ERROR, strict=False)
 
 

@@ -7,6 +7,7 @@ build never leaves a stuck lock behind.
 from __future__ import annotations
 
 import fcntl
+import functools
 import hashlib
 import os
 from contextlib import ExitStack
@@ -61,16 +62,28 @@ def _data_fingerprint(data: object) -> str:
 
 
 def input_key(config: Config, specs: list[SourceSpec], ctx: Context) -> str:
-    """Key of everything pass 0 reads: sources, their files (path, size, mtime), format, tokenizer.
-
-    Files are identified by size and modification time (as make does): editing an input re-runs.
+    """Key of everything pass 0 reads: curate's code, sources, their files (path, size, mtime), format,
+    tokenizer. Files are identified by size and modification time (as make does): editing an input re-runs.
     """
-    parts = [f"curate {__version__}", f"tokenizer {ctx.tokenizer}", f"batch {config.pipeline.batch_size}"]
+    parts = [f"curate {code_fingerprint()}", f"tokenizer {ctx.tokenizer}", f"batch {config.pipeline.batch_size}"]
     for src, spec in zip(config.sources, specs, strict=True):
         parts.append(repr((spec, src.txt_mode, src.split)))
         if src.data is not None:
             parts.append(_data_fingerprint(src.data))
         for path in src.files:
-            stat = path.stat()
-            parts.append(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
+                if file.is_file():
+                    stat = file.stat()
+                    parts.append(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+@functools.cache
+def code_fingerprint() -> str:
+    """Hash of curate's own source files: a changed stage implementation never reuses stale caches."""
+    h = hashlib.sha256(__version__.encode())
+    package = Path(__file__).parent
+    for file in sorted(package.rglob("*.py")):
+        h.update(str(file.relative_to(package)).encode())
+        h.update(file.read_bytes())
+    return h.hexdigest()

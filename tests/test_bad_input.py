@@ -102,7 +102,6 @@ class Case:
     stages: list[dict] = field(default_factory=list)
     stage: str = "ingest"
     raw: dict[int, str] = field(default_factory=dict)  # line -> raw input kept in quarantine
-    xfail: str = ""  # a known bug: the case is expected to fail for this reason
 
 
 def _zst_case() -> Case:
@@ -156,6 +155,23 @@ CASES: dict[str, Case] = {
         [("in.jsonl", 2, "missing_field")],
         source={"format": "text"},
     ),
+    "missing_id_field": Case(
+        {
+            "in.jsonl": jl(
+                {"uid": "a", "text": "good document 1"}, {"text": "no id"}, {"uid": 2, "text": "good document 2"}
+            )
+        },
+        "in.jsonl",
+        ["good document 1", "good document 2"],
+        [("in.jsonl", 2, "missing_field")],
+        source={"id_field": "uid"},
+    ),
+    "missing_field_in_first_record": Case(
+        {"in.jsonl": jl({"instruction": "no output"}, alpaca("1"), alpaca("2"))},
+        "in.jsonl",
+        ["good answer 1", "good answer 2"],
+        [("in.jsonl", 1, "missing_field")],
+    ),
     "wrong_type": Case(
         {
             "in.jsonl": jl(
@@ -202,8 +218,6 @@ CASES: dict[str, Case] = {
         "in.csv",
         ["good document 1", "good document 2"],
         [("in.csv", 3, "invalid_utf8")],
-        xfail="BUG: readers._iter_csv stops at the first undecodable byte: every row of the file (good "
-        "rows before and after it included) is lost, and one row is quarantined at line 1",
     ),
     "truncated_zst": _zst_case(),
     "ragged_row": Case(
@@ -215,14 +229,7 @@ CASES: dict[str, Case] = {
 }
 
 
-def _params() -> list[Any]:
-    return [
-        pytest.param(c, id=k, marks=[pytest.mark.xfail(strict=True, reason=c.xfail)] if c.xfail else [])
-        for k, c in CASES.items()
-    ]
-
-
-@pytest.mark.parametrize("case", _params())
+@pytest.mark.parametrize("case", list(CASES.values()), ids=list(CASES))
 def test_bad_record_is_quarantined_and_the_build_goes_on(tmp_path, case: Case):
     write(tmp_path, case.files)
     result = run_build(tmp_path, config(case.path, case.stages, **case.source))
@@ -285,11 +292,6 @@ def test_truncated_gz_is_quarantined_and_the_build_goes_on(tmp_path):
     assert bad["reason"][0].startswith("truncated_file")
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: files._gzip_chunks reads 1 MiB at a time through GzipFile.read; when the stream ends "
-    "early the whole pending read is lost, so the records before the cut vanish (not kept, not in the ledger)",
-)
 def test_truncated_gz_keeps_the_records_before_the_cut(tmp_path):
     data, whole_lines = truncated_gz(docs(*map(str, range(1, 9))))
     assert 1 <= whole_lines < 8
@@ -334,11 +336,6 @@ def test_empty_file_gives_a_warning_and_no_records(tmp_path, empty):
     assert not (out / "quarantine").exists()
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: readers._iter_parquet lets pyarrow's ArrowInvalid ('Parquet file size is 0 bytes') escape; "
-    "an empty .parquet crashes the build with a non-curate exception instead of a warning",
-)
 def test_empty_parquet_file_gives_a_warning(tmp_path):
     write(tmp_path, {"in/good.jsonl": jl(*docs("1")), "in/empty.parquet": b""})
     result = run_build(tmp_path, config("in"))
@@ -357,7 +354,7 @@ def test_only_an_empty_file(tmp_path):
 
 # ------------------------------------------------------------------------------------------ strict
 
-STRICT_CASES = [k for k, c in CASES.items() if not c.xfail]
+STRICT_CASES = list(CASES)
 
 
 @pytest.mark.parametrize("name", STRICT_CASES)

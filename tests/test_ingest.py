@@ -215,11 +215,6 @@ def test_json_lines_in_a_json_file_quarantines_only_the_bad_line(tmp_path):
         curate.read_source(path, strict=True)
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: readers._iter_json decodes the whole file first; one invalid UTF-8 byte in a .json file "
-    "holding JSON Lines quarantines the whole file as one record and loses every good line",
-)
 def test_json_lines_in_a_json_file_with_invalid_utf8_keeps_the_good_lines(tmp_path):
     path = tmp_path / "lines.json"
     path.write_bytes(b'{"text": "good one"}\n{"text": "bad \xff byte"}\n{"text": "good two"}\n')
@@ -231,11 +226,6 @@ def test_csv_line_numbers():
     assert df["_line"].to_list() == [2, 3, 4]
 
 
-@pytest.mark.xfail(
-    strict=True,
-    reason="BUG: readers._iter_csv uses csv.reader.line_num, the LAST physical line of a record, so a "
-    "record with a quoted multi-line field gets the line where it ends, not where it starts",
-)
 def test_csv_line_of_a_multiline_record_is_where_it_starts(tmp_path):
     path = tmp_path / "multi.csv"
     path.write_text('text\n"first document\nspans two lines"\nsecond document\n')
@@ -414,10 +404,8 @@ def test_n_tokens_is_the_tiktoken_count_of_the_training_text():
     checked = 0
     for df in frames:
         for row in df.to_dicts():
-            if row["kind"] == "pretrain":
-                training = row["text"]
-            else:
-                training = "\n".join(m["content"] for m in row["messages"])
+            contents = [m["content"] for m in row["messages"] or []]
+            training = row["text"] if row["kind"] == "pretrain" else "\n".join(contents)
             assert row["n_tokens"] == len(enc.encode_ordinary(training)), row
             assert row["n_tokens"] > 0
             checked += 1
@@ -430,3 +418,28 @@ def test_n_tokens_counts_special_token_text_as_ordinary_text(tmp_path):
     path = tmp_path / "special.jsonl"
     path.write_text(json.dumps({"text": text}) + "\n")
     assert curate.read_source(path)["n_tokens"].to_list() == [len(enc.encode_ordinary(text))]
+
+
+# ------------------------------------------------------------------------- byte-order marks, nested datasets
+
+
+@pytest.mark.parametrize("name", ["bom.jsonl", "bom.csv", "bom.txt"])
+def test_utf8_byte_order_mark_is_ignored(tmp_path, name):
+    body = {
+        "bom.jsonl": b'{"text": "first"}\n{"text": "second"}\n',
+        "bom.csv": b"text\nfirst\nsecond\n",
+        "bom.txt": b"first\n\nsecond\n",
+    }[name]
+    (tmp_path / name).write_bytes(b"\xef\xbb\xbf" + body)
+    frame = curate.read_source(tmp_path / name, strict=True)
+    assert frame["text"].to_list() == ["first", "second"]
+
+
+def test_dataset_folder_inside_a_source_folder_is_read_as_a_dataset(tmp_path):
+    import datasets
+
+    (tmp_path / "src").mkdir()
+    (tmp_path / "src" / "a.jsonl").write_text('{"text": "from jsonl"}\n')
+    datasets.Dataset.from_dict({"text": ["from arrow"]}).save_to_disk(str(tmp_path / "src" / "hf"))
+    frame = curate.read_source(tmp_path / "src", strict=True)
+    assert sorted(frame["text"].to_list()) == ["from arrow", "from jsonl"]

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import glob
-import gzip
 import io
 import zlib
 from collections.abc import Iterator
@@ -15,6 +14,7 @@ import zstandard
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
 COMPRESSION_SUFFIXES = (".gz", ".zst")
 _CHUNK = 1 << 20
+BOM = b"\xef\xbb\xbf"
 
 
 class TruncatedInput(Exception):
@@ -59,7 +59,10 @@ def resolve_paths(pattern: str, base: Path) -> list[Path]:
     if is_hf_dataset_dir(full):
         return [full]
     if full.is_dir():
-        return sorted(p for p in full.rglob("*") if p.is_file() and split_suffix(p)[0])
+        datasets = sorted(p for p in full.rglob("*") if is_hf_dataset_dir(p))
+        inside = lambda p: any(d in p.parents for d in datasets)  # noqa: E731
+        files = [p for p in full.rglob("*") if p.is_file() and split_suffix(p)[0] and not inside(p)]
+        return sorted(files + datasets)
     return []
 
 
@@ -83,25 +86,46 @@ def _zstd_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
 
 
 def _gzip_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+    """Decompress a (possibly multi-member) gzip stream, yielding everything before a cut or damage."""
+    obj = zlib.decompressobj(wbits=31)
+    pending = False
     try:
-        with gzip.GzipFile(fileobj=raw) as gz:
-            while chunk := gz.read(_CHUNK):
-                yield chunk
-    except (EOFError, zlib.error, gzip.BadGzipFile) as exc:
-        raise TruncatedInput(f"the .gz stream is damaged or truncated ({exc})") from exc
+        while chunk := raw.read(_CHUNK):
+            while chunk:
+                out = obj.decompress(chunk)
+                pending = True
+                if out:
+                    yield out
+                if obj.eof:
+                    chunk, obj, pending = obj.unused_data, zlib.decompressobj(wbits=31), False
+                else:
+                    chunk = b""
+        if pending:
+            tail = obj.flush()
+            if tail:
+                yield tail
+    except zlib.error as exc:
+        raise TruncatedInput(f"the .gz stream is damaged ({exc})") from exc
+    if pending and not obj.eof:
+        raise TruncatedInput("the .gz stream ends before its end-of-stream marker (file truncated?)")
+
+
+def _raw_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+    while chunk := raw.read(_CHUNK):
+        yield chunk
 
 
 def iter_chunks(path: Path) -> Iterator[bytes]:
-    """Decompressed bytes of a file in chunks."""
+    """Decompressed bytes of a file in chunks, without a leading UTF-8 byte-order mark."""
     compression = split_suffix(path)[1]
+    decompress = {".gz": _gzip_chunks, ".zst": _zstd_chunks}.get(compression or "", _raw_chunks)
     with open(path, "rb") as raw:
-        if compression == ".gz":
-            yield from _gzip_chunks(raw)
-        elif compression == ".zst":
-            yield from _zstd_chunks(raw)
-        else:
-            while chunk := raw.read(_CHUNK):
-                yield chunk
+        first = True
+        for chunk in decompress(raw):
+            if first and chunk.startswith(BOM):
+                chunk = chunk[len(BOM) :]
+            first = False
+            yield chunk
 
 
 def iter_lines(path: Path) -> Iterator[bytes]:

@@ -12,11 +12,13 @@ from __future__ import annotations
 import csv
 import io
 import json
+import re
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any, Literal
 
+import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.ingest.files import TruncatedInput, is_hf_dataset_dir, iter_lines, read_all, split_suffix
@@ -59,26 +61,23 @@ def _iter_json(path: Path) -> Iterator[tuple[int, Payload]]:
     content = read_all(path)
     if not content.strip():
         return
+    looks_like_lines = content.lstrip().startswith(b"{") and b"\n" in content.strip()
     try:
         data = json.loads(content)
-    except UnicodeDecodeError as exc:
-        yield 1, Problem(f"invalid_utf8: {exc}")
-        return
-    except json.JSONDecodeError as exc:
-        # Many ".json" files are really JSON Lines; read them as such when every line is JSON.
-        if content.lstrip().startswith(b"{") and b"\n" in content.strip():
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        # Many ".json" files are really JSON Lines; read them as such (bad lines are quarantined alone).
+        if looks_like_lines:
             yield from _iter_jsonl(path)
-            return
-        raw = content[max(0, exc.pos - 80) : exc.pos + 80].decode("utf-8", "replace")
-        yield exc.lineno, Problem(f"invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}", raw)
+        elif isinstance(exc, UnicodeDecodeError):
+            yield 1, Problem(f"invalid_utf8: byte {exc.start} is not valid UTF-8 ({exc.reason}); file not read")
+        else:
+            raw = content[max(0, exc.pos - 80) : exc.pos + 80].decode("utf-8", "replace")
+            yield exc.lineno, Problem(f"invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}", raw)
         return
     if isinstance(data, dict):
         data = [data]
     if not isinstance(data, list):
-        yield (
-            1,
-            Problem(f"not_an_object: the file holds a JSON {type(data).__name__}, not an array of objects"),
-        )
+        yield 1, Problem(f"not_an_object: the file holds a JSON {_json_type(data)}, not an array of objects")
         return
     for number, item in enumerate(data, start=1):
         yield (
@@ -86,8 +85,7 @@ def _iter_json(path: Path) -> Iterator[tuple[int, Payload]]:
             item
             if isinstance(item, dict)
             else Problem(
-                f"not_an_object: record is a JSON {_json_type(item)}, expected an object",
-                json.dumps(item)[:2000],
+                f"not_an_object: record is a JSON {_json_type(item)}, expected an object", json.dumps(item)[:2000]
             ),
         )
 
@@ -100,35 +98,50 @@ def _json_type(value: Any) -> str:
 
 def _iter_parquet(path: Path) -> Iterator[tuple[int, Payload]]:
     source = path if split_suffix(path)[1] is None else io.BytesIO(read_all(path))
+    if isinstance(source, Path) and source.stat().st_size == 0:
+        return
+    try:
+        reader = pq.ParquetFile(source)
+    except pa.ArrowInvalid as exc:
+        if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
+            return
+        yield 1, Problem(f"invalid_parquet: {exc}; file not read")
+        return
     number = 0
-    for batch in pq.ParquetFile(source).iter_batches(batch_size=4096):
+    for batch in reader.iter_batches(batch_size=4096):
         for row in batch.to_pylist():
             number += 1
             yield number, row
 
 
+_BAD_BYTE = re.compile("[\udc80-\udcff]")
+
+
 def _iter_csv(path: Path) -> Iterator[tuple[int, Payload]]:
-    text = io.TextIOWrapper(io.BytesIO(read_all(path)), encoding="utf-8", errors="strict", newline="")
+    # Undecodable bytes become lone surrogates, so one bad row is quarantined instead of the whole file.
+    text = io.TextIOWrapper(io.BytesIO(read_all(path)), encoding="utf-8", errors="surrogateescape", newline="")
+    reader = csv.reader(text)
     try:
-        reader = csv.reader(text)
         header = next(reader, None)
         if header is None:
             return
+        start = reader.line_num + 1
         for row in reader:
-            number = reader.line_num
+            number, start = start, reader.line_num + 1  # a quoted field may span lines: report the first
             if not row:
                 continue
-            if len(row) != len(header):
-                yield (
-                    number,
-                    Problem(f"ragged_row: {len(row)} fields, the header has {len(header)}", ",".join(row)[:2000]),
-                )
+            raw = ",".join(row)
+            if _BAD_BYTE.search(raw):
+                bad = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+                yield number, Problem("invalid_utf8: the row holds bytes that are not valid UTF-8", bad[:2000])
+            elif _BAD_BYTE.search(",".join(header)):
+                yield number, Problem("invalid_utf8: the CSV header holds bytes that are not valid UTF-8", raw[:2000])
+            elif len(row) != len(header):
+                yield number, Problem(f"ragged_row: {len(row)} fields, the header has {len(header)}", raw[:2000])
             else:
                 yield number, dict(zip(header, row, strict=True))
-    except UnicodeDecodeError as exc:
-        yield -1, Problem(f"invalid_utf8: {exc} (the rest of the CSV file was not read)")
     except csv.Error as exc:
-        yield -1, Problem(f"invalid_csv: {exc}")
+        yield reader.line_num, Problem(f"invalid_csv: {exc}; the rest of the file was not read")
 
 
 def _iter_txt(path: Path, mode: TxtMode) -> Iterator[tuple[int, Payload]]:

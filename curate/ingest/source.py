@@ -37,9 +37,11 @@ def iter_source_items(src: SourceConfig) -> Iterator[tuple[Path | None, bool, It
 
 
 def resolve_format(src: SourceConfig, index: int) -> str:
-    """The source's record format: as configured, or detected from its first parseable records."""
+    """The source's record format: as configured, or detected from the first of its first 50 objects
+    whose keys fit a format (objects that fit none are quarantined later, one by one)."""
     if src.format != "auto":
         return src.format
+    first_unknown: tuple[str, list[str]] | None = None
     for path, is_text, items in iter_source_items(src):
         if is_text:
             return "text"
@@ -53,17 +55,19 @@ def resolve_format(src: SourceConfig, index: int) -> str:
             if not isinstance(obj, dict):
                 continue
             fmt = detect_format(obj, src.text_field)
-            if fmt is None:
-                where = f"{path.name} line {line}" if path else f"record {line}"
-                keys = ", ".join(list(obj)[:12])
-                raise ConfigError(
-                    [
-                        f"sources[{index}].format: cannot detect the record format of {where} "
-                        f"(keys: {keys}); set format = 'text', 'alpaca', 'sharegpt', 'messages', 'dolly' "
-                        "or 'prompt_response' with fields = {prompt = ..., response = ...}"
-                    ]
-                )
-            return fmt
+            if fmt is not None:
+                return fmt
+            if first_unknown is None:
+                first_unknown = (f"{path.name} line {line}" if path else f"record {line}", list(obj))
+    if first_unknown is not None:  # no record among the first ones fits a format
+        where, keys = first_unknown
+        raise ConfigError(
+            [
+                f"sources[{index}].format: cannot detect the record format of {where} "
+                f"(keys: {', '.join(keys[:12])}); set format = 'text', 'alpaca', 'sharegpt', 'messages', "
+                "'dolly' or 'prompt_response' with fields = {prompt = ..., response = ...}"
+            ]
+        )
     return "text"
 
 
