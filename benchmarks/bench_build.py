@@ -22,7 +22,6 @@ from __future__ import annotations
 
 import argparse
 import hashlib
-import io
 import json
 import os
 import platform
@@ -177,12 +176,16 @@ def training_text(obj: dict[str, Any], source: str) -> str:
     return obj["text"]
 
 
-def bare_loop(folder: Path) -> dict[str, Any]:
-    """Read every JSONL, json.loads each line, tokenize the training texts in batches of 5000."""
+def bare_loop(folder: Path, threads: int | None = None) -> dict[str, Any]:
+    """Read every JSONL, json.loads each line, tokenize the training texts in batches of 5000.
+
+    `threads`: tiktoken's `num_threads`; None keeps its default (8).
+    """
     t_start = time.perf_counter()
     import tiktoken
 
     enc = tiktoken.get_encoding(ENCODING)
+    options = {} if threads is None else {"num_threads": threads}
     t_loop = time.perf_counter()
     records = tokens = 0
     for name in SOURCES:
@@ -191,11 +194,11 @@ def bare_loop(folder: Path) -> dict[str, Any]:
             for line in fh:
                 texts.append(training_text(json.loads(line), name))
                 if len(texts) == TOKENIZE_BATCH:
-                    tokens += sum(map(len, enc.encode_ordinary_batch(texts)))
+                    tokens += sum(map(len, enc.encode_ordinary_batch(texts, **options)))
                     records += len(texts)
                     texts = []
             if texts:
-                tokens += sum(map(len, enc.encode_ordinary_batch(texts)))
+                tokens += sum(map(len, enc.encode_ordinary_batch(texts, **options)))
                 records += len(texts)
     done = time.perf_counter()
     return {
@@ -302,8 +305,11 @@ def _children_maxrss_kb() -> int:
 # ---------------------------------------------------------------- the runs
 
 
-def run_bare(folder: Path, logs: Path, tag: str) -> dict[str, Any]:
-    result = measure([sys.executable, str(Path(__file__).resolve()), "--bare-loop", str(folder)], logs / f"{tag}.log")
+def run_bare(folder: Path, logs: Path, tag: str, threads: int | None = None) -> dict[str, Any]:
+    cmd = [sys.executable, str(Path(__file__).resolve()), "--bare-loop", str(folder)]
+    if threads is not None:
+        cmd += ["--bare-threads", str(threads)]
+    result = measure(cmd, logs / f"{tag}.log")
     result.update(json.loads(result.pop("stdout").strip().splitlines()[-1]))
     return result
 
@@ -332,6 +338,7 @@ def run_curate(config: Path, workers: int, scratch: Path, logs: Path, tag: str) 
     result = measure(curate_cmd(config, workers, output, work), logs / f"{tag}.log")
     result.pop("stdout")
     run = json.loads((output / "run.json").read_text())
+    result["pass_batches"] = batch_timeline(work)
     totals = json.loads((output / "manifest.json").read_text())["totals"]
     result.update(
         records=run["records_in"],
@@ -344,6 +351,28 @@ def run_curate(config: Path, workers: int, scratch: Path, logs: Path, tag: str) 
     return result
 
 
+def batch_timeline(work: Path) -> list[dict[str, Any]]:
+    """Per pass (in run order): batches, seconds from first to last batch file, and the tail.
+
+    The tail is the gap between the last two batch completions (a batch file is written when its batch
+    is done): a long tail means one batch ran alone while other workers sat idle.
+    """
+    passes = []
+    for folder in work.glob("pass-*"):
+        times = sorted(f.stat().st_mtime for f in folder.glob("batch-*.parquet"))
+        if times:
+            passes.append(times)
+    passes.sort(key=lambda times: times[0])
+    return [
+        {
+            "batches": len(times),
+            "first_to_last_s": round(times[-1] - times[0], 2),
+            "tail_s": round(times[-1] - times[-2], 2) if len(times) > 1 else 0.0,
+        }
+        for times in passes
+    ]
+
+
 def profile_build(config: Path, scratch: Path, out: Path, top: int = 15) -> str:
     """cProfile one `--workers 1` build in a child process; the top functions by cumulative and self time."""
     output, work, prof = scratch / "profile-output", scratch / "profile-work", out / "profile_w1.prof"
@@ -354,13 +383,34 @@ def profile_build(config: Path, scratch: Path, out: Path, top: int = 15) -> str:
     subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL)
     for path in (output, work):
         shutil.rmtree(path, ignore_errors=True)
-    text = io.StringIO()
-    stats = pstats.Stats(str(prof), stream=text).strip_dirs()
-    for key in ("cumulative", "tottime"):
-        text.write(f"\n==== top {top} by {key} ====\n")
-        stats.sort_stats(key).print_stats(top)
-    (out / "profile_w1.txt").write_text(text.getvalue())
-    return text.getvalue()
+    stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
+    total = max(ct for _, _, _, ct, _ in stats.values())
+    text = [f"cProfile of `curate build --workers 1` (main process), {total:.1f} s in total", ""]
+    views = [
+        ("cumulative time, curate's own functions", 3, lambda where: f"{os.sep}curate{os.sep}" in where),
+        ("cumulative time, all functions", 3, lambda where: True),
+        ("self time, all functions", 2, lambda where: True),
+    ]
+    for title, column, keep in views:
+        rows = sorted(((v[column], k, v) for k, v in stats.items() if keep(k[0])), reverse=True)[:top]
+        text += [
+            f"## top {top} by {title}",
+            "",
+            "| ncalls | self s | cumulative s | function |",
+            "|---:|---:|---:|---|",
+        ]
+        for _, (where, line, func), (_, ncalls, tottime, cumtime, _) in rows:
+            text.append(f"| {ncalls} | {tottime:.2f} | {cumtime:.2f} | `{_short(where)}:{line}({func})` |")
+        text.append("")
+    (out / "profile_w1.md").write_text("\n".join(text))
+    return "\n".join(text)
+
+
+def _short(where: str) -> str:
+    for prefix in ("site-packages" + os.sep, str(ROOT) + os.sep):
+        if prefix in where:
+            return where.split(prefix, 1)[1]
+    return where
 
 
 # ---------------------------------------------------------------- reporting
@@ -421,7 +471,9 @@ def summarize(runs: dict[str, list[dict[str, Any]]], records: int) -> dict[str, 
     rows: dict[str, dict[str, Any]] = {}
     for name, results in runs.items():
         wall = statistics.median(r["wall_seconds"] for r in results)
-        inner = statistics.median(r["loop_seconds"] if name == "bare" else r["run_json"]["seconds"] for r in results)
+        inner = statistics.median(
+            r["loop_seconds"] if "loop_seconds" in r else r["run_json"]["seconds"] for r in results
+        )
         tree = [r["peak_rss_tree_mb"] for r in results if r["peak_rss_tree_mb"] is not None]
         proc = [r["peak_rss_process_mb"] for r in results if r["peak_rss_process_mb"] is not None]
         rows[name] = {
@@ -442,7 +494,8 @@ def summarize(runs: dict[str, list[dict[str, Any]]], records: int) -> dict[str, 
 
 
 LABELS = {
-    "bare": "bare loop (json + encode_ordinary_batch)",
+    "bare": "bare loop (json + encode_ordinary_batch, default 8 threads)",
+    "bare_nproc": "bare loop, num_threads = nproc (reference only)",
     "w1": "curate build --workers 1",
     "w2": "curate build --workers 2",
 }
@@ -470,6 +523,14 @@ def markdown(report: dict[str, Any]) -> str:
         f"{sum(inputs['exact_duplicates'].values()):,} exact duplicates)",
         f"- pipeline: normalize + exact_dedup (+ count_tokens), no mixture, parquet output; tokenizer `{ENCODING}`",
         f"- median of {report['repeats']} interleaved runs; every run a fresh process and a fresh work dir",
+        "- load average (1/5/15 min) before: {} / after: {}".format(
+            *(" ".join(f"{x:.2f}" for x in report["load_average_1_5_15"][k]) for k in ("before", "after"))
+        ),
+        *(
+            [f"- **warning: the curate code changed during the runs** (now `{report['git_after']['commit']}`)"]
+            if report["code_changed_during_run"]
+            else []
+        ),
         "",
         "| run | wall s (median) | records/s | ratio to bare loop | in-process s | in-process ratio "
         "| peak RSS tree MB | peak RSS largest process MB |",
@@ -493,6 +554,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"- target: workers=1 at >= {TARGET_RATIO:.0%} of the bare loop: "
         f"**{'met' if checks['w1_meets_target'] else 'NOT met'}** (ratio {rows['w1']['ratio_to_bare']:.2f}; "
         f"in-process {rows['w1']['in_process_ratio_to_bare']:.2f})",
+        f"- against a bare loop with `num_threads` = nproc: workers=1 ratio {checks['w1_ratio_to_bare_nproc']:.2f} "
+        "(tiktoken's default of 8 threads oversubscribes a small machine; curate uses nproc / workers threads)",
         f"- scaling: workers=2 / workers=1 throughput = **{checks['w2_speedup']:.2f}x**",
         "",
         "curate `run.json` timings (median of runs, seconds):",
@@ -503,6 +566,20 @@ def markdown(report: dict[str, Any]) -> str:
     for name in ("w1", "w2"):
         cells = [f"{report['timings'][name].get(k, 0):.2f}" for k in report["timing_keys"]]
         lines.append(f"| {LABELS[name]} | " + " | ".join(cells) + " |")
+    lines += [
+        "",
+        "Batch timeline per pass (median over runs; from work-dir batch file times). The tail is the time between",
+        "the last two batches finishing: one batch running alone while other workers are idle.",
+        "",
+        "| run | pass | batches | first to last batch s | tail s |",
+        "|---|---:|---:|---:|---:|",
+    ]
+    for name in ("w1", "w2"):
+        per_run = [r["pass_batches"] for r in report["runs"][name]]
+        for index in range(min(len(p) for p in per_run)):
+            span = statistics.median(p[index]["first_to_last_s"] for p in per_run)
+            tail = statistics.median(p[index]["tail_s"] for p in per_run)
+            lines.append(f"| {LABELS[name]} | {index} | {per_run[0][index]['batches']} | {span:.2f} | {tail:.2f} |")
     return "\n".join(lines) + "\n"
 
 
@@ -520,10 +597,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--markdown", type=Path, default=BENCH_DIR / "RESULTS.md", help="markdown table to write")
     parser.add_argument("--profile", action="store_true", help="also cProfile one --workers 1 build")
     parser.add_argument("--bare-loop", type=Path, help=argparse.SUPPRESS)  # internal: run the bare loop here
+    parser.add_argument("--bare-threads", type=int, help=argparse.SUPPRESS)  # internal: its num_threads
     args = parser.parse_args(argv)
 
     if args.bare_loop:
-        print(json.dumps(bare_loop(args.bare_loop)))
+        print(json.dumps(bare_loop(args.bare_loop, args.bare_threads)))
         return 0
 
     out = args.out.resolve()
@@ -538,28 +616,37 @@ def main(argv: list[str] | None = None) -> int:
     logs = out / "logs"
     logs.mkdir(exist_ok=True)
 
-    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "w1": [], "w2": []}
+    git_before, load_before = git_commit(), os.getloadavg()
+    runs: dict[str, list[dict[str, Any]]] = {"bare": [], "bare_nproc": [], "w1": [], "w2": []}
     for rep in range(args.repeats):
         for name in runs:
             tag = f"{name}-r{rep}"
             if name == "bare":
                 result = run_bare(folder, logs, tag)
+            elif name == "bare_nproc":
+                result = run_bare(folder, logs, tag, os.cpu_count() or 1)
             else:
                 result = run_curate(config, int(name[1:]), scratch, logs, tag)
             if result["records"] != args.records:
                 raise SystemExit(f"{tag}: read {result['records']} records, expected {args.records}")
             runs[name].append(result)
             print(
-                f"  {tag:8s} {result['wall_seconds']:8.2f} s  {args.records / result['wall_seconds']:10,.0f} rec/s"
+                f"  {tag:13s} {result['wall_seconds']:8.2f} s  {args.records / result['wall_seconds']:10,.0f} rec/s"
                 f"  tree RSS {result['peak_rss_tree_mb']} MB  max process RSS {result['peak_rss_process_mb']} MB",
                 flush=True,
             )
 
+    git_after = git_commit()
+    if git_after != git_before:
+        print(f"WARNING: the curate code changed during the benchmark: {git_before} -> {git_after}", flush=True)
     summary = summarize(runs, args.records)
     timings = {name: median_timings(runs[name]) for name in ("w1", "w2")}
     report: dict[str, Any] = {
         "benchmark": "curate build vs bare json+tiktoken loop",
-        "git": git_commit(),
+        "git": git_before,
+        "git_after": git_after,
+        "code_changed_during_run": git_after != git_before,
+        "load_average_1_5_15": {"before": load_before, "after": os.getloadavg()},
         "machine": machine(),
         "versions": versions(),
         "inputs": inputs,
@@ -571,6 +658,7 @@ def main(argv: list[str] | None = None) -> int:
             "target_ratio": TARGET_RATIO,
             "w1_meets_target": summary["w1"]["ratio_to_bare"] >= TARGET_RATIO,
             "w1_meets_target_in_process": summary["w1"]["in_process_ratio_to_bare"] >= TARGET_RATIO,
+            "w1_ratio_to_bare_nproc": round(summary["w1"]["records_per_s"] / summary["bare_nproc"]["records_per_s"], 3),
             "w2_speedup": round(summary["w2"]["records_per_s"] / summary["w1"]["records_per_s"], 3),
             "w2_speedup_in_process": round(
                 summary["w2"]["in_process_records_per_s"] / summary["w1"]["in_process_records_per_s"], 3
@@ -583,7 +671,7 @@ def main(argv: list[str] | None = None) -> int:
     if args.profile:
         print("profiling one --workers 1 build (cProfile) ...", flush=True)
         profile_build(config, scratch, out)
-        report["profile"] = str(out / "profile_w1.txt")
+        report["profile"] = str(out / "profile_w1.md")
     shutil.rmtree(scratch, ignore_errors=True)
 
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")

@@ -21,6 +21,7 @@ from curate.executor import (
     REMOVED_SCHEMA,
     LocalExecutor,
     Pass,
+    apply_decisions,
     batch_files,
     chain_keys,
     ingest_batch,
@@ -77,6 +78,8 @@ def build(
     with BuildLock(out, work), Progress(enabled=progress) as bar:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
         passes = split_passes(expand(config.stages))
+        if len(passes) > 1 and not passes[-1].maps:
+            passes.pop()  # a trailing barrier's decisions are applied while the output is assembled
         chain_keys(passes, input_key(config, specs, ctx), work)
         warnings: list[str] = []
         timings: dict[str, float] = {}
@@ -150,7 +153,8 @@ def _run_pass(
 
 
 def _ingest_tasks(config: Config, specs: list[SourceSpec], p: Pass, ctx: Context, warnings: list[str]) -> Iterator[Any]:
-    for batch in iter_raw_batches(config.sources, specs, config.base_dir, config.pipeline.batch_size, warnings):
+    size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
+    for batch in iter_raw_batches(config.sources, specs, config.base_dir, size, warnings, max_bytes):
         if not (p.folder / f"batch-{batch.index:06d}.parquet").exists():
             yield (batch, p.maps, ctx, p.folder)
 
@@ -178,6 +182,11 @@ def _finish(
     )
     files = batch_files(last)
     kept = pl.concat([pl.read_parquet(f) for f in files], how="vertical") if files else None
+    tail = passes[-1].barrier
+    if tail is not None and kept is not None:
+        kept, gone = apply_decisions(kept, last / "decisions.parquet", tail.stage_name)
+        kept = kept.drop(DROP, ERROR)
+        removed = pl.concat([removed, gone], how="vertical")
     quarantined = removed.filter(pl.col(ERROR).is_not_null())
     if strict and (quarantined.height or warnings):
         first = quarantined.sort("_row").head(5).iter_rows(named=True)

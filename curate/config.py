@@ -36,7 +36,8 @@ class PipelineSection:
     seed: int = param(0, "seed for every random choice (mixture sampling, shuffling)")
     output: str = param("", "output folder, relative to the TOML file's folder (default out/<name>)")
     tokenizer: str = param(DEFAULT_ENCODING, "tiktoken encoding used for n_tokens")
-    batch_size: int = param(5000, "records per batch (memory per worker grows with it)")
+    batch_size: int = param(5000, "records per batch at most (memory per worker grows with it)")
+    batch_bytes: int = param(16_000_000, "input bytes per batch at most (a batch ends once it reaches this)")
 
 
 @dataclass
@@ -260,6 +261,8 @@ def _check_pipeline(p: PipelineSection) -> list[str]:
         out.append("pipeline.name: must not be empty")
     if p.batch_size < 1:
         out.append(f"pipeline.batch_size: must be >= 1, got {p.batch_size}")
+    if p.batch_bytes < 1:
+        out.append(f"pipeline.batch_bytes: must be >= 1, got {p.batch_bytes}")
     return out
 
 

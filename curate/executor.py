@@ -76,7 +76,7 @@ def chain_keys(passes: list[Pass], input_key: str, work_dir: Path) -> None:
 # ---------------------------------------------------------------- work done in worker processes
 
 
-def _removed_rows(removed: pl.DataFrame, before: pl.DataFrame | None = None) -> pl.DataFrame:
+def removed_rows(removed: pl.DataFrame, before: pl.DataFrame | None = None) -> pl.DataFrame:
     """Ledger columns of removed rows. A quarantined row keeps its record in `_raw`, as JSON of the
     record as the failing step received it (`before`), so the quarantine shows what went in."""
     if removed.is_empty():
@@ -94,7 +94,7 @@ def _run_maps(df: pl.DataFrame, steps: Sequence[MapStep], ctx: Context, removed:
         before = df
         df = with_marks(step.apply(df, ctx))
         df, gone = split_marked(df, step.stage_name)
-        removed.append(_removed_rows(gone, before))
+        removed.append(removed_rows(gone, before))
     return df.drop(DROP, ERROR, strict=False)
 
 
@@ -116,7 +116,7 @@ def ingest_batch(task: tuple[RawBatch, list[MapStep], Context, Path]) -> dict[st
     batch, steps, ctx, folder = task
     records, quarantined = convert_batch(batch)
     removed = [
-        _removed_rows(quarantined.with_columns(pl.lit("ingest").alias("_stage"), pl.lit(None, pl.String).alias(DROP)))
+        removed_rows(quarantined.with_columns(pl.lit("ingest").alias("_stage"), pl.lit(None, pl.String).alias(DROP)))
     ]
     kept = _run_maps(records, steps, ctx, removed)
     stats = _finish_batch(folder, batch.index, kept, removed)
@@ -124,17 +124,25 @@ def ingest_batch(task: tuple[RawBatch, list[MapStep], Context, Path]) -> dict[st
     return stats
 
 
+def apply_decisions(df: pl.DataFrame, decisions: Path, stage_name: str) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """Join a barrier's decisions (for this frame's `_row` range) onto rows: (kept rows, removed rows)."""
+    df = with_marks(df)
+    if df.is_empty():
+        return df, pl.DataFrame(schema=REMOVED_SCHEMA)
+    low, high = df["_row"].min(), df["_row"].max()
+    table = pl.scan_parquet(decisions).filter(pl.col("_row").is_between(low, high)).collect()
+    kept, gone = split_marked(with_marks(join_decisions(df, table)), stage_name)
+    return kept, removed_rows(gone)
+
+
 def rerun_batch(task: tuple[Path, Path | None, str, list[MapStep], Context, Path, int]) -> dict[str, int]:
     """Pass k>0, one batch: join the previous barrier's decisions, run the map steps, write."""
     source, decisions, barrier_name, steps, ctx, folder, index = task
     df = with_marks(pl.read_parquet(source))
     removed: list[pl.DataFrame] = []
-    if decisions is not None and not df.is_empty():
-        low, high = df["_row"].min(), df["_row"].max()
-        table = pl.scan_parquet(decisions).filter(pl.col("_row").is_between(low, high)).collect()
-        df = with_marks(join_decisions(df, table))
-        df, gone = split_marked(df, barrier_name)
-        removed.append(_removed_rows(gone))
+    if decisions is not None:
+        df, gone = apply_decisions(df, decisions, barrier_name)
+        removed.append(gone)
     kept = _run_maps(df, steps, ctx, removed)
     stats = _finish_batch(folder, index, kept, removed)
     stats["records"] = df.height

@@ -65,7 +65,11 @@ def input_key(config: Config, specs: list[SourceSpec], ctx: Context) -> str:
     """Key of everything pass 0 reads: curate's code, sources, their files (path, size, mtime), format,
     tokenizer. Files are identified by size and modification time (as make does): editing an input re-runs.
     """
-    parts = [f"curate {code_fingerprint()}", f"tokenizer {ctx.tokenizer}", f"batch {config.pipeline.batch_size}"]
+    parts = [
+        f"curate {code_fingerprint()}",
+        f"tokenizer {ctx.tokenizer}",
+        f"batch {config.pipeline.batch_size} {config.pipeline.batch_bytes}",
+    ]
     for src, spec in zip(config.sources, specs, strict=True):
         parts.append(repr((spec, src.txt_mode, src.split)))
         if src.data is not None:

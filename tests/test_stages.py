@@ -190,6 +190,9 @@ def test_token_count_is_inserted_where_needed():
     steps = expand([Normalize(), FilterLength(min_tokens=3), ExactDedup()])
     names = [type(s).__name__ for s in steps]
     assert names == ["Normalize", "CountTokens", "FilterLength", "_HashContent", "_KeepFirst"]
+    steps = expand([Normalize(), ExactDedup()])  # counted in the streaming pass, not after the barrier
+    assert [type(s).__name__ for s in steps] == ["Normalize", "CountTokens", "_HashContent", "_KeepFirst"]
+    assert [type(s).__name__ for s in expand([ExactDedup()])] == ["CountTokens", "_HashContent", "_KeepFirst"]
     steps = expand([FilterLength(min_tokens=3), Normalize()])
     assert [type(s).__name__ for s in steps] == ["CountTokens", "FilterLength", "Normalize", "CountTokens"]
 

@@ -76,13 +76,42 @@ def spec_for(src: SourceConfig, index: int) -> SourceSpec:
     return SourceSpec(src.name, resolve_format(src, index), src.text_field, src.id_field, dict(src.fields))
 
 
+def _size(payload: Payload) -> int:
+    if isinstance(payload, bytes | str):
+        return len(payload)
+    if isinstance(payload, dict):
+        return sum(len(v) for v in payload.values() if isinstance(v, str))
+    return 0
+
+
+def _chunks(items: Iterator[tuple[int, Payload]], max_items: int, max_bytes: int) -> Iterator[list]:
+    """Consecutive items, cut at `max_items` or once `max_bytes` of payload is reached."""
+    chunk: list = []
+    size = 0
+    for item in items:
+        chunk.append(item)
+        size += _size(item[1])
+        if len(chunk) >= max_items or size >= max_bytes:
+            yield chunk
+            chunk, size = [], 0
+    if chunk:
+        yield chunk
+
+
 def iter_raw_batches(
-    sources: list[SourceConfig], specs: list[SourceSpec], base: Path, batch_size: int, warnings: list[str]
+    sources: list[SourceConfig],
+    specs: list[SourceSpec],
+    base: Path,
+    batch_size: int,
+    warnings: list[str],
+    batch_bytes: int = 1 << 62,
 ) -> Iterator[RawBatch]:
     """Raw batches of every source, in config order, files sorted, items in file order.
 
-    Rows are numbered globally in this order (`_row`), which makes every "first" deterministic. An
-    input file without a single record adds a line to `warnings`.
+    Rows are numbered globally in this order (`_row`), which makes every "first" deterministic. A batch
+    holds at most `batch_size` items and ends once it reaches `batch_bytes` of input, so a few huge
+    documents do not make one batch that keeps a worker busy while the others idle. An input file
+    without a single record adds a line to `warnings`.
     """
     row = 0
     index = 0
@@ -90,12 +119,9 @@ def iter_raw_batches(
         for path, is_text, items in iter_source_items(src):
             file = display_path(path, base) if path else f"<{src.name} data>"
             last_line = 0
-            while True:
-                chunk = list(itertools.islice(items, batch_size))
-                if not chunk:
-                    break
+            for chunk in _chunks(items, batch_size, batch_bytes):
                 lines = []
-                for line, _payload in chunk:
+                for line, _ in chunk:
                     if line < 0:  # a problem with the file as a whole, found after its last record
                         line = last_line + 1
                     lines.append(line)

@@ -12,7 +12,10 @@ from curate.stages.base import ERROR, Context, MapStep, Stage, mark
 
 # C0 and C1 control characters except tab and newline, plus zero-width and BOM characters.
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff]"
-_SPACES = r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]+"
+_SPACE = r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]"
+# Only spans that change: two or more spaces, or one space character other than " " (faster than `+`).
+_SPACES = rf"{_SPACE}{{2,}}|[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]"
+_NON_ASCII = r"[^\x00-\x7f]"
 
 
 @dataclass
@@ -37,14 +40,14 @@ class Normalize(Stage, MapStep):
 
     def _clean(self, expr: pl.Expr) -> pl.Expr:
         expr = expr.str.replace_all("\r\n?", "\n")
-        if self.form != "none":
-            expr = expr.str.normalize(self.form)
+        if self.form != "none":  # ASCII text is already in every normal form
+            expr = pl.when(expr.str.contains(_NON_ASCII)).then(expr.str.normalize(self.form)).otherwise(expr)
         if self.control_chars:
             expr = expr.str.replace_all(_CONTROL, "")
         if self.whitespace:
             expr = (
                 expr.str.replace_all(_SPACES, " ")
-                .str.replace_all(r" ?\n ?", "\n")
+                .str.replace_all(r" \n ?|\n ", "\n")
                 .str.replace_all(r"\n{3,}", "\n\n")
                 .str.strip_chars()
             )

@@ -15,13 +15,16 @@ LEDGER_KEYS = ("_row", "_file", "_line", "id", "source")
 
 
 def expand(stages: Sequence[Stage]) -> list[Step]:
-    """The steps of a pipeline, with a token count inserted wherever `n_tokens` is read while stale.
+    """The steps of a pipeline, with token counts inserted where `n_tokens` is needed.
 
     Records arrive without `n_tokens`; a step that rewrites `text`/`messages` makes it stale again. A
-    final count is added when the last count is stale, so every output record has a correct `n_tokens`.
+    count goes in before any step that reads `n_tokens` while it is stale, and, so that every output
+    record has a correct count, right after the last step that changes content (counting early keeps
+    the count in the same streaming pass as the change, instead of re-reading all data after a barrier).
     """
     steps: list[Step] = []
     fresh = False
+    stale_since = 0  # position right after the last content change (0: the records as read)
     for stage in stages:
         for step in stage.steps():
             if not step.stage_name:
@@ -32,8 +35,9 @@ def expand(stages: Sequence[Stage]) -> list[Step]:
             steps.append(step)
             if CONTENT & set(step.writes):
                 fresh = False
+                stale_since = len(steps)
     if not fresh:
-        steps.append(CountTokens())
+        steps.insert(stale_since, CountTokens())
     return steps
 
 
