@@ -5,8 +5,9 @@ from __future__ import annotations
 import glob
 import io
 import zlib
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
@@ -66,48 +67,34 @@ def resolve_paths(pattern: str, base: Path) -> list[Path]:
     return []
 
 
-def _zstd_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
-    """Decompress a (possibly multi-frame) zstd stream, raising TruncatedInput if it is cut short."""
-    dctx = zstandard.ZstdDecompressor()
-    obj = dctx.decompressobj()
-    pending = False
-    while chunk := raw.read(_CHUNK):
-        while chunk:
-            out = obj.decompress(chunk)
-            pending = True
-            if out:
-                yield out
-            if obj.eof:
-                chunk, obj, pending = obj.unused_data, dctx.decompressobj(), False
-            else:
-                chunk = b""
-    if pending and not obj.eof:
-        raise TruncatedInput("the .zst stream ends before its end-of-frame marker (file truncated?)")
-
-
-def _gzip_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
-    """Decompress a (possibly multi-member) gzip stream, yielding everything before a cut or damage."""
-    obj = zlib.decompressobj(wbits=31)
-    pending = False
+def _frames(raw: io.BufferedReader, new_decoder: Callable[[], Any], name: str) -> Iterator[bytes]:
+    """Decompress a stream of one or more frames (gzip members, zstd frames) with a decoder that has
+    `decompress`, `eof` and `unused_data`. Yields everything before a cut, then raises TruncatedInput."""
+    decoder, pending = new_decoder(), False
     try:
         while chunk := raw.read(_CHUNK):
             while chunk:
-                out = obj.decompress(chunk)
-                pending = True
-                if out:
+                if out := decoder.decompress(chunk):
                     yield out
-                if obj.eof:
-                    chunk, obj, pending = obj.unused_data, zlib.decompressobj(wbits=31), False
+                pending = True
+                if decoder.eof:
+                    chunk, decoder, pending = decoder.unused_data, new_decoder(), False
                 else:
                     chunk = b""
-        if pending:
-            tail = obj.flush()
-            if tail:
-                yield tail
-    except zlib.error as exc:
-        raise TruncatedInput(f"the .gz stream is damaged ({exc})") from exc
-    if pending and not obj.eof:
-        raise TruncatedInput("the .gz stream ends before its end-of-stream marker (file truncated?)")
+        if pending and (tail := decoder.flush()):
+            yield tail
+    except (zlib.error, zstandard.ZstdError) as exc:
+        raise TruncatedInput(f"the {name} stream is damaged ({exc})") from exc
+    if pending and not decoder.eof:
+        raise TruncatedInput(f"the {name} stream ends before its end-of-stream marker (file truncated?)")
+
+
+def _gzip_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+    return _frames(raw, lambda: zlib.decompressobj(wbits=31), ".gz")
+
+
+def _zstd_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+    return _frames(raw, zstandard.ZstdDecompressor().decompressobj, ".zst")
 
 
 def _raw_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
