@@ -15,6 +15,7 @@ from typing import Any
 import polars as pl
 
 from curate import __version__
+from curate.assemble import output_plan, write_shards
 from curate.config import Config
 from curate.errors import FatalError
 from curate.executor import (
@@ -34,9 +35,9 @@ from curate.executor import (
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
 from curate.mixture import MixturePlan, check_feasible, instance_order, plan_mixture, sample
-from curate.output import LEDGER_COLUMNS, write_json, write_quarantine, write_shards
+from curate.output import LEDGER_COLUMNS, write_json, write_quarantine
 from curate.progress import Progress
-from curate.record import RECORD_COLUMNS, public_columns
+from curate.record import RECORD_SCHEMA
 from curate.stages.base import DROP, ERROR, Context
 from curate.stages.runner import expand
 from curate.workdir import BuildLock, input_key
@@ -173,19 +174,26 @@ def _assign_unique_ids(ledger: pl.DataFrame) -> pl.DataFrame:
 def _finish(
     config: Config, passes: list[Pass], out: Path, strict: bool, warnings: list[str], bar: Progress
 ) -> BuildResult:
-    last = passes[-1].folder
+    """Plan the mixture and write the output. Only narrow columns are held in memory; records stream."""
+    last = passes[-1]
     warnings[:] = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
     removed = pl.concat(
         [pl.read_parquet(f) for p in passes for f in sorted(p.folder.glob("removed-*.parquet"))]
         or [pl.DataFrame(schema=REMOVED_SCHEMA)],
         how="vertical",
     )
-    files = batch_files(last)
-    kept = pl.concat([pl.read_parquet(f) for f in files], how="vertical") if files else None
-    tail = passes[-1].barrier
-    if tail is not None and kept is not None:
-        kept, gone = apply_decisions(kept, last / "decisions.parquet", tail.stage_name)
-        kept = kept.drop(DROP, ERROR)
+    files = batch_files(last.folder)
+    narrow_columns = ["_row", "_file", "_line", "id", "source", "n_tokens"]
+    narrow = (
+        pl.scan_parquet(files).select(narrow_columns).collect()
+        if files
+        else pl.DataFrame(schema={c: RECORD_SCHEMA[c] for c in narrow_columns})
+    )
+    decisions = last.folder / "decisions.parquet" if last.barrier else None
+    barrier_name = last.barrier.stage_name if last.barrier else ""
+    if decisions is not None:
+        narrow, gone = apply_decisions(narrow, decisions, barrier_name)
+        narrow = narrow.drop(DROP, ERROR)
         removed = pl.concat([removed, gone], how="vertical")
     quarantined = removed.filter(pl.col(ERROR).is_not_null())
     if strict and (quarantined.height or warnings):
@@ -196,27 +204,24 @@ def _finish(
             + "\n  ".join(lines)
         )
     names = [s.name for s in config.sources]
-    kept_narrow = (
-        kept.select("_row", "source", "n_tokens")
-        if kept is not None
-        else pl.DataFrame(schema={"_row": pl.Int64, "source": pl.String, "n_tokens": pl.Int64})
-    )
-    available = kept_narrow.group_by("source").agg(pl.len().alias("records"), pl.col("n_tokens").sum().alias("tokens"))
+    available = narrow.group_by("source").agg(pl.len().alias("records"), pl.col("n_tokens").sum().alias("tokens"))
     plan = plan_mixture(available, config.mixture, names)
     if config.mixture is not None:
         check_feasible(plan)
-    times = sample(kept_narrow, plan, config.pipeline.seed)
-    ledger = _ledger(removed, kept, times)
+    times = sample(narrow, plan, config.pipeline.seed)
+    ledger = _ledger(removed, narrow, times)
+    order = instance_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
+    instances = output_plan(order, narrow, config.output)
     bar.note("writing output")
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
     try:
         tmp.mkdir(parents=True)
-        records = _output_records(kept, ledger, times, config)
-        shards = write_shards(records, tmp / "shards", config.output)
+        ids = ledger.select("_row", "id")
+        shards = write_shards(files, decisions, barrier_name, instances, ids, tmp / "shards", config.output)
         quarantine_files = write_quarantine(quarantined, tmp / "quarantine")
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
-        manifest = _manifest(config, plan, ledger, records, shards, quarantine_files, warnings)
+        manifest = _manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
         write_json(manifest, tmp / "manifest.json")
         _replace_dir(tmp, out)
     finally:
@@ -224,7 +229,7 @@ def _finish(
     return BuildResult(out, manifest, public_ledger, plan)
 
 
-def _ledger(removed: pl.DataFrame, kept: pl.DataFrame | None, times: pl.DataFrame) -> pl.DataFrame:
+def _ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame) -> pl.DataFrame:
     """One row per input record: kept (sampled ≥ 1), dropped (with stage and reason), quarantined."""
     gone = removed.select(
         "_row",
@@ -238,7 +243,7 @@ def _ledger(removed: pl.DataFrame, kept: pl.DataFrame | None, times: pl.DataFram
         pl.lit(0, pl.Int64).alias("times_sampled"),
     )
     parts = [gone]
-    if kept is not None:
+    if kept.height:
         sampled = kept.select("_row", "_file", "_line", "id", "source").join(times, on="_row", how="left")
         parts.append(
             sampled.select(
@@ -263,25 +268,11 @@ def _ledger(removed: pl.DataFrame, kept: pl.DataFrame | None, times: pl.DataFram
     return _assign_unique_ids(ledger).rename({"_file": "file", "_line": "line"})
 
 
-def _output_records(
-    kept: pl.DataFrame | None, ledger: pl.DataFrame, times: pl.DataFrame, config: Config
-) -> pl.DataFrame:
-    if kept is None:
-        return pl.DataFrame(schema={name: dtype for name, (dtype, _) in RECORD_COLUMNS.items()})
-    order = instance_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
-    ids = ledger.select("_row", "id")
-    records = order.join(kept.drop("id"), on="_row", how="left", maintain_order="left").join(
-        ids, on="_row", how="left", maintain_order="left"
-    )
-    extra = [c for c in public_columns(records) if c not in RECORD_COLUMNS]
-    return records.select(*RECORD_COLUMNS, *extra)
-
-
 def _manifest(
     config: Config,
     plan: MixturePlan,
     ledger: pl.DataFrame,
-    records: pl.DataFrame,
+    instances: pl.DataFrame,
     shards: list[dict],
     quarantine_files: dict[str, str],
     warnings: list[str],
@@ -293,9 +284,9 @@ def _manifest(
         (pl.col("status") == "quarantined").sum().alias("records_quarantined"),
     )
     by_source = {r["source"]: r for r in counts.iter_rows(named=True)}
-    realized = records.group_by("source").agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens"))
+    realized = instances.group_by("source").agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens"))
     realized_by = {r["source"]: r for r in realized.iter_rows(named=True)}
-    total_out = int(records["n_tokens"].sum()) if records.height else 0
+    total_out = int(instances["n_tokens"].sum()) if instances.height else 0
     reasons = (
         ledger.filter(pl.col("status") != "kept")
         .with_columns(pl.col("reason").str.split(":").list.first().alias("code"))
@@ -333,7 +324,7 @@ def _manifest(
         "mixture": plan.to_dict() if plan.weighted else None,
         "totals": {
             "records_in": ledger.height,
-            "records_out": records.height,
+            "records_out": instances.height,
             "tokens_out": total_out,
             "records_quarantined": int((ledger["status"] == "quarantined").sum()),
         },

@@ -53,33 +53,28 @@ def jsonl_bytes(df: pl.DataFrame) -> bytes:
     return b"\n".join(lines) + (b"\n" if lines else b"")
 
 
-def write_shards(records: pl.DataFrame, folder: Path, output: OutputSection) -> list[dict[str, Any]]:
-    """Write records (already in output order) as shards in every configured format."""
-    folder.mkdir(parents=True, exist_ok=True)
-    numbers = shard_numbers(records["n_tokens"].to_numpy(), output.shard_max_records, output.shard_max_tokens)
-    records = records.with_columns(pl.Series("_shard", numbers))
-    shards = []
-    for (number,), part in records.group_by("_shard", maintain_order=True):
-        part = part.drop("_shard")
-        for fmt in output.formats:
-            path = folder / f"part-{number:05d}{SHARD_SUFFIX[fmt]}"
-            if fmt == "parquet":
-                part.write_parquet(path, compression="zstd", statistics=True)
-            elif fmt == "jsonl":
-                path.write_bytes(jsonl_bytes(part))
-            else:
-                cctx = zstandard.ZstdCompressor(level=output.zstd_level, threads=0)
-                path.write_bytes(cctx.compress(jsonl_bytes(part)))
-            shards.append(
-                {
-                    "path": f"{folder.name}/{path.name}",
-                    "format": fmt,
-                    "records": part.height,
-                    "tokens": int(part["n_tokens"].sum()),
-                    "sha256": sha256_file(path),
-                }
-            )
-    return shards
+def write_shard(records: pl.DataFrame, number: int, folder: Path, output: OutputSection) -> list[dict[str, Any]]:
+    """Write one shard (records in output order) in every configured format; return its manifest rows."""
+    written = []
+    for fmt in output.formats:
+        path = folder / f"part-{number:05d}{SHARD_SUFFIX[fmt]}"
+        if fmt == "parquet":
+            records.write_parquet(path, compression="zstd", statistics=True)
+        elif fmt == "jsonl":
+            path.write_bytes(jsonl_bytes(records))
+        else:
+            cctx = zstandard.ZstdCompressor(level=output.zstd_level, threads=0)
+            path.write_bytes(cctx.compress(jsonl_bytes(records)))
+        written.append(
+            {
+                "path": f"{folder.name}/{path.name}",
+                "format": fmt,
+                "records": records.height,
+                "tokens": int(records["n_tokens"].sum()),
+                "sha256": sha256_file(path),
+            }
+        )
+    return written
 
 
 def write_quarantine(quarantined: pl.DataFrame, folder: Path) -> dict[str, str]:

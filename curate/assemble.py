@@ -1,0 +1,75 @@
+"""Assembling output shards from the kept-row batch files with bounded memory.
+
+The output order (input order, or the mixture's seeded shuffle with repeats) is known from narrow
+columns alone. Records are then moved in two streaming steps, an external shuffle: each batch file is
+read once and its rows are scattered into per-shard part files; each shard then reads only its parts,
+sorts them into output order and is written in every format. Peak memory is about one batch plus one
+shard, whatever the input size.
+"""
+
+from __future__ import annotations
+
+import shutil
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+
+from curate.config import OutputSection
+from curate.executor import apply_decisions
+from curate.output import shard_numbers, write_shard
+from curate.record import RECORD_COLUMNS, public_columns
+from curate.stages.base import DROP, ERROR
+
+
+def output_plan(order: pl.DataFrame, narrow: pl.DataFrame, output: OutputSection) -> pl.DataFrame:
+    """One row per output instance: `_row`, `_pos` (output position), `_shard`, `source`, `n_tokens`."""
+    plan = order.with_row_index("_pos").join(
+        narrow.select("_row", "source", "n_tokens"), on="_row", how="left", maintain_order="left"
+    )
+    shards = shard_numbers(plan["n_tokens"].to_numpy(), output.shard_max_records, output.shard_max_tokens)
+    return plan.with_columns(pl.Series("_shard", shards), pl.col("_pos").cast(pl.Int64))
+
+
+def write_shards(
+    files: list[Path],
+    decisions: Path | None,
+    barrier_name: str,
+    plan: pl.DataFrame,
+    ids: pl.DataFrame,
+    folder: Path,
+    output: OutputSection,
+) -> list[dict[str, Any]]:
+    """Write the planned instances as shards into `folder` (and a scratch folder beside it)."""
+    scratch = folder.parent / ".scatter"
+    by_row = plan.select("_row", "_pos", "_shard").sort("_row")
+    rows = by_row["_row"]
+    columns: list[str] | None = None
+    for index, path in enumerate(files):
+        batch = pl.read_parquet(path)
+        if decisions is not None:
+            batch, _ = apply_decisions(batch, decisions, barrier_name)
+        if batch.is_empty():
+            continue
+        low, high = batch["_row"].min(), batch["_row"].max()
+        start, stop = rows.search_sorted(low, side="left"), rows.search_sorted(high, side="right")
+        wanted = by_row.slice(start, stop - start)
+        if wanted.is_empty():
+            continue
+        batch = batch.drop("id", DROP, ERROR, strict=False).join(ids, on="_row", how="left")
+        if columns is None:
+            extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
+            columns = [*RECORD_COLUMNS, *extra]
+        placed = wanted.join(batch, on="_row", how="inner").select("_pos", "_shard", *columns)
+        for (shard,), part in placed.group_by("_shard"):
+            target = scratch / f"shard-{shard:06d}"
+            target.mkdir(parents=True, exist_ok=True)
+            part.drop("_shard").write_parquet(target / f"part-{index:06d}.parquet")
+    shards: list[dict[str, Any]] = []
+    folder.mkdir(parents=True, exist_ok=True)
+    for target in sorted(scratch.glob("shard-*")) if scratch.exists() else []:
+        number = int(target.name.split("-")[1])
+        records = pl.scan_parquet(sorted(target.glob("*.parquet"))).sort("_pos").drop("_pos").collect()
+        shards += write_shard(records, number, folder, output)
+    shutil.rmtree(scratch, ignore_errors=True)
+    return shards
