@@ -162,7 +162,7 @@ def test_hf_save_to_disk_folder(tmp_path):
         [u("Name a colour."), a("Blue.")],
         [u("Double it.\n\n21"), a("42")],
     ]
-    assert [meta(r) for r in out] == [{"rank": 1}, {"rank": 2}]
+    assert [meta(r) for r in out] == [{"input": "", "rank": 1}, {"input": "21", "rank": 2}]
     assert df["_line"].to_list() == [1, 2]
 
 
@@ -247,9 +247,9 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
     "alpaca": [
         {
             "messages": [u("Give three tips for staying healthy."), a("Eat well, sleep enough and exercise.")],
-            "meta": {"category": "advice"},
+            "meta": {"input": "", "category": "advice"},
         },
-        {"messages": [u("Translate to French.\n\nGood morning"), a("Bonjour")], "meta": {}},
+        {"messages": [u("Translate to French.\n\nGood morning"), a("Bonjour")], "meta": {"input": "Good morning"}},
         {"messages": [u("Name a colour."), a("Blue.")], "meta": {}},
         {
             "messages": [
@@ -259,7 +259,7 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
                 u("And its square?"),
                 a("16."),
             ],
-            "meta": {"source_id": 17},
+            "meta": {"input": "", "source_id": 17},
         },
     ],
     "sharegpt": [
@@ -282,9 +282,12 @@ EXPECTED: dict[str, list[dict[str, Any]]] = {
                 u("When was the Eiffel Tower built?\n\nThe Eiffel Tower was built from 1887 to 1889."),
                 a("From 1887 to 1889."),
             ],
-            "meta": {"category": "closed_qa"},
+            "meta": {"context": "The Eiffel Tower was built from 1887 to 1889.", "category": "closed_qa"},
         },
-        {"messages": [u("Suggest a name for a cat."), a("Whiskers.")], "meta": {"category": "brainstorming"}},
+        {
+            "messages": [u("Suggest a name for a cat."), a("Whiskers.")],
+            "meta": {"context": "", "category": "brainstorming"},
+        },
     ],
     "prompt_response": [
         {

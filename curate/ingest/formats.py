@@ -11,7 +11,9 @@ Formats (auto-detected from the first record's keys, or set with `format = ...`)
 | `dolly` | `instruction`, `context` (optional), `response` | user = instruction + blank line + context |
 | `prompt_response` | the keys named by `fields = {prompt = ..., response = ..., system = ...}` | one user turn, one assistant turn |
 
-Every key a format does not consume is kept in `meta`.
+Every key a format does not consume is kept in `meta`; so are Alpaca's `input` and Dolly's `context`,
+which are also part of the user turn, so that stages can tell the instruction from its input
+(`minhash_dedup` with `include_input = false`).
 """
 
 from __future__ import annotations
@@ -108,7 +110,7 @@ def convert(obj: Mapping[str, Any], fmt: str, options: Mapping[str, Any]) -> Can
             "instruction",
             None,
             messages,
-            _meta(obj, {"instruction", "input", "output", "system", "history"}),
+            _meta(obj, {"instruction", "output", "system", "history"}),
         )
     if fmt == "dolly":
         user = _join(_string(obj, "instruction"), _string(obj, "context", required=False))
@@ -116,7 +118,7 @@ def convert(obj: Mapping[str, Any], fmt: str, options: Mapping[str, Any]) -> Can
             {"role": "user", "content": user},
             {"role": "assistant", "content": _string(obj, "response")},
         ]
-        return "instruction", None, messages, _meta(obj, {"instruction", "context", "response"})
+        return "instruction", None, messages, _meta(obj, {"instruction", "response"})
     if fmt == "prompt_response":
         fields = options.get("fields") or {}
         prompt_key, response_key = fields.get("prompt", "prompt"), fields.get("response", "response")
