@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import json
 import os
 import resource
 import shutil
@@ -219,9 +220,11 @@ def _finish(
         ids = ledger.select("_row", "id")
         shards = write_shards(files, decisions, barrier_name, instances, ids, tmp / "shards", config.output)
         quarantine_files = write_quarantine(quarantined, tmp / "quarantine")
+        stage_stats = _copy_artifacts(passes, tmp)
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
         manifest = _manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
+        manifest["stage_stats"] = stage_stats
         write_json(manifest, tmp / "manifest.json")
         _replace_dir(tmp, out)
     finally:
@@ -332,6 +335,18 @@ def _manifest(
         "ledger": "ledger.parquet",
         "warnings": warnings,
     }
+
+
+def _copy_artifacts(passes: list[Pass], out: Path) -> dict[str, Any]:
+    """Copy barrier report files into the output; return their `<stage>.stats.json` figures by stage."""
+    stats: dict[str, Any] = {}
+    for p in passes:
+        for path in sorted((p.folder / "artifacts").glob("*")) if (p.folder / "artifacts").exists() else []:
+            if path.name.endswith(".stats.json"):
+                stats[path.name.removesuffix(".stats.json")] = json.loads(path.read_text())
+            else:
+                shutil.copyfile(path, out / path.name)
+    return stats
 
 
 def _nested_counts(reasons: pl.DataFrame) -> dict[str, dict[str, int]]:

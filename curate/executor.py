@@ -13,9 +13,10 @@ from __future__ import annotations
 import hashlib
 import multiprocessing
 import os
+import shutil
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -192,9 +193,12 @@ def batch_files(folder: Path) -> list[Path]:
 def run_barrier(step: BarrierStep, folder: Path, ctx: Context) -> Path:
     """Run a barrier over every kept row of a pass; write its decision table sorted by `_row`."""
     files = batch_files(folder)
+    artifacts = folder / "artifacts"
+    shutil.rmtree(artifacts, ignore_errors=True)
+    artifacts.mkdir()
     if files:
         rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
-        decisions = step.decide(rows, ctx).sort("_row")
+        decisions = step.decide(rows, replace(ctx, artifacts=artifacts)).sort("_row")
     else:
         decisions = pl.DataFrame(schema={"_row": pl.Int64(), DROP: pl.String()})
     path = folder / "decisions.parquet"

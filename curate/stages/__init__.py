@@ -10,6 +10,7 @@ from curate.stages.base import Context, Stage
 from curate.stages.exact_dedup import ExactDedup
 from curate.stages.filter_length import FilterLength
 from curate.stages.language import Language
+from curate.stages.minhash_dedup import MinhashDedup
 from curate.stages.normalize import Normalize
 
 STAGES: dict[str, type[Stage]] = {
@@ -17,6 +18,7 @@ STAGES: dict[str, type[Stage]] = {
     "filter_length": FilterLength,
     "exact_dedup": ExactDedup,
     "language": Language,
+    "minhash_dedup": MinhashDedup,
 }
 
-__all__ = ["STAGES", "Context", "ExactDedup", "FilterLength", "Language", "Normalize", "Stage"]
+__all__ = ["STAGES", "Context", "ExactDedup", "FilterLength", "Language", "MinhashDedup", "Normalize", "Stage"]

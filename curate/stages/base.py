@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import dataclasses
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar
 
 import polars as pl
@@ -32,11 +33,13 @@ ERROR = "_error"
 
 @dataclass(frozen=True)
 class Context:
-    """What steps may need besides their parameters: the pipeline's tokenizer and seed."""
+    """What steps may need besides their parameters: the pipeline's tokenizer and seed, and (for a
+    barrier) a folder for report files that are copied into the output (e.g. `templates.jsonl`)."""
 
     tokenizer: str = DEFAULT_ENCODING
     seed: int = 0
     token_threads: int = 8
+    artifacts: Path | None = None
 
 
 class Step:

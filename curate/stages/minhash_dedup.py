@@ -1,0 +1,277 @@
+"""`minhash_dedup`: near-duplicate and template-aware removal with MinHash LSH."""
+
+from __future__ import annotations
+
+import json
+from dataclasses import asdict, dataclass
+from typing import ClassVar, Literal
+
+import numpy as np
+import polars as pl
+
+from curate.minhash import shingles
+from curate.minhash.clusters import candidate_pairs, components, verified
+from curate.minhash.signature import band_keys, lsh_params, signatures
+from curate.minhash.skeleton import template_mask
+from curate.params import param
+from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
+
+GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
+_EXAMPLE_CHARS = 500
+
+
+@dataclass(frozen=True)
+class _Shingle(MapStep):
+    """Per record: the text of the chosen fields, its folded form and its n-gram hashes, in order."""
+
+    fields: str
+    template: bool
+    include_input: bool
+    ngram: int
+    unit: str
+    stage_name: str = "minhash_dedup"
+    reads: tuple[str, ...] = ("kind", "text", "messages", "meta")
+    writes: tuple[str, ...] = (GRAMS, FOLDED, TEXT, SEP)
+
+    def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+        df = df.with_columns(shingles.field_text(self.fields, self.include_input).fill_null("").alias(TEXT))
+        df = df.with_columns(shingles.fold(pl.col(TEXT), self.template).alias(FOLDED))
+        by_words = shingles.by_words(pl.col(FOLDED), self.unit)
+        df = df.with_columns(pl.when(by_words).then(pl.lit(" ")).otherwise(pl.lit("")).alias(SEP))
+        units = df.select(shingles.units(pl.col(FOLDED), self.unit).alias("u")).to_series()
+        if self.template:  # start/end markers make template n-grams position-aware
+            units = pl.Series([["⟨s⟩", *u, "⟨e⟩"] if u else [] for u in units.to_list()], dtype=pl.List(pl.String))
+        grams = shingles.ngrams(units, self.ngram, df[SEP])
+        hashed = grams.to_frame("g").select(
+            pl.col("g").list.eval((pl.element().hash(seed=0) & 0xFFFFFFFF).cast(pl.UInt32))
+        )["g"]
+        return df.with_columns(hashed.alias(GRAMS), pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS))
+
+
+@dataclass(frozen=True)
+class _Cluster(BarrierStep):
+    """All records at once: template n-grams (when `template`), signatures, LSH, components, keep."""
+
+    template: bool
+    ngram: int
+    num_perm: int
+    threshold: float
+    bands: int
+    rows: int
+    seed: int
+    verify: bool
+    scope: str
+    keep_per_cluster: int
+    rank_by: str
+    top_templates: int
+    stage_name: str = "minhash_dedup"
+    reads: tuple[str, ...] = ("id", "source", GRAMS, FOLDED, TEXT, SEP)
+
+    def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
+        columns = ["_row", "id", "source", GRAMS, FOLDED, TEXT, SEP]
+        if self.rank_by:
+            columns.append(self.rank_by)
+        data = rows.select(columns).collect().sort("_row")
+        n = data.height
+        lengths = data[GRAMS].list.len().to_numpy()
+        owner = np.repeat(np.arange(n), lengths)
+        grams = data[GRAMS].explode().drop_nulls().to_numpy().astype(np.uint32)
+        scope = (
+            data["source"].rank("dense").cast(pl.Int64).to_numpy()
+            if self.scope == "source"
+            else np.zeros(n, dtype=np.int64)
+        )
+        stats: dict = {"records": n, "bands": self.bands, "rows": self.rows}
+        keep = np.ones(len(grams), dtype=bool)
+        if self.template:
+            keep, skeleton = template_mask(owner, grams, scope)
+            # Unstructured records (no template text) are compared by all their n-grams instead, so
+            # near-copies among them are still found and they never pile up in one empty-skeleton cluster.
+            unstructured = np.bincount(owner[keep], minlength=n) == 0
+            keep |= unstructured[owner]
+            stats.update(asdict(skeleton), unstructured=int((unstructured & (lengths > 0)).sum()))
+        sig = signatures(owner[keep], grams[keep], n, self.num_perm, self.seed)
+        shingled = np.bincount(owner[keep], minlength=n) > 0
+        keys = band_keys(sig, self.bands, self.rows)
+        pairs = candidate_pairs(keys, scope, shingled)
+        edges = verified(pairs, sig, self.threshold) if self.verify else pairs
+        labels = components(n, edges)
+        stats.update(
+            shingled=int(shingled.sum()),
+            unshingled=int(n - shingled.sum()),
+            candidate_pairs=len(pairs),
+            verified_pairs=len(edges),
+        )
+        decisions = self._keep(data, labels)
+        stats.update(
+            clusters=int(decisions.filter(pl.col("dup_cluster_size") > 1)["dup_cluster"].n_unique()),
+            records_in_clusters=int((decisions["dup_cluster_size"] > 1).sum()),
+            dropped=int(decisions[DROP].is_not_null().sum()),
+        )
+        if ctx.artifacts is not None:
+            self._write_report(data, decisions, owner, keep, ctx, stats)
+        return decisions.select("_row", DROP, "dup_cluster", "dup_cluster_size")
+
+    def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
+        """Cluster ids (smallest record id), sizes, and the drop reason beyond `keep_per_cluster`."""
+        frame = data.select("_row", "id", *([self.rank_by] if self.rank_by else [])).with_columns(
+            pl.Series("_label", labels)
+        )
+        frame = frame.with_columns(
+            pl.col("id").min().over("_label").alias("dup_cluster"),
+            pl.len().over("_label").cast(pl.Int64).alias("dup_cluster_size"),
+        )
+        order = [pl.col(self.rank_by).fill_null(float("-inf")).neg()] if self.rank_by else []
+        frame = frame.sort([*order, "_row"]) if order else frame.sort("_row")
+        frame = frame.with_columns(pl.int_range(pl.len()).over("_label").alias("_rank")).sort("_row")
+        dropped = (pl.col("_rank") >= self.keep_per_cluster) & (pl.col("dup_cluster_size") > 1)
+        return frame.with_columns(
+            pl.when(dropped).then(pl.concat_str(pl.lit("near_duplicate:"), pl.col("dup_cluster"))).alias(DROP)
+        )
+
+    def _write_report(
+        self,
+        data: pl.DataFrame,
+        decisions: pl.DataFrame,
+        owner: np.ndarray,
+        keep: np.ndarray,
+        ctx: Context,
+        stats: dict,
+    ) -> None:
+        """`templates.jsonl` (largest clusters: size, sources, skeleton, three examples) and stats."""
+        assert ctx.artifacts is not None
+        clusters = (
+            decisions.join(data.select("_row", "source", TEXT), on="_row")
+            .filter(pl.col("dup_cluster_size") > 1)
+            .group_by("dup_cluster")
+            .agg(
+                pl.len().alias("size"),
+                pl.col(DROP).is_null().sum().alias("kept"),
+                pl.col("_row").sort().alias("rows"),
+                pl.col("source").value_counts(sort=True).alias("sources"),
+            )
+            .sort(["size", "dup_cluster"], descending=[True, False])
+            .head(self.top_templates)
+        )
+        starts = np.r_[0, np.cumsum(np.bincount(owner, minlength=data.height))]
+        lines = []
+        for cluster in clusters.iter_rows(named=True):
+            members = cluster["rows"]
+            index = int(data["_row"].search_sorted(members[0]))
+            examples = data.filter(pl.col("_row").is_in(members[:3])).select("id", "source", TEXT)
+            lines.append(
+                {
+                    "cluster": cluster["dup_cluster"],
+                    "size": cluster["size"],
+                    "kept": cluster["kept"],
+                    "sources": {s["source"]: s["count"] for s in cluster["sources"]},
+                    "skeleton": self._skeleton(data, index, keep[starts[index] : starts[index + 1]]),
+                    "examples": [
+                        {"id": r["id"], "source": r["source"], "text": r[TEXT]} for r in examples.iter_rows(named=True)
+                    ],
+                }
+            )
+        with open(ctx.artifacts / "templates.jsonl", "w", encoding="utf-8") as f:
+            f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
+        (ctx.artifacts / "minhash_dedup.stats.json").write_text(json.dumps(stats, sort_keys=True) + "\n")
+
+    def _skeleton(self, data: pl.DataFrame, index: int, kept_grams: np.ndarray) -> str:
+        """The record's folded text with the units no kept n-gram covers shown as `…`."""
+        folded, sep = data[FOLDED][index], data[SEP][index]
+        units = folded.split(" ") if sep == " " else list(folded.replace(" ", ""))
+        if self.template:
+            units = ["⟨s⟩", *units, "⟨e⟩"]
+        if not self.template or len(units) <= self.ngram:
+            covered = np.full(len(units), bool(kept_grams.any()))
+        else:
+            covered = np.zeros(len(units), dtype=bool)
+            for position in np.flatnonzero(kept_grams):
+                covered[position : position + self.ngram] = True
+        out: list[str] = []
+        for unit, shown in zip(units, covered, strict=True):
+            token = unit if shown else "…"
+            if token == "…" and out and out[-1] == "…":
+                continue
+            if token not in ("⟨s⟩", "⟨e⟩"):
+                out.append(token)
+        return sep.join(out)
+
+
+@dataclass
+class MinhashDedup(Stage):
+    """Near-duplicate removal with MinHash LSH, template-aware. Reads the chosen fields (and `rank_by`);
+    writes `dup_cluster`, `dup_cluster_size`; drops rows beyond `keep_per_cluster` per cluster
+    (reason `near_duplicate:<cluster id>`).
+
+    See `curate.minhash.shingles` for the text, skeleton and shingling rules and
+    `curate.minhash.skeleton` for how template n-grams are found. Records are compared by MinHash
+    signatures (numpy, equal to datasketch's); LSH bands and rows minimise false positives plus false
+    negatives for `threshold` unless given; candidate pairs from shared band buckets are verified
+    against the signature-estimated Jaccard (`verify`); clusters are connected components, and a
+    cluster's id is the smallest record id in it. Kept records are the top `keep_per_cluster` by
+    `rank_by` (descending; ties: input order). Writes `templates.jsonl` (largest clusters with their
+    skeleton and three examples) into the output and its figures into the manifest's `stage_stats`.
+    """
+
+    name: ClassVar[str] = "minhash_dedup"
+    reads: ClassVar[tuple[str, ...]] = ("kind", "text", "messages", "meta")
+    writes: ClassVar[tuple[str, ...]] = ("dup_cluster", "dup_cluster_size")
+    drops_rows: ClassVar[bool] = True
+
+    fields: Literal["prompt", "response", "all"] = param("all", "what is compared (pretrain records: text)")
+    template: bool = param(False, "compare skeletons: typed placeholders, template n-grams found from the data")
+    include_input: bool = param(True, "include the Alpaca input / Dolly context in the prompt")
+    ngram: int = param(5, "n-gram size (shorter texts use one n-gram of all their units)")
+    unit: Literal["word", "char", "auto"] = param("auto", "n-gram units; auto: characters for CJK text")
+    num_perm: int = param(128, "MinHash permutations")
+    threshold: float = param(0.8, "Jaccard similarity that makes two records duplicates")
+    bands: int | None = param(None, "LSH bands (default: derived from threshold)")
+    rows: int | None = param(None, "LSH rows per band (default: derived from threshold)")
+    seed: int = param(1, "seed of the MinHash permutations")
+    verify: bool = param(True, "check candidate pairs against the estimated Jaccard before clustering")
+    scope: Literal["global", "source"] = param("global", "compare across all sources or within each")
+    keep_per_cluster: int = param(1, "records kept per cluster")
+    rank_by: str = param("", "column ranking records within a cluster (descending); default input order")
+    top_templates: int = param(100, "clusters listed in templates.jsonl")
+
+    def problems(self, where: str) -> list[str]:
+        out = []
+        if self.ngram < 1:
+            out.append(f"{where}.ngram: must be >= 1, got {self.ngram}")
+        if not 2 <= self.num_perm <= 1024:
+            out.append(f"{where}.num_perm: must be between 2 and 1024, got {self.num_perm}")
+        if not 0.0 < self.threshold <= 1.0:
+            out.append(f"{where}.threshold: must be in (0, 1], got {self.threshold}")
+        if (self.bands is None) != (self.rows is None):
+            out.append(f"{where}.bands: give both bands and rows, or neither (derived from threshold)")
+        elif self.bands is not None and self.rows is not None:
+            if self.bands < 1 or self.rows < 1:
+                out.append(f"{where}.bands: bands and rows must be >= 1")
+            elif self.bands * self.rows > self.num_perm:
+                out.append(f"{where}.bands: bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
+        if self.keep_per_cluster < 1:
+            out.append(f"{where}.keep_per_cluster: must be >= 1, got {self.keep_per_cluster}")
+        if self.top_templates < 0:
+            out.append(f"{where}.top_templates: must be >= 0, got {self.top_templates}")
+        return out
+
+    def steps(self) -> list[Step]:
+        bands, rows = (self.bands, self.rows) if self.bands and self.rows else lsh_params(self.threshold, self.num_perm)
+        shingle = _Shingle(self.fields, self.template, self.include_input, self.ngram, self.unit)
+        cluster = _Cluster(
+            self.template,
+            self.ngram,
+            self.num_perm,
+            self.threshold,
+            bands,
+            rows,
+            self.seed,
+            self.verify,
+            self.scope,
+            self.keep_per_cluster,
+            self.rank_by,
+            self.top_templates,
+        )
+        if self.rank_by:
+            object.__setattr__(cluster, "reads", (*cluster.reads, self.rank_by))
+        return [shingle, cluster]

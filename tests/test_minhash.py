@@ -1,0 +1,213 @@
+"""minhash_dedup: signatures agree with datasketch, LSH clusters, short texts, templates, keep policy."""
+
+import json
+
+import numpy as np
+import polars as pl
+import pytest
+from datasketch import MinHash
+
+import curate
+from curate.minhash.signature import band_keys, lsh_params, shingle_hashes, signatures
+from curate.minhash.skeleton import otsu
+from curate.stages import MinhashDedup
+
+
+def chats(prompts, answers=None, source="s", ids=None):
+    answers = answers or [f"answer {i}" for i in range(len(prompts))]
+    return pl.DataFrame(
+        {
+            "id": ids or [f"r{i:03d}" for i in range(len(prompts))],
+            "source": [source] * len(prompts),
+            "kind": ["instruction"] * len(prompts),
+            "text": [None] * len(prompts),
+            "messages": [
+                [{"role": "user", "content": p}, {"role": "assistant", "content": a}]
+                for p, a in zip(prompts, answers, strict=True)
+            ],
+            "n_tokens": [1] * len(prompts),
+            "meta": ["{}"] * len(prompts),
+        },
+        schema_overrides={"text": pl.String},
+    )
+
+
+def test_signatures_equal_datasketch():
+    docs = [["a b c", "b c d", "c d e"], ["x"], [f"w{i} w{i + 1}" for i in range(300)]]
+    owner = np.concatenate([np.full(len(d), i) for i, d in enumerate(docs)])
+    flat = pl.Series([s for d in docs for s in d])
+    hashes = shingle_hashes(flat)
+    lookup = dict(zip(flat.to_list(), hashes.tolist(), strict=True))
+    sig = signatures(owner, hashes, len(docs), 64, seed=7)
+    for i, doc in enumerate(docs):
+        reference = MinHash(num_perm=64, seed=7, hashfunc=lambda s: lookup[s])
+        reference.update_batch(doc)
+        assert np.array_equal(reference.hashvalues, sig[i])
+
+
+def test_lsh_parameters_come_from_datasketch_and_bands_depend_on_rows():
+    assert lsh_params(0.8, 128) == (9, 13)
+    sig = np.arange(2 * 128, dtype=np.uint32).reshape(2, 128)
+    sig[1] = sig[0]
+    sig[1, 0] += 1  # differs in band 0 only
+    keys = band_keys(sig, 9, 13)
+    assert keys[0, 0] != keys[1, 0] and (keys[0, 1:] == keys[1, 1:]).all()
+
+
+def test_otsu_splits_a_bimodal_distribution():
+    values = np.array([1, 1, 1, 2, 2, 50, 60, 64], dtype=float)
+    assert otsu(np.log2(values), np.ones(len(values))) == np.log2(50)
+    assert otsu(np.array([3.0, 3.0]), np.ones(2)) is None
+
+
+def test_near_duplicates_cluster_and_the_first_is_kept():
+    base = "the quick brown fox jumps over the lazy dog near the quiet river bank today"
+    prompts = [base, base + " again", "completely different words about cooking pasta at home tonight", base]
+    out = MinhashDedup(fields="prompt", threshold=0.7).apply_with_reasons(chats(prompts))
+    assert out["_drop"].to_list() == [None, "near_duplicate:r000", None, "near_duplicate:r000"]
+    kept = out.filter(pl.col("_drop").is_null())
+    assert kept["dup_cluster"].to_list() == ["r000", "r002"]
+    assert kept["dup_cluster_size"].to_list() == [3, 1]
+
+
+def test_short_texts_never_collapse_into_one_cluster():
+    prompts = ["Hi", "Hello", "Sort numbers", "Sort letters", "Reverse it", "Why?", "Add 2 and 3", "Name a fruit"]
+    for template in (False, True):
+        out = MinhashDedup(fields="prompt", template=template).process(chats(prompts))
+        assert out.height == len(prompts), template
+    empty = MinhashDedup(fields="response").process(chats(["a", "b"], answers=["!!!", "???"]))
+    assert empty.height == 2  # no units at all: never clustered
+
+
+def test_cluster_id_is_the_smallest_id_whatever_the_order():
+    base = "write a short poem about the sea and the wind and the stars at night"
+    frame = chats([base, base, base], ids=["zeta", "alpha", "mid"])
+    out = MinhashDedup().process(frame)
+    assert out["id"].to_list() == ["zeta"] and out["dup_cluster"].to_list() == ["alpha"]
+
+
+def test_keep_per_cluster_and_rank_by():
+    base = "summarize the following article about climate change in three sentences please"
+    frame = chats([base] * 5).with_columns(pl.Series("score", [0.1, 0.9, 0.5, 0.9, 0.2]))
+    out = MinhashDedup(fields="prompt", keep_per_cluster=2, rank_by="score").process(frame)
+    assert out["id"].to_list() == ["r001", "r003"]  # the two best; a tie goes to input order
+    assert out["dup_cluster_size"].to_list() == [5, 5]
+
+
+def test_scope_source():
+    base = "list five interesting facts about the planet mars for a school project"
+    frame = pl.concat([chats([base], source="a"), chats([base], source="b", ids=["x"])])
+    assert MinhashDedup(fields="prompt", scope="global").process(frame).height == 1
+    assert MinhashDedup(fields="prompt", scope="source").process(frame).height == 2
+
+
+def test_char_units_for_cjk_text():
+    prompts = [
+        "请把下面这句话翻译成英文：今天天气很好",
+        "请把下面这句话翻译成英文：今天天气不错",
+        "写一首关于春天的短诗",
+    ]
+    out = MinhashDedup(fields="prompt", ngram=3, threshold=0.5).apply_with_reasons(chats(prompts))
+    assert out["_drop"].to_list() == [None, "near_duplicate:r000", None]
+    words = MinhashDedup(fields="prompt", ngram=3, threshold=0.5, unit="word").process(chats(prompts))
+    assert words.height == 3  # as whole "words" the two differ
+
+
+def test_template_mode_groups_a_skeleton_with_different_fillers():
+    topics = [
+        "dogs",
+        "the moon",
+        "jazz music",
+        "volcanoes",
+        "chess openings",
+        "tea",
+        "rivers",
+        "robots",
+        "ancient rome",
+        "bread baking",
+        "glaciers",
+        "bees",
+    ]
+    templated = [f"Write a short paragraph explaining why {t} matter to people today." for t in topics]
+    others = [f"Translate the sentence number {i} into French: I like {t}." for i, t in enumerate(topics)]
+    unique = ["Compose a haiku about autumn leaves falling.", "What is the capital city of Peru?"]
+    frame = chats(templated + others + unique)
+    plain = MinhashDedup(fields="prompt").process(frame)
+    assert plain.height == len(frame)  # fillers differ too much for plain near-duplicate search
+    skeleton = MinhashDedup(fields="prompt", template=True, keep_per_cluster=2).apply_with_reasons(frame)
+    sizes = skeleton.filter(pl.col("_drop").is_null()).group_by("dup_cluster").agg(pl.col("dup_cluster_size").first())
+    assert sorted(sizes["dup_cluster_size"].to_list(), reverse=True)[:2] == [12, 12]
+    assert skeleton["_drop"].is_not_null().sum() == 20
+
+
+def test_include_input_false_ignores_the_alpaca_input(tmp_path):
+    rows = [
+        {
+            "instruction": "Rewrite the sentence in passive voice.",
+            "input": f"Sentence {w} was written by {w}.",
+            "output": "ok",
+        }
+        for w in ["alice", "bob", "carol", "dave"]
+    ]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {
+        "pipeline": {"name": "t", "output": "out"},
+        "sources": [{"name": "a", "path": "a.jsonl"}],
+        "stages": [{"use": "minhash_dedup", "fields": "prompt", "include_input": False}],
+    }
+    result = curate.build(cfg, base_dir=tmp_path)
+    assert result.manifest["totals"]["records_out"] == 1
+    cfg["stages"][0]["include_input"] = True
+    assert curate.build(cfg, base_dir=tmp_path, output=tmp_path / "o2").manifest["totals"]["records_out"] == 4
+
+
+def test_build_writes_templates_stats_and_ledger_reasons(tmp_path):
+    prompts = [f"Generate a list of {n} ideas for a birthday party theme." for n in range(3, 15)] + [
+        "Explain photosynthesis to a child.",
+        "Who wrote Hamlet?",
+    ]
+    rows = [{"instruction": p, "input": "", "output": f"answer {i}"} for i, p in enumerate(prompts)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {
+        "pipeline": {"name": "t", "output": "out"},
+        "sources": [{"name": "a", "path": "a.jsonl"}],
+        "stages": [{"use": "minhash_dedup", "fields": "prompt", "template": True, "keep_per_cluster": 3}],
+    }
+    one = curate.build(cfg, base_dir=tmp_path, output=tmp_path / "one", work_dir=tmp_path / "w1")
+    two = curate.build(cfg, base_dir=tmp_path, output=tmp_path / "two", work_dir=tmp_path / "w2", workers=2)
+    assert (one.output / "shards" / "part-00000.parquet").read_bytes() == (
+        two.output / "shards" / "part-00000.parquet"
+    ).read_bytes()
+    templates = [json.loads(line) for line in (one.output / "templates.jsonl").read_text().splitlines()]
+    assert templates[0]["size"] == 12 and templates[0]["kept"] == 3
+    assert templates[0]["skeleton"].startswith("generate a list of ⟨num⟩ ideas")
+    assert len(templates[0]["examples"]) == 3 and templates[0]["sources"] == {"a": 12}
+    stats = one.manifest["stage_stats"]["minhash_dedup"]
+    assert stats["dropped"] == 9 and stats["bands"] * stats["rows"] <= 128
+    reasons = one.ledger.filter(pl.col("status") == "dropped")["reason"].unique().to_list()
+    assert reasons == [f"near_duplicate:{templates[0]['cluster']}"]
+    shard = pl.read_parquet(one.output / "shards" / "part-00000.parquet")
+    assert {"dup_cluster", "dup_cluster_size"} <= set(shard.columns)
+
+
+@pytest.mark.parametrize(
+    ("params", "message"),
+    [
+        ({"threshold": 0}, "threshold: must be in (0, 1]"),
+        ({"bands": 4}, "give both bands and rows"),
+        ({"bands": 20, "rows": 10}, "bands x rows = 200 exceeds num_perm = 128"),
+        ({"ngram": 0}, "ngram: must be >= 1"),
+        ({"keep_per_cluster": 0}, "keep_per_cluster: must be >= 1"),
+        ({"fields": "answer"}, "fields: must be one of"),
+    ],
+)
+def test_parameter_validation(tmp_path, params, message):
+    (tmp_path / "a.jsonl").write_text('{"text": "x"}\n')
+    cfg = {
+        "pipeline": {"name": "t"},
+        "sources": [{"name": "a", "path": "a.jsonl"}],
+        "stages": [{"use": "minhash_dedup", **params}],
+    }
+    with pytest.raises(curate.ConfigError) as info:
+        curate.validate(cfg, base_dir=tmp_path)
+    assert any(message in p for p in info.value.problems), info.value.problems
