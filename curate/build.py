@@ -224,7 +224,7 @@ def _finish(
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
         manifest = _manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
-        manifest["stage_stats"] = stage_stats
+        manifest["stage_stats"] = {**stage_stats, **_decontamination(config, ledger)}
         write_json(manifest, tmp / "manifest.json")
         _replace_dir(tmp, out)
     finally:
@@ -347,6 +347,17 @@ def _copy_artifacts(passes: list[Pass], out: Path) -> dict[str, Any]:
             else:
                 shutil.copyfile(path, out / path.name)
     return stats
+
+
+def _decontamination(config: Config, ledger: pl.DataFrame) -> dict[str, Any]:
+    """Records dropped per eval set by `decontaminate` stages (zero counts included)."""
+    names = [e["name"] for stage in config.stages if stage.name == "decontaminate" for e in stage.eval]
+    if not names:
+        return {}
+    reasons = ledger.filter(pl.col("reason").str.starts_with("contaminated:"))["reason"].str.slice(13)
+    counts = reasons.value_counts()
+    found = dict(zip(counts["reason"].to_list(), counts["count"].to_list(), strict=True))
+    return {"decontaminate": {"contaminated": {name: int(found.get(name, 0)) for name in names}}}
 
 
 def _nested_counts(reasons: pl.DataFrame) -> dict[str, dict[str, int]]:

@@ -142,7 +142,7 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
             problems.append(f"{key}: unknown section{did_you_mean(key, SECTIONS)}")
     pipeline = _section(PipelineSection, raw, "pipeline", problems, required=True)
     sources = _sources(raw.get("sources"), base, problems)
-    stages = _stages(raw.get("stages", []), problems)
+    stages = _stages(raw.get("stages", []), base, problems)
     mixture = _section(MixtureSection, raw, "mixture", problems)
     output = _section(OutputSection, raw, "output", problems) or OutputSection()
     if pipeline:
@@ -228,7 +228,7 @@ def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> 
     return out
 
 
-def _stages(table: Any, problems: list[str]) -> list[Stage]:
+def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:
     if not isinstance(table, list):
         problems.append("stages: must be an array of tables [[stages]]")
         return []
@@ -250,6 +250,7 @@ def _stages(table: Any, problems: list[str]) -> list[Stage]:
         if any("required key is missing" in p for p in found):
             continue
         stage = STAGES[name](**kwargs)
+        stage.bind(base)
         problems += stage.problems(where)
         stages.append(stage)
     return stages

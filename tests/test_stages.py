@@ -41,7 +41,7 @@ def chats(*pairs: tuple[str, str], source: str = "s") -> pl.DataFrame:
 
 
 def test_stage_table_is_explicit_and_complete():
-    assert set(STAGES) == {"normalize", "filter_length", "exact_dedup", "language", "minhash_dedup"}
+    assert set(STAGES) == {"normalize", "filter_length", "exact_dedup", "language", "minhash_dedup", "decontaminate"}
     for name, cls in STAGES.items():
         assert cls.name == name
         assert issubclass(cls, Stage)

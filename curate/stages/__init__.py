@@ -7,6 +7,7 @@ DataFrame in a notebook with `curate.stages.Normalize().process(df)`.
 from __future__ import annotations
 
 from curate.stages.base import Context, Stage
+from curate.stages.decontaminate import Decontaminate
 from curate.stages.exact_dedup import ExactDedup
 from curate.stages.filter_length import FilterLength
 from curate.stages.language import Language
@@ -19,6 +20,17 @@ STAGES: dict[str, type[Stage]] = {
     "exact_dedup": ExactDedup,
     "language": Language,
     "minhash_dedup": MinhashDedup,
+    "decontaminate": Decontaminate,
 }
 
-__all__ = ["STAGES", "Context", "ExactDedup", "FilterLength", "Language", "MinhashDedup", "Normalize", "Stage"]
+__all__ = [
+    "STAGES",
+    "Context",
+    "Decontaminate",
+    "ExactDedup",
+    "FilterLength",
+    "Language",
+    "MinhashDedup",
+    "Normalize",
+    "Stage",
+]

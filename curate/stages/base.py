@@ -85,6 +85,10 @@ class Stage:
         """Checks across parameters (types are checked before construction). Empty when valid."""
         return []
 
+    def bind(self, base: Path) -> None:
+        """Called by the config loader with the config file's folder, before `problems` (for stages
+        whose parameters name files)."""
+
     def steps(self) -> list[Step]:
         """The map/barrier steps this stage expands into (a map stage is its own single step)."""
         if isinstance(self, Step):
@@ -110,6 +114,8 @@ class Stage:
         """The TOML table that recreates this stage (`use` plus non-default parameters)."""
         table = {"use": self.name}
         for f in dataclasses.fields(self):
+            if f.name.startswith("_"):
+                continue
             value = getattr(self, f.name)
             default = (
                 f.default
