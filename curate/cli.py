@@ -7,8 +7,10 @@ Each command parses its options, calls the API function of the same name, and pr
 from __future__ import annotations
 
 import functools
+import json
 import sys
 from collections.abc import Callable
+from pathlib import Path
 from typing import Any
 
 import click
@@ -99,6 +101,7 @@ def build(
         f"{len({s['path'].split('.')[0] for s in m['shards']})} shard(s) to {result.output} "
         f"({result.run['seconds']:.1f} s)"
     )
+    _print_templates(result.output / "templates.jsonl")
     for warning in m["warnings"]:
         err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
     if totals["records_quarantined"]:
@@ -107,6 +110,22 @@ def build(
             f"see {result.output}/quarantine/",
             highlight=False,
         )
+
+
+def _print_templates(path: Path, top: int = 10) -> None:
+    """The largest near-duplicate / template clusters a `minhash_dedup` stage found."""
+    if not path.exists():
+        return
+    lines = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines()[:top]]
+    if not lines:
+        return
+    table = Table(title=f"largest clusters (all in {path.name})")
+    for col in ("size", "kept", "sources", "skeleton"):
+        table.add_column(col, justify="right" if col in ("size", "kept") else "left", overflow="ellipsis")
+    for t in lines:
+        sources = ", ".join(f"{k} {v}" for k, v in t["sources"].items())
+        table.add_row(str(t["size"]), str(t["kept"]), sources, t["skeleton"][:80])
+    out.print(table)
 
 
 @main.command(epilog="Example: curate validate pipelines/quickstart.toml")

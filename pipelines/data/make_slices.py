@@ -121,6 +121,13 @@ def make_gsm8k(shared: Path, out: Path, prov) -> int:
     return len(lines)
 
 
+def make_gsm8k_test(shared: Path, out: Path, prov) -> int:
+    """The quickstart's evaluation set for `decontaminate`: the first 200 GSM8K test questions."""
+    lines = first_lines(read_source(shared, "gsm8k/test.jsonl", prov), 200)
+    (out / "gsm8k_test.jsonl").write_bytes(b"".join(lines))
+    return len(lines)
+
+
 def make_web(shared: Path, out: Path, prov) -> int:
     lines = first_lines(read_source(shared, WEB_SRC, prov), WEB_N)
     other = (out / "alpaca.json").stat().st_size + (out / "gsm8k.jsonl").stat().st_size
@@ -164,6 +171,7 @@ def main() -> None:
     counts = {
         "alpaca.json": make_alpaca(shared, out, prov),
         "gsm8k.jsonl": make_gsm8k(shared, out, prov),
+        "gsm8k_test.jsonl": make_gsm8k_test(shared, out, prov),
         "web.jsonl.zst": make_web(shared, out, prov),
         "wiki.txt": make_wiki(shared, out, prov),
     }
