@@ -22,6 +22,7 @@ from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
 from curate.params import check_params, did_you_mean, param
 from curate.stages import STAGES, Stage
+from curate.record import RECORD_COLUMNS
 from curate.tokens import DEFAULT_ENCODING, check_encoding_name
 
 SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
@@ -233,6 +234,7 @@ def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:
         problems.append("stages: must be an array of tables [[stages]]")
         return []
     stages = []
+    available = set(RECORD_COLUMNS)  # columns a stage may rank by: the record's and earlier stages'
     for i, entry in enumerate(table):
         where = f"stages[{i}]"
         if not isinstance(entry, dict):
@@ -252,6 +254,13 @@ def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:
         stage = STAGES[name](**kwargs)
         stage.bind(base)
         problems += stage.problems(where)
+        rank_by = getattr(stage, "rank_by", "")
+        if rank_by and rank_by not in available:
+            problems.append(
+                f"{where}.rank_by: no column {rank_by!r} at this point{did_you_mean(rank_by, available)}; "
+                f"columns: {', '.join(sorted(available))}"
+            )
+        available.update(stage.writes)
         stages.append(stage)
     return stages
 

@@ -199,6 +199,7 @@ def test_build_writes_templates_stats_and_ledger_reasons(tmp_path):
         ({"ngram": 0}, "ngram: must be >= 1"),
         ({"keep_per_cluster": 0}, "keep_per_cluster: must be >= 1"),
         ({"fields": "answer"}, "fields: must be one of"),
+        ({"rank_by": "scroe"}, "rank_by: no column 'scroe' at this point"),
     ],
 )
 def test_parameter_validation(tmp_path, params, message):

@@ -65,13 +65,13 @@ class _Cluster(BarrierStep):
     rank_by: str
     top_templates: int
     stage_name: str = "minhash_dedup"
-    reads: tuple[str, ...] = ("id", "source", GRAMS, FOLDED, TEXT, SEP)
+
+    @property
+    def reads(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("id", "source", GRAMS, FOLDED, TEXT, SEP, *([self.rank_by] if self.rank_by else []))
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
-        columns = ["_row", "id", "source", GRAMS, FOLDED, TEXT, SEP]
-        if self.rank_by:
-            columns.append(self.rank_by)
-        data = rows.select(columns).collect().sort("_row")
+        data = rows.select("_row", *self.reads).collect().sort("_row")
         n = data.height
         lengths = data[GRAMS].list.len().to_numpy()
         owner = np.repeat(np.arange(n), lengths)
@@ -272,6 +272,4 @@ class MinhashDedup(Stage):
             self.rank_by,
             self.top_templates,
         )
-        if self.rank_by:
-            object.__setattr__(cluster, "reads", (*cluster.reads, self.rank_by))
         return [shingle, cluster]
