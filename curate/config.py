@@ -21,8 +21,8 @@ from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths,
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
 from curate.params import check_params, did_you_mean, param
-from curate.stages import STAGES, Stage
 from curate.record import RECORD_COLUMNS
+from curate.stages import STAGES, Stage
 from curate.tokens import DEFAULT_ENCODING, check_encoding_name
 
 SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
