@@ -18,7 +18,7 @@ import polars as pl
 from curate import __version__
 from curate.assemble import output_plan, write_shards
 from curate.config import Config
-from curate.errors import FatalError
+from curate.errors import ConfigError, FatalError
 from curate.executor import (
     REMOVED_SCHEMA,
     LocalExecutor,
@@ -70,15 +70,22 @@ def build(
 ) -> BuildResult:
     """Build the config's mixture. Raises FatalError when the build cannot complete."""
     started = time.perf_counter()
-    out = Path(output) if output else config.output_dir
-    work = Path(work_dir) if work_dir else default_work_dir(out)
+    if workers < 1:
+        raise ConfigError([f"workers: must be >= 1, got {workers}"])
+    out = Path(output).resolve() if output else config.output_dir.resolve()
+    work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
+    check_output_location(config, out, work)
     ctx = Context(
         config.pipeline.tokenizer,
         config.pipeline.seed,
         token_threads=max(1, (os.cpu_count() or 1) // workers),
     )
-    with BuildLock(out, work), Progress(enabled=progress) as bar:
+    try:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, file=config.file) from None
+    with BuildLock(out, work), Progress(enabled=progress) as bar:
+        _remove_leftovers(out)
         passes = split_passes(expand(config.stages))
         if len(passes) > 1 and not passes[-1].maps:
             passes.pop()  # a trailing barrier's decisions are applied while the output is assembled
@@ -366,6 +373,35 @@ def _nested_counts(reasons: pl.DataFrame) -> dict[str, dict[str, int]]:
     for r in reasons.iter_rows(named=True):
         nested.setdefault(r["stage"], {})[r["code"]] = int(r["n"])
     return nested
+
+
+def check_output_location(config: Config, out: Path, work: Path) -> None:
+    """Refuse outputs that would destroy something: a replaced output must be a previous curate output,
+    and must not hold the config, an input or the work dir."""
+    if out.exists() and not out.is_dir():
+        raise FatalError(f"output {out} exists and is not a folder")
+    for parent in out.parents:
+        if parent.exists() and not parent.is_dir():
+            raise FatalError(f"cannot create output {out}: {parent} is a file")
+    protected = [(Path(config.file).resolve(), "the config file")] if config.file else []
+    protected += [(f.resolve(), f"input {f}") for src in config.sources for f in src.files]
+    protected.append((work, "the work dir"))
+    for path, what in protected:
+        if path == out or out in path.parents:
+            raise FatalError(f"output {out} would contain {what}; choose an output folder of its own")
+    if out.is_dir() and any(out.iterdir()) and not (out / "manifest.json").is_file():
+        raise FatalError(
+            f"output {out} exists and is not a curate output (no manifest.json); curate replaces its "
+            "output folder as a whole, so choose an empty or new folder"
+        )
+
+
+def _remove_leftovers(out: Path) -> None:
+    """Temporary folders of builds that were killed before they could clean up (we hold the lock)."""
+    for leftover in out.parent.glob(f".{out.name}.tmp-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in out.parent.glob(f".{out.name}.old-*"):
+        shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _replace_dir(new: Path, target: Path) -> None:

@@ -16,12 +16,15 @@ import os
 import shutil
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
-from dataclasses import dataclass, field, replace
+from concurrent.futures import ProcessPoolExecutor
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import dataclass, replace
 from pathlib import Path
 from typing import Any
 
 import polars as pl
 
+from curate.errors import FatalError
 from curate.ingest.convert import QUARANTINE_SCHEMA, RawBatch, convert_batch
 from curate.record import public_columns
 from curate.stages.base import DROP, ERROR, BarrierStep, Context, MapStep, Step
@@ -39,16 +42,6 @@ class Pass:
     barrier: BarrierStep | None
     key: str = ""
     folder: Path = Path()
-
-
-@dataclass
-class PassOutcome:
-    """Where a finished pass left its rows."""
-
-    folder: Path
-    batches: int
-    cached: bool = False
-    stats: dict[str, int] = field(default_factory=dict)
 
 
 def split_passes(steps: Sequence[Step]) -> list[Pass]:
@@ -154,35 +147,42 @@ def rerun_batch(task: tuple[Path, Path | None, str, list[MapStep], Context, Path
 
 
 class LocalExecutor:
-    """Runs batch functions in-process (`workers=1`) or in a pool of spawned processes, in order."""
+    """Runs batch functions in-process (`workers=1`) or in a pool of spawned processes, in order.
+
+    A worker that dies (killed, out of memory, crashed in native code) fails the build with a
+    FatalError instead of hanging it. Scripts that build with several workers need the usual
+    `if __name__ == "__main__":` guard, as for any spawned process pool.
+    """
 
     def __init__(self, workers: int = 1):
         self.workers = max(1, workers)
-        self._pool: Any = None
+        self._pool: ProcessPoolExecutor | None = None
 
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1:
-            self._pool = multiprocessing.get_context("spawn").Pool(self.workers)
+            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
         return self
 
     def __exit__(self, *exc: object) -> None:
         if self._pool is not None:
-            self._pool.terminate() if exc[0] else self._pool.close()
-            self._pool.join()
+            self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
 
-    def map(self, fn: Callable[[Any], dict], tasks: Iterator[Any]) -> Iterator[dict]:
+    def map(self, fn: Callable[[Any], Any], tasks: Iterator[Any]) -> Iterator[Any]:
         """Results in task order; at most 2×workers tasks in flight, so memory stays bounded."""
         if self._pool is None:
             for task in tasks:
                 yield fn(task)
             return
         pending: deque = deque()
-        for task in tasks:
-            pending.append(self._pool.apply_async(fn, (task,)))
-            if len(pending) >= 2 * self.workers:
-                yield pending.popleft().get()
-        while pending:
-            yield pending.popleft().get()
+        try:
+            for task in tasks:
+                pending.append(self._pool.submit(fn, task))
+                if len(pending) >= 2 * self.workers:
+                    yield pending.popleft().result()
+            while pending:
+                yield pending.popleft().result()
+        except BrokenProcessPool as exc:
+            raise FatalError(f"a worker process died ({exc}); the build stopped and can be resumed") from exc
 
 
 def batch_files(folder: Path) -> list[Path]:

@@ -202,3 +202,28 @@ def test_batch_boundaries_do_not_change_output(tmp_path, small_pipeline):
     assert a.pop("manifest.json") != b.pop("manifest.json")  # the config (and its sha256) differ ...
     assert a == b  # ... but shards and ledger are byte-identical
     assert {**whole.manifest, "config_sha256": ""} == {**cut.manifest, "config_sha256": ""}
+
+
+def _die(task: int) -> int:
+    if task == 3:
+        os._exit(1)  # a worker killed mid-build (OOM killer, segfault in native code)
+    return task
+
+
+def test_a_dead_worker_fails_the_build_instead_of_hanging():
+    from curate.executor import LocalExecutor
+
+    with pytest.raises(FatalError, match="worker process died"), LocalExecutor(2) as executor:
+        list(executor.map(_die, iter(range(10))))
+
+
+def test_output_that_is_not_a_curate_output_is_never_replaced(tmp_path, small_pipeline):
+    (tmp_path / "out").mkdir()
+    (tmp_path / "out" / "precious.txt").write_text("keep me")
+    with pytest.raises(FatalError, match="is not a curate output"):
+        curate.build(small_pipeline, base_dir=tmp_path)
+    assert (tmp_path / "out" / "precious.txt").read_text() == "keep me"
+    small_pipeline["pipeline"]["output"] = "."
+    with pytest.raises(FatalError, match="would contain input"):
+        curate.build(small_pipeline, base_dir=tmp_path)
+    assert (tmp_path / "inst.jsonl").exists()

@@ -201,3 +201,9 @@ def test_token_count_is_inserted_where_needed():
 def test_stage_round_trips_to_toml_table(name):
     cls = STAGES[name]
     assert cls().to_table() == {"use": name} if name != "filter_length" else True
+
+
+def test_normalize_keeps_code_indentation():
+    code = "def f(x):\n    if x:  # check\n\t\treturn [1,  2]\n"
+    out = Normalize().process(docs(code))["text"].to_list()
+    assert out == ["def f(x):\n    if x: # check\n\t\treturn [1, 2]"]

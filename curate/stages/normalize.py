@@ -13,8 +13,10 @@ from curate.stages.base import ERROR, Context, MapStep, Stage, mark
 # C0 and C1 control characters except tab and newline, plus zero-width and BOM characters.
 _CONTROL = r"[\x00-\x08\x0b\x0c\x0e-\x1f\x7f-\x9f\u200b\u200e\u200f\ufeff]"
 _SPACE = r"[ \t\u00a0\u2000-\u200a\u202f\u205f\u3000]"
-# Only spans that change: two or more spaces, or one space character other than " " (faster than `+`).
-_SPACES = rf"{_SPACE}{{2,}}|[\t\u00a0\u2000-\u200a\u202f\u205f\u3000]"
+# Within a line, after a visible character: two or more spaces, or one space character other than " ".
+# Leading indentation never matches (the run must follow a non-space character), so code keeps it.
+_INNER_SPACES = rf"([^\s])(?:{_SPACE}{{2,}}|[\t\u00a0\u2000-\u200a\u202f\u205f\u3000])"
+_TRAILING_SPACES = rf"{_SPACE}+\n"
 _NON_ASCII = r"[^\x00-\x7f]"
 
 
@@ -23,11 +25,12 @@ class Normalize(Stage, MapStep):
     """Clean text in place. Reads/writes `text` and `messages[].content`; drops no rows.
 
     Rules, in order: `\\r\\n` and `\\r` become `\\n`; Unicode normalization (`form`); control characters
-    removed (`control_chars`; tab and newline are kept); with `whitespace`, runs of spaces/tabs (incl.
-    no-break and ideographic spaces) become one space, spaces at line ends are removed, three or more
-    newlines become two, and the text is stripped. A record left empty (an empty document, or a
-    conversation whose user turns or final assistant turn are empty) is quarantined with reason
-    `empty_after_normalize`.
+    removed (`control_chars`; tab and newline are kept); with `whitespace`: within a line, after its
+    first visible character, a run of spaces/tabs (incl. no-break and ideographic spaces) becomes one
+    space, while leading indentation is kept as it is (code stays valid); white space at line ends is
+    removed; three or more newlines become two; white space at the start and end of the text is
+    removed. A record left empty (an empty document, or a conversation whose user turns or final
+    assistant turn are empty) is quarantined with reason `empty_after_normalize`.
     """
 
     name: ClassVar[str] = "normalize"
@@ -36,7 +39,7 @@ class Normalize(Stage, MapStep):
 
     form: Literal["NFC", "NFKC", "NFD", "NFKD", "none"] = param("NFC", "Unicode normalization form")
     control_chars: bool = param(True, "remove control and zero-width characters (tab and newline stay)")
-    whitespace: bool = param(True, "collapse spaces, trim line ends, at most one blank line, strip")
+    whitespace: bool = param(True, "collapse inner spaces (indentation kept), trim line ends, at most one blank line")
 
     def _clean(self, expr: pl.Expr) -> pl.Expr:
         expr = expr.str.replace_all("\r\n?", "\n")
@@ -46,10 +49,11 @@ class Normalize(Stage, MapStep):
             expr = expr.str.replace_all(_CONTROL, "")
         if self.whitespace:
             expr = (
-                expr.str.replace_all(_SPACES, " ")
-                .str.replace_all(r" \n ?|\n ", "\n")
+                expr.str.replace_all(_INNER_SPACES, "${1} ")
+                .str.replace_all(_TRAILING_SPACES, "\n")
                 .str.replace_all(r"\n{3,}", "\n\n")
-                .str.strip_chars()
+                .str.strip_chars_start()
+                .str.strip_chars_end()
             )
         return expr
 
