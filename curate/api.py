@@ -11,15 +11,15 @@ import polars as pl
 
 from curate.build import BuildResult
 from curate.build import build as _build
-from curate.config import Config, load_config, stage_dataclass_fields
-from curate.errors import RecordError
+from curate.config import Config, check_stages, load_config, stage_dataclass_fields
+from curate.errors import ConfigError, RecordError
 from curate.ingest.convert import convert_batch
 from curate.ingest.source import iter_raw_batches, iter_source_items, spec_for
 from curate.params import type_name
 from curate.record import empty_records
 from curate.stages import STAGES, Context
 from curate.stages.tokens import CountTokens
-from curate.tokens import DEFAULT_ENCODING, count_tokens
+from curate.tokens import DEFAULT_ENCODING
 
 ConfigLike = str | Path | dict[str, Any] | Config
 
@@ -134,6 +134,8 @@ def read_source(
     Records that cannot be read are skipped (the build quarantines them); with `strict=True` the first
     one raises RecordError naming its file, line and reason.
     """
+    if path is None and data is None:
+        raise ConfigError(["read_source: give a path (file, folder or glob) or data (a DataFrame or Dataset)"])
     table: dict[str, Any] = {"name": name, "format": format, "text_field": text_field, "txt_mode": txt_mode}
     if fields:
         table["fields"] = fields
@@ -187,11 +189,6 @@ def stages_info() -> list[dict[str, Any]]:
     return out
 
 
-def count(texts: list[str], tokenizer: str = DEFAULT_ENCODING) -> list[int]:
-    """Token counts with a tiktoken encoding (a convenience for notebooks)."""
-    return count_tokens(texts, tokenizer)
-
-
 class Pipeline:
     """A pipeline in Python: load from TOML or a dict, edit `stages`, `run()`.
 
@@ -219,5 +216,11 @@ class Pipeline:
         return validate(self.config)
 
     def run(self, **options: Any) -> BuildResult:
-        """Build; options as for `curate.build` (output, work_dir, strict, workers, progress)."""
+        """Validate the (possibly edited) stages, then build; options as for `curate.build` (output,
+        work_dir, strict, workers, progress)."""
+        problems = check_stages(self.config.stages)
+        if problems:
+            raise ConfigError(problems, file=self.config.file)
+        for stage in self.config.stages:
+            stage.bind(self.config.base_dir)
         return build(self.config, **options)

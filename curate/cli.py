@@ -15,6 +15,7 @@ from typing import Any
 
 import click
 from rich.console import Console
+from rich.markup import escape
 from rich.table import Table
 
 from curate import __version__, api
@@ -25,6 +26,11 @@ out = Console(width=None if sys.stdout.isatty() else 120)
 err = Console(stderr=True, width=None if sys.stderr.isatty() else 120)
 
 
+def say(text: str) -> None:
+    """Print plain text: brackets in paths and messages are not rich markup."""
+    out.print(text, markup=False, highlight=False)
+
+
 def user_errors(fn: Callable) -> Callable:
     """Turn CurateError into a message on stderr and its exit code, without a traceback."""
 
@@ -33,7 +39,7 @@ def user_errors(fn: Callable) -> Callable:
         try:
             return fn(*args, **kwargs)
         except CurateError as exc:
-            err.print(f"[bold red]error:[/bold red] {exc}", markup=True, highlight=False, soft_wrap=True)
+            err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
 
     return wrapper
@@ -103,7 +109,7 @@ def build(
     )
     _print_templates(result.output / "templates.jsonl")
     for warning in m["warnings"]:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
     if totals["records_quarantined"]:
         err.print(
             f"[yellow]{totals['records_quarantined']:,} record(s) quarantined[/yellow]: "
@@ -139,7 +145,7 @@ def validate(config: str) -> None:
     """
     report = api.validate(config)
     cfg = report.config
-    out.print(f"config OK: {cfg.file or '<dict>'} → output {cfg.output_dir}")
+    say(f"config OK: {cfg.file or '<dict>'} → output {cfg.output_dir}")
     table = Table(title="sources")
     for col in ("source", "format", "files", "records", "est. tokens", "bad in sample"):
         table.add_column(col, justify="left" if col in ("source", "format") else "right")
@@ -154,14 +160,17 @@ def validate(config: str) -> None:
         )
     out.print(table)
     steps = " → ".join(stage.name for stage in cfg.stages) or "(no stages)"
-    out.print(f"stages: {steps}")
+    for s in report.sources:
+        shown = s.files[:5] + ([f"... and {len(s.files) - 5} more"] if len(s.files) > 5 else [])
+        say(f"{s.name}: " + ", ".join(shown))
+    say(f"stages: {steps}")
     if cfg.mixture:
         weights = ", ".join(f"{k} {v:.0%}" for k, v in cfg.mixture.weights.items())
         total = f"{cfg.mixture.total_tokens:,} tokens" if cfg.mixture.total_tokens else "largest feasible total"
-        out.print(f"mixture: {weights}; {total}")
-    out.print(f"output: {', '.join(cfg.output.formats)}; ≤ {cfg.output.shard_max_records:,} records per shard")
+        say(f"mixture: {weights}; {total}")
+    say(f"output: {', '.join(cfg.output.formats)}; ≤ {cfg.output.shard_max_records:,} records per shard")
     for warning in report.warnings:
-        err.print(f"[yellow]warning:[/yellow] {warning}", highlight=False)
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
 
 
 @main.command(name="stages", epilog="Example: curate stages exact_dedup")
@@ -181,9 +190,9 @@ def stages_command(name: str | None) -> None:
             f"[bold]{info['name']}[/bold]  reads {', '.join(info['reads']) or '-'}; "
             f"writes {', '.join(info['writes']) or '-'}; {'drops rows' if info['drops_rows'] else 'drops no rows'}"
         )
-        out.print(f"  {doc}", highlight=False)
+        say(f"  {doc}")
         for p in info["params"]:
-            out.print(f"    {p['name']} ({p['type']}, default {p['default']!r}): {p['doc']}", highlight=False)
+            say(f"    {p['name']} ({p['type']}, default {p['default']!r}): {p['doc']}")
         out.print()
 
 

@@ -109,8 +109,10 @@ class Config:
 
     @property
     def sha256(self) -> str:
-        """Hash of the configuration as parsed (stable across key order and formatting)."""
-        return hashlib.sha256(canonical_json(self.raw).encode()).hexdigest()
+        """Hash of the configuration (stable across key order and formatting); stages edited in Python
+        after loading count as they are now."""
+        raw = {**self.raw, "stages": [s.to_table() for s in self.stages]}
+        return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
 
 
 SECTIONS = ("pipeline", "sources", "stages", "mixture", "output")
@@ -148,6 +150,12 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
     output = _section(OutputSection, raw, "output", problems) or OutputSection()
     if pipeline:
         problems += _check_pipeline(pipeline)
+    if pipeline and sources:
+        out = Path(pipeline.output or f"out/{pipeline.name}").expanduser()
+        out = (out if out.is_absolute() else base / out).resolve()
+        for src in sources:  # a folder source never reads curate's own output (when it lies inside)
+            if out != base.resolve() and out not in base.resolve().parents:
+                src._files = [f for f in src._files if out not in f.resolve().parents]
     if mixture and sources is not None:
         problems += _check_mixture(mixture, [s.name for s in sources])
     problems += _check_output(output)
@@ -169,9 +177,9 @@ def _section(cls: type, raw: dict, key: str, problems: list[str], required: bool
         return None
     kwargs, found = check_params(cls, table, key)
     problems += found
-    if found:
+    if any("required key is missing" in p for p in found):
         return None
-    return cls(**kwargs)
+    return cls(**kwargs)  # built from the valid keys, so cross-checks still report their problems
 
 
 def _sources(table: Any, base: Path, problems: list[str]) -> list[SourceConfig] | None:
@@ -233,8 +241,7 @@ def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:
     if not isinstance(table, list):
         problems.append("stages: must be an array of tables [[stages]]")
         return []
-    stages = []
-    available = set(RECORD_COLUMNS)  # columns a stage may rank by: the record's and earlier stages'
+    stages, wheres = [], []
     for i, entry in enumerate(table):
         where = f"stages[{i}]"
         if not isinstance(entry, dict):
@@ -253,6 +260,18 @@ def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:
             continue
         stage = STAGES[name](**kwargs)
         stage.bind(base)
+        stages.append(stage)
+        wheres.append(where)
+    problems += check_stages(stages, wheres)
+    return stages
+
+
+def check_stages(stages: list[Stage], wheres: list[str] | None = None) -> list[str]:
+    """Problems of a stage list: each stage's own checks, and columns ranked by before any stage
+    writes them. Used by the loader and again by `Pipeline.run` after edits in Python."""
+    problems: list[str] = []
+    available = set(RECORD_COLUMNS)
+    for where, stage in zip(wheres or [f"stages[{i}]" for i in range(len(stages))], stages, strict=True):
         problems += stage.problems(where)
         rank_by = getattr(stage, "rank_by", "")
         if rank_by and rank_by not in available:
@@ -261,14 +280,15 @@ def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:
                 f"columns: {', '.join(sorted(available))}"
             )
         available.update(stage.writes)
-        stages.append(stage)
-    return stages
+    return problems
 
 
 def _check_pipeline(p: PipelineSection) -> list[str]:
     out = check_encoding_name(p.tokenizer, "pipeline.tokenizer")
     if not p.name.strip():
         out.append("pipeline.name: must not be empty")
+    if p.seed < 0:
+        out.append(f"pipeline.seed: must be >= 0, got {p.seed}")
     if p.batch_size < 1:
         out.append(f"pipeline.batch_size: must be >= 1, got {p.batch_size}")
     if p.batch_bytes < 1:

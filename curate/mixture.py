@@ -91,7 +91,8 @@ def infeasibility(plan: MixturePlan) -> str | None:
         for s in plan.sources
     ]
     if plan.total_tokens <= 0:
-        reason = "the mixture would be empty (no tokens available in the weighted sources)"
+        empty = [s.source for s in plan.sources if s.weight > 0 and s.available_tokens == 0]
+        reason = f"the mixture would be empty: no tokens left in {', '.join(repr(n) for n in empty) or 'any source'}"
     else:
         reason = f"total_tokens = {plan.total_tokens:,} needs more repeats than max_epochs allows for " + ", ".join(
             repr(s.source) for s in over
@@ -100,7 +101,7 @@ def infeasibility(plan: MixturePlan) -> str | None:
         f"infeasible mixture: {reason}.\n"
         + "\n".join([head, *rows])
         + f"\nlargest feasible total_tokens: {plan.max_feasible_tokens:,} (bound by source "
-        f"{plan.binding_source!r}); lower total_tokens, raise max_epochs or change the weights."
+        f"{plan.binding_source!r}); lower total_tokens, raise max_epochs, add data or change the weights."
     )
 
 

@@ -175,11 +175,13 @@ def test_build_killed_with_sigkill_resumes_to_identical_output(tmp_path):
         time.sleep(0.01)
     proc.send_signal(signal.SIGKILL)
     proc.wait()
-    done = len(list(work.glob("pass-*/batch-*.parquet")))
+    finished = {p: p.stat().st_mtime_ns for p in work.glob("pass-*/batch-*.parquet")}
     assert not (tmp_path / "out").exists(), "the build finished before it could be killed: make the input bigger"
-    assert done >= 3
+    assert len(finished) >= 3
     resumed = curate.build(toml)
     assert output_bytes(resumed.output) == output_bytes(reference.output)
+    # the batches finished before the kill were reused, not computed again
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())
     assert not list(tmp_path.glob(".out.tmp-*"))
 
 
@@ -227,3 +229,14 @@ def test_output_that_is_not_a_curate_output_is_never_replaced(tmp_path, small_pi
     with pytest.raises(FatalError, match="would contain input"):
         curate.build(small_pipeline, base_dir=tmp_path)
     assert (tmp_path / "inst.jsonl").exists()
+
+
+def test_pipeline_edits_are_validated_and_change_the_config_hash(tmp_path, small_pipeline):
+    pipeline = curate.Pipeline.from_dict(small_pipeline, base_dir=tmp_path)
+    before = pipeline.config.sha256
+    pipeline.stages.append(curate.stages.FilterLength())
+    with pytest.raises(curate.ConfigError, match="set at least one of"):
+        pipeline.run()
+    pipeline.stages[-1] = curate.stages.FilterLength(min_chars=3)
+    assert pipeline.config.sha256 != before
+    assert pipeline.run().manifest["config_sha256"] == pipeline.config.sha256

@@ -100,3 +100,13 @@ def test_stages_lists_every_stage_and_parameters():
     detail = run("stages", "exact_dedup")
     assert "exact_duplicate_of" in detail.output
     assert CliRunner().invoke(main, ["stages", "nope"]).exit_code == 2
+
+
+def test_messages_with_brackets_are_printed_verbatim(tmp_path):
+    (tmp_path / "a.jsonl").write_text('{"text": "hello"}\n')
+    toml = tmp_path / "m.toml"
+    toml.write_text('[pipeline]\nname = "x"\n[[sources]]\nname = "A b"\npath = "[bold]a.jsonl"\n')
+    result = CliRunner().invoke(main, ["validate", str(toml)])
+    assert result.exit_code == 2
+    assert "must match [a-z0-9_-]+" in result.output
+    assert "'[bold]a.jsonl'" in result.output

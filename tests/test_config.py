@@ -145,3 +145,27 @@ def test_undetectable_format_is_a_config_error(tmp_path):
     with pytest.raises(ConfigError) as info:
         curate.build(base_config(), base_dir=tmp_path)
     assert "sources[0].format: cannot detect the record format of a.jsonl line 1 (keys: foo, bar)" in str(info.value)
+
+
+def test_problems_in_one_section_do_not_hide_others(folder):
+    cfg = base_config(
+        pipeline={"name": "t", "seed": 1.5, "tokenizer": "cl100k_bas"},
+        mixture={"weights": {"a": 0.9}, "max_epochs": {"a": 1.5}},
+        output={"formats": ["csv"], "shard_max_records": -1},
+    )
+    found = problems_of(cfg, folder)
+    for fragment in (
+        "pipeline.seed: must be an integer",
+        "pipeline.tokenizer: unknown tiktoken encoding 'cl100k_bas'",
+        "mixture.max_epochs.a: must be an integer",
+        "mixture.weights: sum is 0.9, must be 1",
+        "output.formats[0]: must be one of",
+        "output.shard_max_records: must be >= 1",
+    ):
+        assert any(fragment in p for p in found), (fragment, found)
+
+
+def test_negative_seed_is_refused(folder):
+    assert any(
+        "pipeline.seed: must be >= 0" in p for p in problems_of(base_config(pipeline={"name": "t", "seed": -1}), folder)
+    )

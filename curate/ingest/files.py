@@ -46,13 +46,14 @@ def is_hf_dataset_dir(path: Path) -> bool:
 def resolve_paths(pattern: str, base: Path) -> list[Path]:
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
 
-    A folder is searched recursively for supported files; results are sorted, so the order in which
-    records are read (and hence which duplicate is kept) does not depend on the file system.
+    A folder is searched recursively for supported files, skipping hidden files and folders (names
+    starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
+    which records are read (and hence which duplicate is kept) does not depend on the file system.
     """
     full = Path(pattern).expanduser()
     if not full.is_absolute():
         full = base / full
-    if any(ch in pattern for ch in "*?["):
+    if any(ch in pattern for ch in "*?[") and not full.exists():  # a literal name may contain [ too
         matches = [Path(p) for p in glob.glob(str(full), recursive=True)]
         return sorted(p for p in matches if (p.is_file() and split_suffix(p)[0]) or is_hf_dataset_dir(p))
     if full.is_file():
@@ -60,9 +61,10 @@ def resolve_paths(pattern: str, base: Path) -> list[Path]:
     if is_hf_dataset_dir(full):
         return [full]
     if full.is_dir():
-        datasets = sorted(p for p in full.rglob("*") if is_hf_dataset_dir(p))
+        found = [p for p in full.rglob("*") if not any(part.startswith(".") for part in p.relative_to(full).parts)]
+        datasets = sorted(p for p in found if is_hf_dataset_dir(p))
         inside = lambda p: any(d in p.parents for d in datasets)  # noqa: E731
-        files = [p for p in full.rglob("*") if p.is_file() and split_suffix(p)[0] and not inside(p)]
+        files = [p for p in found if p.is_file() and split_suffix(p)[0] and not inside(p)]
         return sorted(files + datasets)
     return []
 
@@ -117,12 +119,17 @@ def iter_chunks(path: Path) -> Iterator[bytes]:
 
 def iter_lines(path: Path) -> Iterator[bytes]:
     """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
-    tail = b""
+    pieces: list[bytes] = []  # the unfinished line, in pieces (joining once keeps huge lines linear)
     for chunk in iter_chunks(path):
-        lines = (tail + chunk).split(b"\n")
-        tail = lines.pop()
+        if b"\n" not in chunk:
+            pieces.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        lines[0] = b"".join([*pieces, lines[0]])
+        pieces = [lines.pop()]
         for line in lines:
             yield line[:-1] if line.endswith(b"\r") else line
+    tail = b"".join(pieces)
     if tail:
         yield tail[:-1] if tail.endswith(b"\r") else tail
 
@@ -130,8 +137,3 @@ def iter_lines(path: Path) -> Iterator[bytes]:
 def read_all(path: Path) -> bytes:
     """The whole decompressed content of a file."""
     return b"".join(iter_chunks(path))
-
-
-def open_binary(path: Path) -> io.BytesIO:
-    """A file-like object over the decompressed content (for formats that need random access)."""
-    return io.BytesIO(read_all(path))

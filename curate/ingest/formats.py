@@ -24,7 +24,6 @@ from typing import Any, Literal
 from curate.errors import RecordError
 
 Format = Literal["auto", "text", "alpaca", "sharegpt", "messages", "dolly", "prompt_response"]
-FORMATS: tuple[str, ...] = ("text", "alpaca", "sharegpt", "messages", "dolly", "prompt_response")
 
 SHAREGPT_ROLES = {
     "system": "system",

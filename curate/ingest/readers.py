@@ -13,6 +13,7 @@ import csv
 import io
 import json
 import re
+import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -120,6 +121,7 @@ _BAD_BYTE = re.compile("[\udc80-\udcff]")
 def _iter_csv(path: Path) -> Iterator[tuple[int, Payload]]:
     # Undecodable bytes become lone surrogates, so one bad row is quarantined instead of the whole file.
     text = io.TextIOWrapper(io.BytesIO(read_all(path)), encoding="utf-8", errors="surrogateescape", newline="")
+    csv.field_size_limit(sys.maxsize)  # documents can be long; the default limit is 128 KiB
     reader = csv.reader(text)
     try:
         header = next(reader, None)
@@ -167,7 +169,11 @@ def _iter_txt(path: Path, mode: TxtMode) -> Iterator[tuple[int, Payload]]:
 def _iter_hf(path: Path, split: str | None) -> Iterator[tuple[int, Payload]]:
     import datasets
 
-    data = datasets.load_from_disk(str(path))
+    try:
+        data = datasets.load_from_disk(str(path))
+    except Exception as exc:  # datasets raises many types (JSON, Arrow, FileNotFound) for a broken folder
+        yield 1, Problem(f"invalid_dataset: cannot load the dataset folder ({type(exc).__name__}: {exc})")
+        return
     if isinstance(data, datasets.DatasetDict):
         data = data[split or next(iter(data))]
     yield from iter_rows(data)

@@ -102,10 +102,12 @@ class Stage:
         """
         out = self.apply_with_reasons(df, ctx)
         keep = pl.col(DROP).is_null() & pl.col(ERROR).is_null()
-        return out.filter(keep).drop(DROP, ERROR)
+        internal = [c for c in out.columns if c.startswith("_") and c not in df.columns]
+        return out.filter(keep).drop(internal)
 
     def apply_with_reasons(self, df: pl.DataFrame, ctx: Context | None = None) -> pl.DataFrame:
-        """Run every step on an in-memory frame, keeping all rows with `_drop`/`_error` filled in."""
+        """Run every step on an in-memory frame, keeping all rows with `_drop`/`_error` filled in (and
+        `_stage`, the step that removed a row). `n_tokens` is recounted when the stage changed text."""
         from curate.stages.runner import run_steps_in_memory
 
         return run_steps_in_memory(self.steps(), df, ctx or Context())

@@ -68,6 +68,11 @@ class Language(Stage, MapStep):
             out.append(f'{where}.min_score: only used with keep; set keep = ["en", ...]')
         return out
 
+    def bind(self, base: Path) -> None:
+        """A relative `model` path is relative to the config file's folder."""
+        if self.model and not Path(self.model).expanduser().is_absolute():
+            self.model = str(base / self.model)
+
     def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         model = load_fasttext(self.model or str(bundled_lid_model()))
         texts = df.select(

@@ -10,8 +10,6 @@ from curate.stages.base import DROP, ERROR, BarrierStep, Context, MapStep, Stage
 from curate.stages.tokens import CountTokens
 
 CONTENT = {"text", "messages"}
-#: Columns of a removed row that the ledger keeps.
-LEDGER_KEYS = ("_row", "_file", "_line", "id", "source")
 
 
 def expand(stages: Sequence[Stage]) -> list[Step]:
@@ -82,4 +80,7 @@ def run_steps_in_memory(steps: Sequence[Step], df: pl.DataFrame, ctx: Context) -
             df = join_decisions(df, step.decide(df.lazy(), ctx))
         df, removed = split_marked(df, step.stage_name)
         removed_parts.append(removed)
-    return pl.concat([df, *removed_parts], how="diagonal_relaxed").sort("_row")
+    out = pl.concat([df, *removed_parts], how="diagonal_relaxed").sort("_row")
+    if "n_tokens" in out.columns and any(CONTENT & set(s.writes) for s in steps):
+        out = CountTokens().apply(out, ctx)  # the in-memory run keeps counts true to the new text
+    return out
