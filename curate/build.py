@@ -217,6 +217,7 @@ def _finish(
     if config.mixture is not None:
         check_feasible(plan)
     times = sample(narrow, plan, config.pipeline.seed)
+    warnings += _duplicate_id_warnings(pl.concat([removed.select("source", "id"), narrow.select("source", "id")]))
     ledger = _ledger(removed, narrow, times)
     order = instance_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
     instances = output_plan(order, narrow, config.output)
@@ -237,6 +238,24 @@ def _finish(
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(out, manifest, public_ledger, plan)
+
+
+def _duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
+    """One warning per source whose records share ids (identical content, or repeated `id_field` values)."""
+    extra = (
+        ids.drop_nulls("id")
+        .group_by("source", "id")
+        .len()
+        .filter(pl.col("len") > 1)
+        .group_by("source")
+        .agg((pl.col("len") - 1).sum().alias("n"))
+        .sort("source")
+    )
+    return [
+        f"{r['source']}: {r['n']} record(s) share an id with an earlier record of the source; "
+        "they got ~2, ~3, ... suffixes"
+        for r in extra.iter_rows(named=True)
+    ]
 
 
 def _ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame) -> pl.DataFrame:
@@ -320,6 +339,7 @@ def _manifest(
             "realized_share": round(out_tokens / total_out, 6) if total_out else 0.0,
             "max_epochs": line.max_epochs,
             "epochs": round(line.epochs, 6),
+            "epochs_realized": round(out_tokens / line.available_tokens, 6) if line.available_tokens else 0.0,
             "drop_reasons": _nested_counts(reasons.filter(pl.col("source") == line.source)),
             "quarantine_file": quarantine_files.get(line.source),
         }
