@@ -35,6 +35,8 @@ from curate.executor import (
 )
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
+from curate.ledger import build_ledger, duplicate_id_warnings
+from curate.manifest import build_manifest, decontamination_counts
 from curate.mixture import MixturePlan, check_feasible, instance_order, plan_mixture, sample
 from curate.output import LEDGER_COLUMNS, write_json, write_quarantine
 from curate.progress import Progress
@@ -168,17 +170,6 @@ def _ingest_tasks(config: Config, specs: list[SourceSpec], p: Pass, ctx: Context
             yield (batch, p.maps, ctx, p.folder)
 
 
-def _assign_unique_ids(ledger: pl.DataFrame) -> pl.DataFrame:
-    """Records with equal ids within a source (identical content) get `~2`, `~3`, ... in input order."""
-    occurrence = pl.col("_row").rank("ordinal").over(["source", "id"])
-    return ledger.with_columns(
-        pl.when(pl.col("id").is_not_null() & (occurrence > 1))
-        .then(pl.concat_str(pl.col("id"), pl.lit("~"), occurrence.cast(pl.String)))
-        .otherwise(pl.col("id"))
-        .alias("id")
-    )
-
-
 def _finish(
     config: Config, passes: list[Pass], out: Path, strict: bool, warnings: list[str], bar: Progress
 ) -> BuildResult:
@@ -217,8 +208,8 @@ def _finish(
     if config.mixture is not None:
         check_feasible(plan)
     times = sample(narrow, plan, config.pipeline.seed)
-    warnings += _duplicate_id_warnings(pl.concat([removed.select("source", "id"), narrow.select("source", "id")]))
-    ledger = _ledger(removed, narrow, times)
+    warnings += duplicate_id_warnings(pl.concat([removed.select("source", "id"), narrow.select("source", "id")]))
+    ledger = build_ledger(removed, narrow, times)
     order = instance_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
     instances = output_plan(order, narrow, config.output)
     bar.note("writing output")
@@ -231,137 +222,13 @@ def _finish(
         stage_stats = _copy_artifacts(passes, tmp)
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
-        manifest = _manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
-        manifest["stage_stats"] = {**stage_stats, **_decontamination(config, ledger)}
+        manifest = build_manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
+        manifest["stage_stats"] = {**stage_stats, **decontamination_counts(config, ledger)}
         write_json(manifest, tmp / "manifest.json")
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(out, manifest, public_ledger, plan)
-
-
-def _duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
-    """One warning per source whose records share ids (identical content, or repeated `id_field` values)."""
-    extra = (
-        ids.drop_nulls("id")
-        .group_by("source", "id")
-        .len()
-        .filter(pl.col("len") > 1)
-        .group_by("source")
-        .agg((pl.col("len") - 1).sum().alias("n"))
-        .sort("source")
-    )
-    return [
-        f"{r['source']}: {r['n']} record(s) share an id with an earlier record of the source; "
-        "they got ~2, ~3, ... suffixes"
-        for r in extra.iter_rows(named=True)
-    ]
-
-
-def _ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame) -> pl.DataFrame:
-    """One row per input record: kept (sampled ≥ 1), dropped (with stage and reason), quarantined."""
-    gone = removed.select(
-        "_row",
-        "_file",
-        "_line",
-        "id",
-        "source",
-        pl.when(pl.col(ERROR).is_not_null()).then(pl.lit("quarantined")).otherwise(pl.lit("dropped")).alias("status"),
-        pl.col("_stage").alias("stage"),
-        pl.coalesce(ERROR, DROP).alias("reason"),
-        pl.lit(0, pl.Int64).alias("times_sampled"),
-    )
-    parts = [gone]
-    if kept.height:
-        sampled = kept.select("_row", "_file", "_line", "id", "source").join(times, on="_row", how="left")
-        parts.append(
-            sampled.select(
-                "_row",
-                "_file",
-                "_line",
-                "id",
-                "source",
-                pl.when(pl.col("times_sampled") > 0).then(pl.lit("kept")).otherwise(pl.lit("dropped")).alias("status"),
-                pl.when(pl.col("times_sampled") > 0)
-                .then(pl.lit(None, pl.String))
-                .otherwise(pl.lit("mixture"))
-                .alias("stage"),
-                pl.when(pl.col("times_sampled") > 0)
-                .then(pl.lit(None, pl.String))
-                .otherwise(pl.lit("not_sampled"))
-                .alias("reason"),
-                pl.col("times_sampled").fill_null(0),
-            )
-        )
-    ledger = pl.concat(parts, how="vertical").sort("_row")
-    return _assign_unique_ids(ledger).rename({"_file": "file", "_line": "line"})
-
-
-def _manifest(
-    config: Config,
-    plan: MixturePlan,
-    ledger: pl.DataFrame,
-    instances: pl.DataFrame,
-    shards: list[dict],
-    quarantine_files: dict[str, str],
-    warnings: list[str],
-) -> dict[str, Any]:
-    counts = ledger.group_by("source").agg(
-        pl.len().alias("records_in"),
-        (pl.col("status") == "kept").sum().alias("records_kept"),
-        (pl.col("status") == "dropped").sum().alias("records_dropped"),
-        (pl.col("status") == "quarantined").sum().alias("records_quarantined"),
-    )
-    by_source = {r["source"]: r for r in counts.iter_rows(named=True)}
-    realized = instances.group_by("source").agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens"))
-    realized_by = {r["source"]: r for r in realized.iter_rows(named=True)}
-    total_out = int(instances["n_tokens"].sum()) if instances.height else 0
-    reasons = (
-        ledger.filter(pl.col("status") != "kept")
-        .with_columns(pl.col("reason").str.split(":").list.first().alias("code"))
-        .group_by("source", "stage", "code")
-        .agg(pl.len().alias("n"))
-        .sort("source", "stage", "code")
-    )
-    sources = {}
-    for line in plan.sources:
-        c = by_source.get(line.source, {})
-        out_tokens = int(realized_by.get(line.source, {}).get("tokens") or 0)
-        sources[line.source] = {
-            "records_in": int(c.get("records_in") or 0),
-            "records_kept": int(c.get("records_kept") or 0),
-            "records_dropped": int(c.get("records_dropped") or 0),
-            "records_quarantined": int(c.get("records_quarantined") or 0),
-            "records_out": int(realized_by.get(line.source, {}).get("n") or 0),
-            "tokens_available": line.available_tokens,
-            "tokens_out": out_tokens,
-            "target_share": round(line.weight, 6),
-            "realized_share": round(out_tokens / total_out, 6) if total_out else 0.0,
-            "max_epochs": line.max_epochs,
-            "epochs": round(line.epochs, 6),
-            "epochs_realized": round(out_tokens / line.available_tokens, 6) if line.available_tokens else 0.0,
-            "drop_reasons": _nested_counts(reasons.filter(pl.col("source") == line.source)),
-            "quarantine_file": quarantine_files.get(line.source),
-        }
-    return {
-        "curate_version": __version__,
-        "pipeline": config.pipeline.name,
-        "config_sha256": config.sha256,
-        "seed": config.pipeline.seed,
-        "tokenizer": config.pipeline.tokenizer,
-        "stages": [s.to_table() for s in config.stages],
-        "sources": sources,
-        "mixture": plan.to_dict() if plan.weighted else None,
-        "totals": {
-            "records_in": ledger.height,
-            "records_out": instances.height,
-            "tokens_out": total_out,
-            "records_quarantined": int((ledger["status"] == "quarantined").sum()),
-        },
-        "shards": shards,
-        "ledger": "ledger.parquet",
-        "warnings": warnings,
-    }
 
 
 def _copy_artifacts(passes: list[Pass], out: Path) -> dict[str, Any]:
@@ -374,25 +241,6 @@ def _copy_artifacts(passes: list[Pass], out: Path) -> dict[str, Any]:
             else:
                 shutil.copyfile(path, out / path.name)
     return stats
-
-
-def _decontamination(config: Config, ledger: pl.DataFrame) -> dict[str, Any]:
-    """Records dropped per eval set by `decontaminate` stages (zero counts included)."""
-    names = [e["name"] for stage in config.stages if stage.name == "decontaminate" for e in stage.eval]
-    if not names:
-        return {}
-    reasons = ledger.filter(pl.col("reason").str.starts_with("contaminated:"))["reason"].str.slice(13)
-    counts = reasons.value_counts()
-    found = dict(zip(counts["reason"].to_list(), counts["count"].to_list(), strict=True))
-    return {"decontaminate": {"contaminated": {name: int(found.get(name, 0)) for name in names}}}
-
-
-def _nested_counts(reasons: pl.DataFrame) -> dict[str, dict[str, int]]:
-    """{stage: {reason code: count}} for one source's dropped and quarantined records."""
-    nested: dict[str, dict[str, int]] = {}
-    for r in reasons.iter_rows(named=True):
-        nested.setdefault(r["stage"], {})[r["code"]] = int(r["n"])
-    return nested
 
 
 def check_output_location(config: Config, out: Path, work: Path) -> None:
