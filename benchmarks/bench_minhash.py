@@ -32,7 +32,9 @@ is one n-gram of all its words), 128 permutations, threshold 0.8, which curate (
      default 64-bit xxhash; the word tokenizer is the shared shingling (a WordTokenizer subclass) and
      its text normalization is switched off, so it shingles exactly like the other two.
      tasks=1 for signatures and filter (the cluster step always runs as 1 task; the bucket step
-     needs one task per bucket, 9), workers=1; and tasks=2 (one per input file), workers=2.
+     needs one task per bucket, 9), workers=1; and tasks=2 (one per input file), workers=2. For
+     context only, also datatrove as shipped: its default TextNormConfig and English word tokenizer
+     (spaCy), workers=1 (a different shingling, so not like-for-like).
 3. Quality: recall of planted pairs with true Jaccard >= 0.85 that end up in one cluster; precision
    = share of co-clustered pairs whose true Jaccard is >= 0.7 (pairs below 0.7 are wrong merges);
    agreement between clusterings (adjusted Rand index, pairwise precision/recall).
@@ -124,7 +126,7 @@ def load_base() -> list[tuple[str, str]]:
         items = json.loads((SHARED / "code_alpaca" / f"{name}.json").read_text("utf-8"))
         out += [(f"{name}-{i:05d}", instruction(o)) for i, o in enumerate(items)]
     for split in ("train", "test"):
-        lines = (SHARED / "gsm8k" / f"{split}.jsonl").read_text("utf-8").splitlines()
+        lines = (SHARED / "gsm8k" / f"{split}.jsonl").read_text("utf-8").split("\n")
         objs = [json.loads(line) for line in lines if line.strip()]
         out += [(f"gsm8k-{split}-{i:05d}", f"{o['question']}\n{o['answer']}") for i, o in enumerate(objs)]
     return out
@@ -389,7 +391,9 @@ def child_curate_stage(folder: Path, out: Path, profile: Path | None) -> dict[st
     }
 
 
-def child_datatrove(folder: Path, work: Path, tasks: int, workers: int) -> dict[str, Any]:
+def child_datatrove(folder: Path, work: Path, tasks: int, workers: int, native: bool = False) -> dict[str, Any]:
+    """datatrove's four MinHash steps; `native`: its default text normalization and English word tokenizer
+    (spaCy) instead of the shared shingling."""
     t0 = time.perf_counter()
     from datatrove.executor import LocalPipelineExecutor
     from datatrove.pipeline.dedup.minhash import (
@@ -425,8 +429,14 @@ def child_datatrove(folder: Path, work: Path, tasks: int, workers: int) -> dict[
         norm_numbers=False,
     )
     config = MinhashConfig(
-        n_grams=NGRAM, num_buckets=BANDS, hashes_per_bucket=ROWS, seed=1, norm_config=off, hash_config=HashConfig()
+        n_grams=NGRAM,
+        num_buckets=BANDS,
+        hashes_per_bucket=ROWS,
+        seed=1,
+        norm_config=TextNormConfig() if native else off,
+        hash_config=HashConfig(),
     )
+    tokenizer = "eng" if native else SharedTokenizer()
     t_import = time.perf_counter()
 
     def reader() -> JsonlReader:
@@ -435,7 +445,7 @@ def child_datatrove(folder: Path, work: Path, tasks: int, workers: int) -> dict[
     steps = [
         (
             "signatures",
-            [reader(), MinhashDedupSignature(str(work / "sigs"), config=config, language=SharedTokenizer())],
+            [reader(), MinhashDedupSignature(str(work / "sigs"), config=config, language=tokenizer)],
             tasks,
         ),
         ("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], BANDS),
@@ -466,7 +476,7 @@ def child_datatrove(folder: Path, work: Path, tasks: int, workers: int) -> dict[
         ).run()
         seconds[name] = round(time.perf_counter() - t, 3)
     seconds["pipeline_total"] = round(time.perf_counter() - t_import, 3)
-    return {"seconds": seconds, "tasks": tasks, "workers": workers}
+    return {"seconds": seconds, "tasks": tasks, "workers": workers, "native": native}
 
 
 # ---------------------------------------------------------------- measuring
@@ -586,17 +596,21 @@ def curate_labels(output: Path) -> dict[str, list]:
     return {"ids": both["id"].to_list(), "labels": both["dup_cluster"].to_list()}
 
 
-def run_datatrove(folder: Path, scratch: Path, logs: Path, tag: str, tasks: int, workers: int) -> dict[str, Any]:
+def run_datatrove(
+    folder: Path, scratch: Path, logs: Path, tag: str, tasks: int, workers: int, native: bool = False
+) -> dict[str, Any]:
     work = scratch / f"{tag}-work"
     shutil.rmtree(work, ignore_errors=True)
     python = DATATROVE_VENV / "bin" / "python"
     cmd = [str(python), str(Path(__file__).resolve()), "--child", "datatrove", str(folder), str(work)]
-    cmd += ["--tasks", str(tasks), "--workers", str(workers)]
+    cmd += ["--tasks", str(tasks), "--workers", str(workers)] + (["--native"] if native else [])
     result = run_child(cmd, logs / f"{tag}.log")
     ids, labels = [], []
     for sub in ("kept", "removed"):
         for path in sorted((work / sub).glob("*.jsonl")):
-            for line in path.read_text("utf-8").splitlines():
+            for line in path.read_text("utf-8").split("\n"):  # not splitlines: U+2028 may sit inside a string
+                if not line:
+                    continue
                 doc = json.loads(line)
                 ids.append(doc["id"])
                 cluster = doc["metadata"].get("minhash_cluster_id", -1)
@@ -605,7 +619,7 @@ def run_datatrove(folder: Path, scratch: Path, logs: Path, tag: str, tasks: int,
     labels_file.write_text(json.dumps({"ids": ids, "labels": labels}))
     result["labels_file"] = str(labels_file)
     result["records_out"] = sum(
-        1 for p in (work / "kept").glob("*.jsonl") for line in p.read_text("utf-8").splitlines() if line
+        1 for p in (work / "kept").glob("*.jsonl") for line in p.read_text("utf-8").split("\n") if line
     )
     shutil.rmtree(work, ignore_errors=True)
     return result
@@ -781,6 +795,7 @@ LABELS = {
     "curate_w2": "curate build --workers 2 (whole build)",
     "datatrove_w1": "datatrove 4 steps, tasks=1 (buckets 9), workers=1",
     "datatrove_w2": "datatrove 4 steps, tasks=2 (buckets 9), workers=2",
+    "datatrove_native_w1": "datatrove as shipped (default normalization + spaCy word tokenizer), tasks=1, workers=1",
 }
 
 
@@ -791,6 +806,7 @@ def in_process(name: str, results: list[dict[str, Any]]) -> float:
         "stage": ("child", "seconds", "stage"),
         "datatrove_w1": ("child", "seconds", "pipeline_total"),
         "datatrove_w2": ("child", "seconds", "pipeline_total"),
+        "datatrove_native_w1": ("child", "seconds", "pipeline_total"),
     }.get(name, ("run_json", "seconds"))
     return median_of(results, *key)
 
@@ -824,6 +840,7 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
         "datasketch_wall_over_stage_wall": ratio("datasketch", "stage", "wall_seconds_median"),
         "datatrove_w1_over_curate_w1_wall": ratio("datatrove_w1", "curate_w1", "wall_seconds_median"),
         "datatrove_w2_over_curate_w2_wall": ratio("datatrove_w2", "curate_w2", "wall_seconds_median"),
+        "datatrove_native_w1_over_curate_w1_wall": ratio("datatrove_native_w1", "curate_w1", "wall_seconds_median"),
         "datatrove_w1_over_curate_w1_in_process": ratio("datatrove_w1", "curate_w1", "in_process_seconds_median"),
         "datatrove_w2_over_curate_w2_in_process": ratio("datatrove_w2", "curate_w2", "in_process_seconds_median"),
     }
@@ -929,6 +946,8 @@ def markdown(report: dict[str, Any]) -> str:
         f"workers=2: {fmt(r['datatrove_w2_over_curate_w2_wall'])}x; in process: "
         f"{fmt(r['datatrove_w1_over_curate_w1_in_process'])}x (w1), "
         f"{fmt(r['datatrove_w2_over_curate_w2_in_process'])}x (w2)",
+        f"- for context, datatrove as shipped (its own normalization and spaCy tokenizer, a different shingling) / "
+        f"curate, workers=1, wall: {fmt(r['datatrove_native_w1_over_curate_w1_wall'])}x",
         "",
     ]
     if report.get("curate_timings"):
@@ -1049,6 +1068,7 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--tasks", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
+    parser.add_argument("--native", action="store_true", help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
@@ -1058,7 +1078,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.child == "curate-stage":
             result = child_curate_stage(paths[0], paths[1], args.profile_to)
         else:
-            result = child_datatrove(paths[0], paths[1], args.tasks, args.workers)
+            result = child_datatrove(paths[0], paths[1], args.tasks, args.workers, args.native)
         print(json.dumps(result))
         return 0
 
@@ -1083,12 +1103,14 @@ def main(argv: list[str] | None = None) -> int:
     print(f"shingling check: {shingling}", flush=True)
 
     git_before, load_before = bb.git_commit(), os.getloadavg()
-    names = ["datasketch", "stage", "curate_w1", "curate_w2", "datatrove_w1", "datatrove_w2"]
+    names = ["datasketch", "stage", "curate_w1", "curate_w2", "datatrove_w1", "datatrove_w2", "datatrove_native_w1"]
     names = [n for n in names if n not in skip and n.split("_")[0] not in skip]
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for rep in range(args.repeats):
         for name in names:
             tag, first = f"{name}-r{rep}", rep == 0
+            if "native" in name and not first:
+                continue  # context only: one run
             if name == "datasketch":
                 result = run_datasketch(folder, scratch, logs, tag)
             elif name == "stage":
@@ -1097,7 +1119,8 @@ def main(argv: list[str] | None = None) -> int:
                 result = run_curate(config, int(name[-1]), scratch, logs, tag, env, keep=first)
             else:
                 workers = int(name[-1])
-                result = run_datatrove(folder, scratch, logs, tag, tasks=workers, workers=workers)
+                native = "native" in name
+                result = run_datatrove(folder, scratch, logs, tag, tasks=workers, workers=workers, native=native)
             runs[name].append(result)
             print(
                 f"  {tag:16s} wall {result['wall_seconds']:8.2f} s  tree RSS {result['peak_rss_tree_mb']} MB  "
@@ -1127,6 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
         "datasketch_verified": "datasketch loop + verify J>=0.8",
         "datatrove_w1": "datatrove (w1)",
         "datatrove_w2": "datatrove (w2)",
+        "datatrove_native_w1": "datatrove as shipped (own normalization, spaCy words)",
     }
     methods = {quality_names[k]: truth.evaluate(v, rng) for k, v in clusterings.items()}
     curate_key = next((k for k in ("curate_w1", "stage", "curate_w2") if k in clusterings), None)
@@ -1143,7 +1167,7 @@ def main(argv: list[str] | None = None) -> int:
         keys = sorted({k for r in runs[name] for k in r["run_json"]["timings"]})
         curate_timings[name] = {k: median_of([r["run_json"]["timings"] for r in runs[name]], k) for k in keys}
     parts = {}
-    for name in ("datasketch", "stage", "datatrove_w1", "datatrove_w2"):
+    for name in ("datasketch", "stage", "datatrove_w1", "datatrove_w2", "datatrove_native_w1"):
         if name in runs:
             keys = runs[name][0]["child"]["seconds"]
             parts[name] = {k: median_of([r["child"]["seconds"] for r in runs[name]], k) for k in keys}
