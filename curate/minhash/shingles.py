@@ -9,15 +9,18 @@ Skeleton (`template = true`), rules applied in this order:
 2. URLs (http://, https://, www.) -> `⟨url⟩`; e-mail addresses -> `⟨email⟩`
 3. quoted spans ("...", “...”, ‘...’, and '...' between non-letters), up to 300 characters -> `⟨quote⟩`
 4. numbers (digits with `.`/`,` separators, an optional sign and `%`) -> `⟨num⟩`
-5. case folded (lower case); every character that is not a letter, digit, `_` or a placeholder
+5. line breaks -> `⟨nl⟩` (layout such as "Q: ... A: ..." on separate lines is part of a template)
+6. case folded (lower case); every character that is not a letter, digit, `_` or a placeholder
    bracket becomes a space.
-Without `template`, only step 5 applies.
+Without `template`, only step 6 applies.
 
 Units: `word` splits the folded text on white space; `char` takes its characters (white space
-removed); `auto` uses characters for a text whose letters are mostly CJK (no spaces between words) and
-words otherwise. N-grams: consecutive units joined by a space (words) or nothing (characters). A text
-with fewer units than `ngram` is shingled with one n-gram of all its units, so short texts keep what
-distinguishes them; a text without units has no shingles and is never clustered.
+removed; a placeholder stays one unit); `auto` uses characters for a text whose letters are mostly CJK
+(no spaces between words) and words otherwise. With `template`, start and end markers are added as
+units. N-grams: each run of `ngram` consecutive units, hashed from the units' hashes
+(`signature.ngram_hashes`). A text with fewer units than `ngram` is shingled with one n-gram of all
+its units, so short texts keep what distinguishes them; a text without units has no shingles and is
+never clustered.
 """
 
 from __future__ import annotations
@@ -74,6 +77,7 @@ def fold(text: pl.Expr, template: bool) -> pl.Expr:
             .str.replace_all(EMAIL, " ⟨email⟩ ")
             .str.replace_all(QUOTED, " ⟨quote⟩ ")
             .str.replace_all(NUMBER, " ⟨num⟩ ")
+            .str.replace_all("\n", " ⟨nl⟩ ")  # line breaks are layout, and layout is part of a template
         )
     return text.str.to_lowercase().str.replace_all(r"[^\w⟨⟩]+", " ").str.strip_chars()
 
@@ -87,20 +91,7 @@ def by_words(folded: pl.Expr, unit: str) -> pl.Expr:
 
 
 def units(folded: pl.Expr, unit: str) -> pl.Expr:
-    """List of units per record (see the module doc)."""
+    """List of units per record (see the module doc); a placeholder is one unit in either mode."""
     words = folded.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
-    chars = folded.str.replace_all(r"\s+", "").str.split("").list.eval(pl.element().filter(pl.element() != ""))
+    chars = folded.str.extract_all(r"⟨[a-z]+⟩|\S")
     return pl.when(by_words(folded, unit)).then(words).otherwise(chars)
-
-
-def ngrams(unit_lists: pl.Series, n: int, joiner: pl.Series) -> pl.Series:
-    """N-gram strings per record, in order; fewer than n units give one n-gram of them all."""
-    out = []
-    for items, sep in zip(unit_lists.to_list(), joiner.to_list(), strict=True):
-        if not items:
-            out.append([])
-        elif len(items) <= n:
-            out.append([sep.join(items)])
-        else:
-            out.append([sep.join(items[i : i + n]) for i in range(len(items) - n + 1)])
-    return pl.Series(unit_lists.name, out, dtype=pl.List(pl.String))

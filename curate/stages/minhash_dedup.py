@@ -8,15 +8,17 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.minhash import shingles
 from curate.minhash.clusters import candidate_pairs, components, verified
-from curate.minhash.signature import band_keys, lsh_params, signatures
+from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
 from curate.minhash.skeleton import template_mask
 from curate.params import param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
 
 GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
+START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
 
 
@@ -38,14 +40,16 @@ class _Shingle(MapStep):
         df = df.with_columns(shingles.fold(pl.col(TEXT), self.template).alias(FOLDED))
         by_words = shingles.by_words(pl.col(FOLDED), self.unit)
         df = df.with_columns(pl.when(by_words).then(pl.lit(" ")).otherwise(pl.lit("")).alias(SEP))
-        units = df.select(shingles.units(pl.col(FOLDED), self.unit).alias("u")).to_series()
+        folded = pl.col(FOLDED)
         if self.template:  # start/end markers make template n-grams position-aware
-            units = pl.Series([["⟨s⟩", *u, "⟨e⟩"] if u else [] for u in units.to_list()], dtype=pl.List(pl.String))
-        grams = shingles.ngrams(units, self.ngram, df[SEP])
-        hashed = grams.to_frame("g").select(
-            pl.col("g").list.eval((pl.element().hash(seed=0) & 0xFFFFFFFF).cast(pl.UInt32))
-        )["g"]
-        return df.with_columns(hashed.alias(GRAMS), pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS))
+            folded = pl.when(folded != "").then(pl.concat_str(pl.lit(f"{START} "), folded, pl.lit(f" {END}")))
+        units = df.select(shingles.units(folded.fill_null(""), self.unit).alias("u"))["u"]
+        lengths = units.list.len().to_numpy()
+        unit_hashes = units.explode().drop_nulls().hash(seed=0).to_numpy()
+        grams, counts = ngram_hashes(unit_hashes, lengths, self.ngram)
+        offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
+        column = pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets), pa.array(grams)))
+        return df.with_columns(pl.Series(GRAMS, column), pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS))
 
 
 @dataclass(frozen=True)
@@ -178,10 +182,9 @@ class _Cluster(BarrierStep):
     def _skeleton(self, data: pl.DataFrame, index: int, kept_grams: np.ndarray) -> str:
         """The record's folded text with the units no kept n-gram covers shown as `…`."""
         folded, sep = data[FOLDED][index], data[SEP][index]
-        units = folded.split(" ") if sep == " " else list(folded.replace(" ", ""))
-        if self.template:
-            units = ["⟨s⟩", *units, "⟨e⟩"]
-        if not self.template or len(units) <= self.ngram:
+        marked = f"{START} {folded} {END}" if self.template and folded else folded
+        units = pl.select(shingles.units(pl.lit(marked), "word" if sep == " " else "char")).item().to_list()
+        if len(units) <= self.ngram:
             covered = np.full(len(units), bool(kept_grams.any()))
         else:
             covered = np.zeros(len(units), dtype=bool)
@@ -192,7 +195,7 @@ class _Cluster(BarrierStep):
             token = unit if shown else "…"
             if token == "…" and out and out[-1] == "…":
                 continue
-            if token not in ("⟨s⟩", "⟨e⟩"):
+            if token not in (START, END):
                 out.append(token)
         return sep.join(out)
 
@@ -256,7 +259,8 @@ class MinhashDedup(Stage):
         return out
 
     def steps(self) -> list[Step]:
-        bands, rows = (self.bands, self.rows) if self.bands and self.rows else lsh_params(self.threshold, self.num_perm)
+        given = self.bands and self.rows
+        bands, rows = (self.bands, self.rows) if given else lsh_params(self.threshold, self.num_perm, self.verify)
         shingle = _Shingle(self.fields, self.template, self.include_input, self.ngram, self.unit)
         cluster = _Cluster(
             self.template,
