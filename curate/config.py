@@ -335,34 +335,6 @@ def _check_output(o: OutputSection) -> list[str]:
     return out
 
 
-def config_json_schema() -> dict[str, Any]:
-    """JSON Schema of mixture.toml, generated from the same dataclasses that validate it."""
-    from curate.params import json_schema_for
-
-    stage_schemas = []
-    for name, cls in STAGES.items():
-        schema = json_schema_for(cls, extra={"use": {"const": name}})
-        schema["required"] = ["use", *schema.get("required", [])]
-        schema["description"] = (cls.__doc__ or "").strip().splitlines()[0]
-        stage_schemas.append(schema)
-    source = json_schema_for(SourceConfig)
-    return {
-        "$schema": "https://json-schema.org/draft/2020-12/schema",
-        "$id": "https://github.com/curate/curate/schemas/config.schema.json",
-        "title": "curate mixture.toml",
-        "type": "object",
-        "properties": {
-            "pipeline": json_schema_for(PipelineSection),
-            "sources": {"type": "array", "minItems": 1, "items": source},
-            "stages": {"type": "array", "items": {"oneOf": stage_schemas}},
-            "mixture": json_schema_for(MixtureSection),
-            "output": json_schema_for(OutputSection),
-        },
-        "required": ["pipeline", "sources"],
-        "additionalProperties": False,
-    }
-
-
 def stage_dataclass_fields(cls: type) -> list[dataclasses.Field]:
     """The TOML parameters of a stage class (for `curate stages`)."""
     return [f for f in dataclasses.fields(cls) if f.init and not f.name.startswith("_")]

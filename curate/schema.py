@@ -5,9 +5,39 @@ from __future__ import annotations
 import json
 import sys
 from pathlib import Path
+from typing import Any
 
-from curate.config import config_json_schema
+from curate.config import MixtureSection, OutputSection, PipelineSection, SourceConfig
+from curate.params import json_schema_for
 from curate.record import record_json_schema
+from curate.stages import STAGES
+
+
+def config_json_schema() -> dict[str, Any]:
+    """JSON Schema of mixture.toml, generated from the same dataclasses that validate it."""
+    stage_schemas = []
+    for name, cls in STAGES.items():
+        schema = json_schema_for(cls, extra={"use": {"const": name}})
+        schema["required"] = ["use", *schema.get("required", [])]
+        schema["description"] = (cls.__doc__ or "").strip().splitlines()[0]
+        stage_schemas.append(schema)
+    source = json_schema_for(SourceConfig)
+    return {
+        "$schema": "https://json-schema.org/draft/2020-12/schema",
+        "$id": "https://github.com/curate/curate/schemas/config.schema.json",
+        "title": "curate mixture.toml",
+        "type": "object",
+        "properties": {
+            "pipeline": json_schema_for(PipelineSection),
+            "sources": {"type": "array", "minItems": 1, "items": source},
+            "stages": {"type": "array", "items": {"oneOf": stage_schemas}},
+            "mixture": json_schema_for(MixtureSection),
+            "output": json_schema_for(OutputSection),
+        },
+        "required": ["pipeline", "sources"],
+        "additionalProperties": False,
+    }
+
 
 SCHEMAS = {"record.schema.json": record_json_schema, "config.schema.json": config_json_schema}
 
