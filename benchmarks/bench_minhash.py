@@ -4,8 +4,10 @@
 
 Same input file, same parameters, measured side by side in one run (issue 3, "Performance"):
 word 5-grams of lower-cased text (every non-word character a space; a text with fewer than 5 words
-is one n-gram of all its words), 128 permutations, threshold 0.8, which curate (and datasketch's
-`MinHashLSH`) turn into 9 bands x 13 rows.
+is one n-gram of all its words), 128 permutations, threshold 0.8. The LSH bands x rows are what the
+measured curate's stage derives for these parameters (asked at start-up; 12 x 10 since curate favours
+recall when pairs are verified), and datatrove gets the same; the datasketch loop keeps MinHashLSH's
+own choice for threshold 0.8 (9 x 13), as a user of that loop would.
 
 1. Input (deterministic; `benchmarks/_data/minhash-N/`, git-ignored): Alpaca 52k, Code Alpaca (both
    files) and GSM8K train+test from ../shared/data as text records ({"id", "text"}: instruction,
@@ -28,11 +30,11 @@ is one n-gram of all its words), 128 permutations, threshold 0.8, which curate (
    - `datatrove` (its own virtualenv, benchmarks/.venv-datatrove): LocalPipelineExecutor runs of
      JsonlReader + MinhashDedupSignature, MinhashDedupBuckets, MinhashDedupCluster (save_cluster_id),
      JsonlReader + MinhashDedupFilter (load_cluster_ids, removed records to an exclusion writer) +
-     JsonlWriter, uncompressed output; MinhashConfig(n_grams=5, num_buckets=9, hashes_per_bucket=13),
+     JsonlWriter, uncompressed output; MinhashConfig(n_grams=5, num_buckets=bands, hashes_per_bucket=rows),
      default 64-bit xxhash; the word tokenizer is the shared shingling (a WordTokenizer subclass) and
      its text normalization is switched off, so it shingles exactly like the other two.
      tasks=1 for signatures and filter (the cluster step always runs as 1 task; the bucket step
-     needs one task per bucket, 9), workers=1; and tasks=2 (one per input file), workers=2. For
+     needs one task per bucket), workers=1; and tasks=2 (one per input file), workers=2. For
      context only, also datatrove as shipped: its default TextNormConfig and English word tokenizer
      (spaCy), workers=1 (a different shingling, so not like-for-like).
 3. Quality: recall of planted pairs with true Jaccard >= 0.85 that end up in one cluster; precision
@@ -70,7 +72,7 @@ VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 DATATROVE_VENV = BENCH_DIR / ".venv-datatrove"
 
 GENERATOR_VERSION = 1
-NGRAM, NUM_PERM, THRESHOLD, BANDS, ROWS = 5, 128, 0.8, 9, 13
+NGRAM, NUM_PERM, THRESHOLD = 5, 128, 0.8
 SEED = 0
 EXACT_SHARE = 0.05
 POSITIVE_J, NEGATIVE_J = 0.85, 0.7
@@ -352,7 +354,6 @@ def child_curate_stage(folder: Path, out: Path, profile: Path | None) -> dict[st
     t0 = time.perf_counter()
     import polars as pl
 
-    from curate.minhash.signature import lsh_params
     from curate.stages import MinhashDedup
 
     t_import = time.perf_counter()
@@ -386,12 +387,13 @@ def child_curate_stage(folder: Path, out: Path, profile: Path | None) -> dict[st
             "read_frame": round(t_read - t_import, 3),
             "stage": round(t_done - t_read, 3),
         },
-        "lsh_params": list(lsh_params(THRESHOLD, NUM_PERM)),
         "dropped": int(result["_drop"].is_not_null().sum()),
     }
 
 
-def child_datatrove(folder: Path, work: Path, tasks: int, workers: int, native: bool = False) -> dict[str, Any]:
+def child_datatrove(
+    folder: Path, work: Path, tasks: int, workers: int, lsh: tuple[int, int], native: bool = False
+) -> dict[str, Any]:
     """datatrove's four MinHash steps; `native`: its default text normalization and English word tokenizer
     (spaCy) instead of the shared shingling."""
     t0 = time.perf_counter()
@@ -430,8 +432,8 @@ def child_datatrove(folder: Path, work: Path, tasks: int, workers: int, native: 
     )
     config = MinhashConfig(
         n_grams=NGRAM,
-        num_buckets=BANDS,
-        hashes_per_bucket=ROWS,
+        num_buckets=lsh[0],
+        hashes_per_bucket=lsh[1],
         seed=1,
         norm_config=TextNormConfig() if native else off,
         hash_config=HashConfig(),
@@ -448,7 +450,7 @@ def child_datatrove(folder: Path, work: Path, tasks: int, workers: int, native: 
             [reader(), MinhashDedupSignature(str(work / "sigs"), config=config, language=tokenizer)],
             tasks,
         ),
-        ("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], BANDS),
+        ("buckets", [MinhashDedupBuckets(str(work / "sigs"), str(work / "buckets"), config=config)], lsh[0]),
         (
             "cluster",
             [MinhashDedupCluster(str(work / "buckets"), str(work / "remove"), config=config, save_cluster_id=True)],
@@ -507,6 +509,21 @@ def run_child(cmd: list[str], log: Path, env: dict[str, str] | None = None) -> d
     result["load_before"] = [round(x, 2) for x in load_before]
     result["load_after"] = [round(x, 2) for x in os.getloadavg()]
     return result
+
+
+def curate_lsh(env: dict[str, str]) -> tuple[int, int]:
+    """(bands, rows) the measured curate's stage uses for the benchmark parameters."""
+    script = (
+        "from curate.stages import MinhashDedup\n"
+        f"stage = MinhashDedup(fields='all', template=False, unit='word', ngram={NGRAM}, num_perm={NUM_PERM}, "
+        f"threshold={THRESHOLD})\n"
+        "print(*[(s.bands, s.rows) for s in stage.steps() if hasattr(s, 'bands')][0])\n"
+    )
+    done = subprocess.run(
+        [str(VENV_PYTHON), "-c", script], capture_output=True, text=True, check=True, env={**os.environ, **env}
+    )
+    bands, rows = map(int, done.stdout.split())
+    return bands, rows
 
 
 def curate_snapshot(data_root: Path, worktree: bool) -> tuple[dict[str, str], str]:
@@ -597,13 +614,16 @@ def curate_labels(output: Path) -> dict[str, list]:
 
 
 def run_datatrove(
-    folder: Path, scratch: Path, logs: Path, tag: str, tasks: int, workers: int, native: bool = False
+    folder: Path, scratch: Path, logs: Path, tag: str, workers: int, lsh: tuple[int, int], native: bool = False
 ) -> dict[str, Any]:
+    """datatrove with tasks = workers (signature and filter steps; one task per input file at most)."""
+    tasks = workers
     work = scratch / f"{tag}-work"
     shutil.rmtree(work, ignore_errors=True)
     python = DATATROVE_VENV / "bin" / "python"
     cmd = [str(python), str(Path(__file__).resolve()), "--child", "datatrove", str(folder), str(work)]
-    cmd += ["--tasks", str(tasks), "--workers", str(workers)] + (["--native"] if native else [])
+    cmd += ["--tasks", str(tasks), "--workers", str(workers), "--bands", str(lsh[0]), "--rows", str(lsh[1])]
+    cmd += ["--native"] if native else []
     result = run_child(cmd, logs / f"{tag}.log")
     ids, labels = [], []
     for sub in ("kept", "removed"):
@@ -732,8 +752,10 @@ def shingling_check(ids: list[str], texts: list[str], env: dict[str, str]) -> di
         "texts=json.load(sys.stdin)\n"
         "df=pl.DataFrame({'t':texts}).with_columns(s.fold(pl.col('t'),False).alias('f'))\n"
         "u=df.select(s.units(pl.col('f'),'word').alias('u')).to_series()\n"
-        f"g=s.ngrams(u,{NGRAM},pl.Series([' ']*len(texts)))\n"
-        "json.dump(g.to_list(),sys.stdout)\n"
+        f"n={NGRAM}\n"
+        "g=[[' '.join(w[i:i+n]) for i in range(len(w)-n+1)] if len(w)>=n else ([' '.join(w)] if w else [])"
+        " for w in u.to_list()]\n"
+        "json.dump(g,sys.stdout)\n"
     )
     done = subprocess.run(
         [str(VENV_PYTHON), "-c", script],
@@ -793,8 +815,8 @@ LABELS = {
     "stage": "curate stage only (`MinhashDedup.apply_with_reasons`, in process)",
     "curate_w1": "curate build --workers 1 (whole build)",
     "curate_w2": "curate build --workers 2 (whole build)",
-    "datatrove_w1": "datatrove 4 steps, tasks=1 (buckets 9), workers=1",
-    "datatrove_w2": "datatrove 4 steps, tasks=2 (buckets 9), workers=2",
+    "datatrove_w1": "datatrove 4 steps, tasks=1 (bucket step: 1 task per band), workers=1",
+    "datatrove_w2": "datatrove 4 steps, tasks=2 (bucket step: 1 task per band), workers=2",
     "datatrove_native_w1": "datatrove as shipped (default normalization + spaCy word tokenizer), tasks=1, workers=1",
 }
 
@@ -887,6 +909,7 @@ def markdown(report: dict[str, Any]) -> str:
     rows, m, r = report["summary"], report["machine"], report["ratios"]
     inputs, git = report["inputs"], report["git"]
     load = report["load_average_1_5_15"]
+    bands, band_rows = report["lsh"]
     lines = [
         "# Benchmark: `minhash_dedup` vs datasketch and datatrove",
         "",
@@ -899,10 +922,13 @@ def markdown(report: dict[str, Any]) -> str:
         f"- input: {inputs['records']:,} records ({inputs['real_records']:,} real: Alpaca 52k, Code Alpaca, "
         f"GSM8K train+test; {inputs['planted_copies']:,} planted near-duplicate copies), "
         f"{sum(inputs['bytes'].values()) / 2**20:.0f} MiB in 2 JSONL files",
-        f"- parameters: word {NGRAM}-grams, {NUM_PERM} permutations, threshold {THRESHOLD}; curate and datasketch "
-        f"derive {BANDS} bands x {ROWS} rows (curate `lsh_params`, datasketch `MinHashLSH.b, .r` = "
-        f"{report['datasketch_lsh_params']}); datatrove: num_buckets={BANDS}, hashes_per_bucket={ROWS} "
-        f"({BANDS * ROWS} hashes, the extra {NUM_PERM - BANDS * ROWS} are only used by curate's verification)",
+        f"- parameters: word {NGRAM}-grams, {NUM_PERM} permutations, threshold {THRESHOLD}; curate's stage derives "
+        f"{bands} bands x {band_rows} rows (and verifies candidate pairs against the signature estimate); datatrove "
+        f"gets the same: num_buckets={bands}, hashes_per_bucket={band_rows} ({bands * band_rows} hashes; curate "
+        f"computes all "
+        f"{NUM_PERM} and uses them for verification; datatrove does not verify); the datasketch loop keeps "
+        f"`MinHashLSH(threshold=0.8, num_perm=128)`'s own choice, b x r = "
+        f"{' x '.join(map(str, report['datasketch_lsh_params'] or []))}, unverified",
         f"- shingling check: curate's own n-grams equal the shared Python shingling on "
         f"{report['shingling']['identical']:,} of {report['shingling']['records']:,} records; "
         f"{report['shingling']['short_records_lt_5_words']} records have fewer than 5 words (datatrove gives them "
@@ -1069,6 +1095,8 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--workers", type=int, default=1, help=argparse.SUPPRESS)
     parser.add_argument("--profile-to", type=Path, help=argparse.SUPPRESS)
     parser.add_argument("--native", action="store_true", help=argparse.SUPPRESS)
+    parser.add_argument("--bands", type=int, default=0, help=argparse.SUPPRESS)
+    parser.add_argument("--rows", type=int, default=0, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
 
     if args.child:
@@ -1078,7 +1106,7 @@ def main(argv: list[str] | None = None) -> int:
         elif args.child == "curate-stage":
             result = child_curate_stage(paths[0], paths[1], args.profile_to)
         else:
-            result = child_datatrove(paths[0], paths[1], args.tasks, args.workers, args.native)
+            result = child_datatrove(paths[0], paths[1], args.tasks, args.workers, (args.bands, args.rows), args.native)
         print(json.dumps(result))
         return 0
 
@@ -1096,6 +1124,8 @@ def main(argv: list[str] | None = None) -> int:
     shutil.rmtree(scratch, ignore_errors=True)
     scratch.mkdir()
     env, measured = curate_snapshot(data, args.worktree)
+    lsh = curate_lsh(env)
+    print(f"curate's LSH for threshold {THRESHOLD}, {NUM_PERM} perms: {lsh[0]} bands x {lsh[1]} rows", flush=True)
     print(f"curate measured: {measured}", flush=True)
 
     ids, texts = read_docs(folder)
@@ -1120,7 +1150,7 @@ def main(argv: list[str] | None = None) -> int:
             else:
                 workers = int(name[-1])
                 native = "native" in name
-                result = run_datatrove(folder, scratch, logs, tag, tasks=workers, workers=workers, native=native)
+                result = run_datatrove(folder, scratch, logs, tag, workers, lsh, native)
             runs[name].append(result)
             print(
                 f"  {tag:16s} wall {result['wall_seconds']:8.2f} s  tree RSS {result['peak_rss_tree_mb']} MB  "
@@ -1182,6 +1212,7 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": inputs,
         "repeats": args.repeats,
         "shingling": shingling,
+        "lsh": list(lsh),
         "datasketch_lsh_params": runs["datasketch"][0]["child"]["lsh_params"] if "datasketch" in runs else None,
         "summary": summary,
         "ratios": ratio,
