@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench schemas clean
+.PHONY: demo test lint bench bench-minhash eval-minhash schemas clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,13 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_build.py
+
+# These two read ../shared/data (development data, not shipped); see benchmarks/README.md.
+bench-minhash: $(STAMP)
+	$(BIN)/python benchmarks/bench_minhash.py --records 100000 --repeats 1 --big 1000000
+
+eval-minhash: $(STAMP)
+	$(BIN)/python benchmarks/eval_minhash_quality.py --shared ../shared/data
 
 clean:
 	rm -rf pipelines/out pipelines/.curate .pytest_cache .ruff_cache
