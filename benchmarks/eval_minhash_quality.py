@@ -148,14 +148,18 @@ def read_templates(path: Path) -> list[dict]:
 
 
 def curate_ngram_sets(df: pl.DataFrame, fields: str, template: bool, n: int) -> list[set[str]]:
-    """Shingle sets exactly as curate builds them (before hashing); see `curate.minhash.shingles.ngrams`."""
+    """Shingle sets as curate builds them, as strings: curate hashes the same windows of units
+    (`curate.minhash.signature.ngram_hashes`)."""
     folded = shingles.fold(shingles.field_text(fields, True).fill_null(""), template)
     frame = df.select(shingles.units(folded, "auto").alias("u"), shingles.by_words(folded, "auto").alias("w"))
     units = frame["u"]
     if template:
-        units = pl.Series([["⟨s⟩", *u, "⟨e⟩"] if u else [] for u in units.to_list()], dtype=pl.List(pl.String))
-    sep = pl.Series([" " if w else "" for w in frame["w"].to_list()])
-    return [set(g) for g in shingles.ngrams(units, n, sep).to_list()]
+        units = pl.Series([["\x02", *u, "\x03"] if u else [] for u in units.to_list()], dtype=pl.List(pl.String))
+    seps = [" " if w else "" for w in frame["w"].to_list()]
+    return [
+        {sep.join(u[i : i + n]) for i in range(len(u) - n + 1)} if len(u) >= n else ({sep.join(u)} if u else set())
+        for u, sep in zip(units.to_list(), seps, strict=True)
+    ]
 
 
 def _placeholders(text: pl.Expr) -> pl.Expr:
