@@ -20,7 +20,7 @@ from curate.errors import ConfigError
 from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
-from curate.params import check_params, did_you_mean, param
+from curate.params import below_minimum, check_params, did_you_mean, param
 from curate.record import RECORD_COLUMNS
 from curate.stages import STAGES, Stage
 from curate.tokens import DEFAULT_ENCODING, check_encoding_name
@@ -287,13 +287,7 @@ def _check_pipeline(p: PipelineSection) -> list[str]:
     out = check_encoding_name(p.tokenizer, "pipeline.tokenizer")
     if not p.name.strip():
         out.append("pipeline.name: must not be empty")
-    if p.seed < 0:
-        out.append(f"pipeline.seed: must be >= 0, got {p.seed}")
-    if p.batch_size < 1:
-        out.append(f"pipeline.batch_size: must be >= 1, got {p.batch_size}")
-    if p.batch_bytes < 1:
-        out.append(f"pipeline.batch_bytes: must be >= 1, got {p.batch_bytes}")
-    return out
+    return out + below_minimum("pipeline", p, seed=0, batch_size=1, batch_bytes=1)
 
 
 def _check_mixture(m: MixtureSection, names: list[str]) -> list[str]:
@@ -326,10 +320,7 @@ def _check_output(o: OutputSection) -> list[str]:
         out.append("output.formats: must name at least one format (jsonl, jsonl.zst, parquet)")
     if len(set(o.formats)) != len(o.formats):
         out.append("output.formats: lists a format twice")
-    if o.shard_max_records < 1:
-        out.append(f"output.shard_max_records: must be >= 1, got {o.shard_max_records}")
-    if o.shard_max_tokens is not None and o.shard_max_tokens < 1:
-        out.append(f"output.shard_max_tokens: must be >= 1, got {o.shard_max_tokens}")
+    out += below_minimum("output", o, shard_max_records=1, shard_max_tokens=1)
     if not 1 <= o.zstd_level <= 19:
         out.append(f"output.zstd_level: must be between 1 and 19, got {o.zstd_level}")
     return out

@@ -142,6 +142,15 @@ def json_schema_of_type(tp: Any) -> dict[str, Any]:
     return {}
 
 
+def below_minimum(where: str, obj: Any, **minimums: float) -> list[str]:
+    """`where.key: must be >= m, got v` for each attribute of `obj` below its minimum (None is skipped)."""
+    return [
+        f"{where}.{key}: must be >= {minimum}, got {getattr(obj, key)}"
+        for key, minimum in minimums.items()
+        if getattr(obj, key) is not None and getattr(obj, key) < minimum
+    ]
+
+
 def field_doc(cls: type, name: str) -> str:
     """The `doc` metadata of a dataclass field (its one-line help)."""
     for f in dataclasses.fields(cls):

@@ -10,7 +10,7 @@ from typing import Any, ClassVar
 import numpy as np
 import polars as pl
 
-from curate.params import param
+from curate.params import below_minimum, param
 from curate.record import training_text
 from curate.stages.base import DROP, Context, MapStep, Stage, mark
 
@@ -95,8 +95,7 @@ class Decontaminate(Stage, MapStep):
         from curate.config import SOURCE_NAME
 
         out = []
-        if self.ngram < 1:
-            out.append(f"{where}.ngram: must be >= 1, got {self.ngram}")
+        out += below_minimum(where, self, ngram=1)
         if not self.eval:
             out.append(f"{where}.eval: name at least one eval set, e.g. [{{name = 'gsm8k_test', path = '...'}}]")
         seen: set[str] = set()

@@ -7,7 +7,7 @@ from typing import ClassVar, Literal
 
 import polars as pl
 
-from curate.params import param
+from curate.params import below_minimum, param
 from curate.record import training_text
 from curate.stages.base import DROP, Context, MapStep, Stage, mark
 
@@ -39,10 +39,7 @@ class FilterLength(Stage, MapStep):
         bounds = (self.min_tokens, self.max_tokens, self.min_chars, self.max_chars)
         if all(b is None for b in bounds):
             out.append(f"{where}: set at least one of min_tokens, max_tokens, min_chars, max_chars")
-        for key in ("min_tokens", "max_tokens", "min_chars", "max_chars"):
-            value = getattr(self, key)
-            if value is not None and value < 0:
-                out.append(f"{where}.{key}: must be >= 0, got {value}")
+        out += below_minimum(where, self, min_tokens=0, max_tokens=0, min_chars=0, max_chars=0)
         for low, high in (("min_tokens", "max_tokens"), ("min_chars", "max_chars")):
             lo, hi = getattr(self, low), getattr(self, high)
             if lo is not None and hi is not None and lo > hi:

@@ -14,7 +14,7 @@ from curate.minhash import shingles
 from curate.minhash.clusters import candidate_pairs, components, verified
 from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
 from curate.minhash.skeleton import template_mask
-from curate.params import param
+from curate.params import below_minimum, param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
 
 GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
@@ -239,8 +239,7 @@ class MinhashDedup(Stage):
 
     def problems(self, where: str) -> list[str]:
         out = []
-        if self.ngram < 1:
-            out.append(f"{where}.ngram: must be >= 1, got {self.ngram}")
+        out += below_minimum(where, self, ngram=1)
         if not 2 <= self.num_perm <= 1024:
             out.append(f"{where}.num_perm: must be between 2 and 1024, got {self.num_perm}")
         if not 0.0 < self.threshold <= 1.0:
@@ -252,11 +251,7 @@ class MinhashDedup(Stage):
                 out.append(f"{where}.bands: bands and rows must be >= 1")
             elif self.bands * self.rows > self.num_perm:
                 out.append(f"{where}.bands: bands x rows = {self.bands * self.rows} exceeds num_perm = {self.num_perm}")
-        if self.keep_per_cluster < 1:
-            out.append(f"{where}.keep_per_cluster: must be >= 1, got {self.keep_per_cluster}")
-        if self.top_templates < 0:
-            out.append(f"{where}.top_templates: must be >= 0, got {self.top_templates}")
-        return out
+        return out + below_minimum(where, self, keep_per_cluster=1, top_templates=0)
 
     def steps(self) -> list[Step]:
         given = self.bands and self.rows
