@@ -44,7 +44,8 @@ own choice for threshold 0.8 (9 x 13), as a user of that loop would.
 4. `--big N`: curate alone (`curate build`, workers 1 and 2) on N records made by cycling the input
    and perturbing each cycled copy (target Jaccard uniform in [0.2, 1]); wall time and peak RSS.
 
-curate is run from a snapshot of HEAD's curate/ (`git archive`, PYTHONPATH) so edits in the working
+curate is run from a snapshot of HEAD's curate/ (`git archive`, PYTHONPATH; every curate process is
+started with `python -P` so the current directory's curate/ does not shadow it) so edits in the working
 tree during the run do not change what is measured (`--worktree` runs the working tree instead).
 Results: benchmarks/out/minhash/results.json and benchmarks/BENCH_MINHASH.md.
 """
@@ -521,7 +522,7 @@ def curate_lsh(env: dict[str, str]) -> tuple[int, int]:
         "print(*[(s.bands, s.rows) for s in stage.steps() if hasattr(s, 'bands')][0])\n"
     )
     done = subprocess.run(
-        [str(VENV_PYTHON), "-c", script], capture_output=True, text=True, check=True, env={**os.environ, **env}
+        [str(VENV_PYTHON), "-P", "-c", script], capture_output=True, text=True, check=True, env={**os.environ, **env}
     )
     bands, rows = map(int, done.stdout.split())
     return bands, rows
@@ -569,7 +570,7 @@ def run_curate(config: Path, workers: int, scratch: Path, logs: Path, tag: str, 
     output, work = scratch / f"{tag}-output", scratch / f"{tag}-work"
     for path in (output, work):
         shutil.rmtree(path, ignore_errors=True)
-    cmd = [str(VENV_PYTHON), "-m", "curate.cli", "build", str(config), "--workers", str(workers)]
+    cmd = [str(VENV_PYTHON), "-P", "-m", "curate.cli", "build", str(config), "--workers", str(workers)]
     cmd += ["--output", str(output), "--work-dir", str(work), "--no-progress"]
     result = run_child(cmd, logs / f"{tag}.log", env)
     run = json.loads((output / "run.json").read_text())
@@ -759,7 +760,7 @@ def shingling_check(ids: list[str], texts: list[str], env: dict[str, str]) -> di
         "json.dump(g,sys.stdout)\n"
     )
     done = subprocess.run(
-        [str(VENV_PYTHON), "-c", script],
+        [str(VENV_PYTHON), "-P", "-c", script],
         input=json.dumps(texts),
         capture_output=True,
         text=True,
@@ -880,13 +881,24 @@ def ratios(rows: dict[str, dict[str, Any]]) -> dict[str, Any]:
     return out
 
 
-def profile_table(prof: Path, top: int = 20) -> str:
+def profile_build(config: Path, scratch: Path, out: Path, env: dict[str, str]) -> Path:
+    """cProfile one `curate build --workers 1` (batches run in the main process, so this is everything)."""
+    output, work, prof = scratch / "profile-output", scratch / "profile-work", out / "profile_build_w1.prof"
+    cmd = [str(VENV_PYTHON), "-P", "-m", "cProfile", "-o", str(prof), "-m", "curate.cli", "build", str(config)]
+    cmd += ["--workers", "1", "--output", str(output), "--work-dir", str(work), "--no-progress"]
+    subprocess.run(cmd, check=True, cwd=ROOT, stdout=subprocess.DEVNULL, env={**os.environ, **env})
+    shutil.rmtree(output, ignore_errors=True)
+    shutil.rmtree(work, ignore_errors=True)
+    return prof
+
+
+def profile_table(prof: Path, what: str, top: int = 20) -> str:
     import pstats
 
     bb = _bench_build()
     stats = pstats.Stats(str(prof)).stats  # type: ignore[attr-defined]
     total = max(ct for _, _, _, ct, _ in stats.values())
-    lines = [f"cProfile of `MinhashDedup.apply_with_reasons` on the benchmark input: {total:.1f} s", ""]
+    lines = [f"cProfile of {what} on the benchmark input: {total:.1f} s", ""]
     for title, column in (("cumulative", 3), ("self", 2)):
         rows = sorted(((v[column], k, v) for k, v in stats.items()), reverse=True)[:top]
         lines += [
@@ -1076,7 +1088,9 @@ def markdown(report: dict[str, Any]) -> str:
                 + ", ".join(f"{k} {v}" for k, v in res["stage_stats"].items())
             )
     if report.get("profile"):
-        lines += ["", "## Profile (a target was missed)", "", report["profile"]]
+        lines += ["", "## Profile of the stage (a target was missed)", "", report["profile"]]
+    if report.get("profile_build"):
+        lines += ["", "## Profile of the whole build (the datatrove target was missed)", "", report["profile_build"]]
     return "\n".join(lines) + "\n"
 
 
@@ -1242,12 +1256,17 @@ def main(argv: list[str] | None = None) -> int:
         "runs": runs,
     }
 
-    if args.profile or not (ratio["datasketch_target_met"] and ratio["datatrove_target_met"]):
+    if args.profile or not ratio["datasketch_target_met"] or not ratio["datatrove_target_met"]:
         print("profiling the stage (cProfile) ...", flush=True)
         prof = out / "profile_stage.prof"
         run_stage(folder, scratch, logs, "profile", env, profile=prof)
-        report["profile"] = profile_table(prof)
+        report["profile"] = profile_table(prof, "`MinhashDedup.apply_with_reasons`")
         (out / "profile_stage.md").write_text(report["profile"])
+    if args.profile or not ratio["datatrove_target_met"]:
+        print("profiling curate build --workers 1 (cProfile) ...", flush=True)
+        prof = profile_build(config, scratch, out, env)
+        report["profile_build"] = profile_table(prof, "`curate build --workers 1` (the whole build, one process)")
+        (out / "profile_build_w1.md").write_text(report["profile_build"])
 
     if args.big:
         print(f"generating {args.big:,} records ...", flush=True)

@@ -18,22 +18,30 @@ from curate.params import below_minimum, param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
 
 GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
+SIG, COUNT = "_mh_sig", "_mh_count"
 START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
 
 
 @dataclass(frozen=True)
 class _Shingle(MapStep):
-    """Per record: the text of the chosen fields, its folded form and its n-gram hashes, in order."""
+    """Per record: the text of the chosen fields and its folded form; then, with `template`, its n-gram
+    hashes in order (the barrier needs every record to find template n-grams), else its MinHash
+    signature and n-gram count (computed here, in parallel across workers)."""
 
     fields: str
     template: bool
     include_input: bool
     ngram: int
     unit: str
+    num_perm: int
+    seed: int
     stage_name: str = "minhash_dedup"
     reads: tuple[str, ...] = ("kind", "text", "messages", "meta")
-    writes: tuple[str, ...] = (GRAMS, FOLDED, TEXT, SEP)
+
+    @property
+    def writes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (GRAMS if self.template else SIG, COUNT, FOLDED, TEXT, SEP)
 
     def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         df = df.with_columns(shingles.field_text(self.fields, self.include_input).fill_null("").alias(TEXT))
@@ -47,9 +55,16 @@ class _Shingle(MapStep):
         lengths = units.list.len().to_numpy()
         unit_hashes = units.explode().drop_nulls().hash(seed=0).to_numpy()
         grams, counts = ngram_hashes(unit_hashes, lengths, self.ngram)
-        offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
-        column = pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets), pa.array(grams)))
-        return df.with_columns(pl.Series(GRAMS, column), pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS))
+        if self.template:
+            offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
+            column = pl.Series(GRAMS, pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets), pa.array(grams))))
+        else:
+            owner = np.repeat(np.arange(df.height), counts)
+            sig = signatures(owner, grams, df.height, self.num_perm, self.seed)
+            column = pl.Series(SIG, sig, dtype=pl.Array(pl.UInt32, self.num_perm))
+        return df.with_columns(
+            column, pl.Series(COUNT, counts, dtype=pl.Int64), pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS)
+        )
 
 
 @dataclass(frozen=True)
@@ -72,29 +87,32 @@ class _Cluster(BarrierStep):
 
     @property
     def reads(self) -> tuple[str, ...]:  # type: ignore[override]
-        return ("id", "source", GRAMS, FOLDED, TEXT, SEP, *([self.rank_by] if self.rank_by else []))
+        shingles_in = GRAMS if self.template else SIG
+        return ("id", "source", shingles_in, COUNT, FOLDED, TEXT, SEP, *([self.rank_by] if self.rank_by else []))
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
         data = rows.select("_row", *self.reads).collect().sort("_row")
         n = data.height
-        lengths = data[GRAMS].list.len().to_numpy()
+        lengths = data[COUNT].to_numpy()
         owner = np.repeat(np.arange(n), lengths)
-        grams = data[GRAMS].explode().drop_nulls().to_numpy().astype(np.uint32)
         scope = (
             data["source"].rank("dense").cast(pl.Int64).to_numpy()
             if self.scope == "source"
             else np.zeros(n, dtype=np.int64)
         )
         stats: dict = {"records": n, "bands": self.bands, "rows": self.rows}
-        keep = np.ones(len(grams), dtype=bool)
+        keep = np.ones(len(owner), dtype=bool)
         if self.template:
+            grams = data[GRAMS].explode().drop_nulls().to_numpy().astype(np.uint32)
             keep, skeleton = template_mask(owner, grams, scope)
             # Unstructured records (no template text) are compared by all their n-grams instead, so
             # near-copies among them are still found and they never pile up in one empty-skeleton cluster.
             unstructured = np.bincount(owner[keep], minlength=n) == 0
             keep |= unstructured[owner]
             stats.update(asdict(skeleton), unstructured=int((unstructured & (lengths > 0)).sum()))
-        sig = signatures(owner[keep], grams[keep], n, self.num_perm, self.seed)
+            sig = signatures(owner[keep], grams[keep], n, self.num_perm, self.seed)
+        else:
+            sig = data[SIG].to_numpy().reshape(n, self.num_perm)
         shingled = np.bincount(owner[keep], minlength=n) > 0
         keys = band_keys(sig, self.bands, self.rows)
         pairs = candidate_pairs(keys, scope, shingled)
@@ -256,7 +274,9 @@ class MinhashDedup(Stage):
     def steps(self) -> list[Step]:
         given = self.bands and self.rows
         bands, rows = (self.bands, self.rows) if given else lsh_params(self.threshold, self.num_perm, self.verify)
-        shingle = _Shingle(self.fields, self.template, self.include_input, self.ngram, self.unit)
+        shingle = _Shingle(
+            self.fields, self.template, self.include_input, self.ngram, self.unit, self.num_perm, self.seed
+        )
         cluster = _Cluster(
             self.template,
             self.ngram,
