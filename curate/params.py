@@ -151,14 +151,6 @@ def below_minimum(where: str, obj: Any, **minimums: float) -> list[str]:
     ]
 
 
-def field_doc(cls: type, name: str) -> str:
-    """The `doc` metadata of a dataclass field (its one-line help)."""
-    for f in dataclasses.fields(cls):
-        if f.name == name:
-            return str(f.metadata.get("doc", ""))
-    return ""
-
-
 def json_schema_for(cls: type, extra: dict[str, Any] | None = None) -> dict[str, Any]:
     """JSON Schema of a dataclass's TOML table (fields, types, defaults, descriptions)."""
     hints = typing.get_type_hints(cls)
