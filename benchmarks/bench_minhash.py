@@ -1159,6 +1159,13 @@ def main(argv: list[str] | None = None) -> int:
 
     datasketch_lsh = _optimal_param(THRESHOLD, NUM_PERM, 0.5, 0.5)
     names = [n for n in names if n not in skip and n.split("_")[0] not in skip]
+    if any(n.startswith("datatrove") for n in names) and not (DATATROVE_VENV / "bin" / "python").exists():
+        raise SystemExit(
+            f"{DATATROVE_VENV} is missing; create it with\n"
+            f"  {VENV_PYTHON} -m venv {DATATROVE_VENV}\n"
+            f"  {DATATROVE_VENV}/bin/pip install datatrove orjson regex 'xxhash<4' tokenizers spacy\n"
+            "or pass --skip datatrove"
+        )
     runs: dict[str, list[dict[str, Any]]] = {name: [] for name in names}
     for rep in range(args.repeats):
         for name in names:
