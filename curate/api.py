@@ -181,12 +181,17 @@ def stages_info() -> list[dict[str, Any]]:
                 "name": name,
                 "doc": (cls.__doc__ or "").strip(),
                 "params": params,
-                "reads": list(cls.reads),
-                "writes": list(cls.writes),
+                "reads": _declared(cls.reads, "columns named in its parameters"),
+                "writes": _declared(cls.writes, "columns named in its parameters"),
                 "drops_rows": cls.drops_rows,
             }
         )
     return out
+
+
+def _declared(columns: object, dynamic: str) -> list[str]:
+    """A stage class's declared columns; stages whose columns depend on parameters declare a property."""
+    return list(columns) if isinstance(columns, tuple) else [f"({dynamic})"]
 
 
 class Pipeline:

@@ -279,7 +279,8 @@ def check_stages(stages: list[Stage], wheres: list[str] | None = None) -> list[s
                 f"{where}.rank_by: no column {rank_by!r} at this point{did_you_mean(rank_by, available)}; "
                 f"columns: {', '.join(sorted(available))}"
             )
-        available.update(stage.writes)
+        problems += stage.pipeline_problems(where, available)
+        available.update(stage.output_columns())
     return problems
 
 

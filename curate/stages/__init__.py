@@ -9,6 +9,7 @@ from __future__ import annotations
 from curate.stages.base import Context, Stage
 from curate.stages.decontaminate import Decontaminate
 from curate.stages.exact_dedup import ExactDedup
+from curate.stages.filter import Filter
 from curate.stages.filter_length import FilterLength
 from curate.stages.language import Language
 from curate.stages.minhash_dedup import MinhashDedup
@@ -21,6 +22,7 @@ STAGES: dict[str, type[Stage]] = {
     "language": Language,
     "minhash_dedup": MinhashDedup,
     "decontaminate": Decontaminate,
+    "filter": Filter,
 }
 
 __all__ = [
@@ -28,6 +30,7 @@ __all__ = [
     "Context",
     "Decontaminate",
     "ExactDedup",
+    "Filter",
     "FilterLength",
     "Language",
     "MinhashDedup",

@@ -85,6 +85,15 @@ class Stage:
         """Checks across parameters (types are checked before construction). Empty when valid."""
         return []
 
+    def pipeline_problems(self, where: str, available: set[str]) -> list[str]:
+        """Checks that need the pipeline around the stage: `available` holds the columns that exist when
+        it runs (canonical columns plus what earlier stages write). Empty when valid."""
+        return []
+
+    def output_columns(self) -> tuple[str, ...]:
+        """The columns this stage adds; `writes` unless a parameter names them."""
+        return self.writes
+
     def bind(self, base: Path) -> None:
         """Called by the config loader with the config file's folder, before `problems` (for stages
         whose parameters name files)."""
