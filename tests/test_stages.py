@@ -41,7 +41,21 @@ def chats(*pairs: tuple[str, str], source: str = "s") -> pl.DataFrame:
 
 
 def test_stage_table_is_explicit_and_complete():
-    assert set(STAGES) == {"normalize", "filter_length", "exact_dedup", "language", "minhash_dedup", "decontaminate"}
+    """Every user-facing stage class defined in curate/stages/ is in STAGES under its own name."""
+    import importlib
+    import inspect
+    import pkgutil
+
+    import curate.stages
+
+    defined = set()
+    for info in pkgutil.iter_modules(curate.stages.__path__):
+        module = importlib.import_module(f"curate.stages.{info.name}")
+        for _, cls in inspect.getmembers(module, inspect.isclass):
+            if issubclass(cls, Stage) and cls is not Stage and cls.__module__ == module.__name__:
+                defined.add(cls)
+    assert defined == set(STAGES.values())
+    assert {"normalize", "filter_length", "exact_dedup", "language", "minhash_dedup", "filter"} <= set(STAGES)
     for name, cls in STAGES.items():
         assert cls.name == name
         assert issubclass(cls, Stage)
@@ -197,10 +211,17 @@ def test_token_count_is_inserted_where_needed():
     assert [type(s).__name__ for s in steps] == ["CountTokens", "FilterLength", "Normalize", "CountTokens"]
 
 
+#: Values for stage parameters that have no default (every other parameter keeps its default).
+REQUIRED_EXAMPLES = {"filter": {"where": "n_tokens >= 10"}}
+
+
 @pytest.mark.parametrize("name", sorted(STAGES))
 def test_stage_round_trips_to_toml_table(name):
     cls = STAGES[name]
-    assert cls().to_table() == {"use": name} if name != "filter_length" else True
+    required = REQUIRED_EXAMPLES.get(name, {})
+    stage = cls(**required)
+    assert stage.to_table() == {"use": name, **required}
+    assert type(stage)(**{k: v for k, v in stage.to_table().items() if k != "use"}) == stage
 
 
 def test_normalize_keeps_code_indentation():
