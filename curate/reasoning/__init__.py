@@ -1,0 +1,1 @@
+"""Reasoning analysis: chain-of-thought tags and reasoning-depth features."""

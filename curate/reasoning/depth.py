@@ -1,0 +1,215 @@
+"""Reasoning-depth features and score (`reasoning_depth_v1`), as vectorised polars expressions.
+
+The *answer* is what the score describes: the assistant messages of an instruction record (joined by
+newlines), or the whole `text` of a pretrain record. The *prompt* is the system and user messages; a
+pretrain record has none, so its prompt features are 0 and its answer/prompt ratio is null.
+
+Features (one `rd_*` column each; see `FEATURE_DOCS`) are counted with regular expressions over the
+answer and the prompt, and tokens with tiktoken. The score is a logistic function of a weighted sum of
+transformed features whose coefficients ship in `reasoning_depth_v1.json` (fitted by
+`benchmarks/fit_reasoning_depth.py`). Every weight is >= 0 and every feature used by the score can only
+grow when text is appended to the answer, so appending a reasoning step never lowers the score.
+"""
+
+from __future__ import annotations
+
+import functools
+import json
+import math
+from dataclasses import dataclass
+from importlib import resources
+
+import polars as pl
+
+from curate.errors import FatalError
+from curate.tokens import count_tokens
+
+VERSIONS = ("reasoning_depth_v1",)
+MAX_STEPS = 20  # steps beyond this add nothing more to the score
+
+# A segment is a line, or a sentence inside a line: cut at newlines and at . ! ? ; 。！？；
+# (a period followed by a digit, as in 0.25, does not cut).
+SEGMENT = r"(?:[^\n.!?;。！？；]|\.[0-9])+"
+EN_CONNECTIVES = r"(?i)\b(?:because|therefore|thus|hence|since|so|consequently|it follows)\b"
+ZH_CONNECTIVES = r"因为|所以|因此|由于|因而|于是"
+MATH = (
+    r"<<[^<>\n]*>>"  # GSM8K calculator annotations
+    r"|[=≈≤≥]"  # equations and inequalities
+    r"|\d\s*[-+*/×÷^]\s*[\d(]|\d\s+x\s+\d"  # an operation between numbers
+    r"|\\(?:frac|sqrt|times|cdot|div|sum|int|boxed)\b"  # LaTeX maths
+)
+# A step: a segment that carries an inference: a calculation, a logical connective, or two quantities.
+STEP = rf"{MATH}|{EN_CONNECTIVES.removeprefix('(?i)')}|{ZH_CONNECTIVES}|\d[^\d\n]+\d"
+VERIFY = (
+    r"(?i)\blet'?s (?:check|verify|double[- ]check)|\bverif(?:y|ies|ied|ying|ication)\b|\bdouble[- ]check"
+    r"|\bcheck(?:ing)? (?:our|the|my|this|that) (?:answer|work|result|solution)|\bsanity check"
+    r"|\bplug(?:ging)? (?:it|this|these|them|that) back|\bsubstitut\w* back|检验|验证|验算|检查一下"
+)
+# A whole line of code: a keyword start, a line ending in ; { }, or an assignment with a call, index or string.
+CODE_LINE = (
+    r"(?m)^[ \t]*(?:(?:def |class |import |from \S+ import |return\b|#include|public |private |function\b|const |"
+    r"let |var |SELECT\b|print\(|console\.|for\b[^\n]*:[ \t]*$|if\b[^\n]*:[ \t]*$|elif\b|else:|while\b)[^\n]*"
+    r"|[^\n]*[;{}][ \t]*|[A-Za-z_][\w.]*(?:\[[^\]\n]*\])?[ \t]*[-+*/]?=[ \t]*[^\n]*[(\[\"'{][^\n]*"
+    r"|[A-Za-z_]\w*_\w*[ \t]*[-+*/]?=[^\n]*)$"
+)
+FENCED = r"(?s)```.*?(?:```|$)"
+FENCE = r"```"
+PROSE_LINE = r"(?m)^[A-Z][^;{}=\n]*(?:\s+[^\s;{}=]+){5,}[.:!?]\s*$"
+SUBQUESTION = r"(?m)[?？]|^\s*(?:\([a-h]\)|[a-h]\)|\d+\))\s"
+CONSTRAINT = (
+    r"(?i)\b(?:at least|at most|no more than|no less than|more than|less than|exactly|must|only|without|"
+    r"each|every|per|if|given|such that|assume|assuming|total|remaining|in all|altogether|times as)\b"
+    r"|至少|至多|不超过|不少于|必须|每|如果|假设|一共|总共|剩下"
+)
+QUANTITY = r"\d+(?:[.,]\d+)*"
+
+FEATURE_DOCS: dict[str, str] = {
+    "rd_steps": "reasoning steps: answer lines/sentences with a calculation, a connective or two quantities",
+    "rd_connectives": "logical connectives (because/therefore/thus/hence/since/so; 因为/所以/因此/由于) per 100 "
+    "answer tokens",
+    "rd_math": "maths: equations, operations between numbers, <<calc>> annotations, LaTeX maths in the answer",
+    "rd_code_explained": "1 when the answer has code (a ``` fence or code-like lines) and >= 2 prose sentences",
+    "rd_answer_tokens": "tiktoken tokens of the answer",
+    "rd_answer_prompt_ratio": "answer tokens / prompt tokens (null for pretrain records or an empty prompt)",
+    "rd_verify": "self-verification phrases (let's check, verify, double-check, 检验, 验证)",
+    "rd_subquestions": "question marks and (a)/(b)/1) sub-question markers in the prompt",
+    "rd_constraints": "constraint words in the prompt (at least, exactly, each, if, total, 至少, 每, 如果)",
+    "rd_quantities": "numbers given in the prompt",
+}
+FEATURES = tuple(FEATURE_DOCS)
+
+
+def answer_expr() -> pl.Expr:
+    """The answer: `text` of a pretrain record, else the assistant message contents joined by newlines."""
+    assistant = (
+        pl.col("messages")
+        .list.eval(pl.element().filter(pl.element().struct.field("role") == "assistant").struct.field("content"))
+        .list.join("\n")
+    )
+    return pl.when(pl.col("kind") == "pretrain").then(pl.col("text")).otherwise(assistant).fill_null("")
+
+
+def prompt_expr() -> pl.Expr:
+    """The prompt: system and user message contents joined by newlines ("" for pretrain records)."""
+    asked = (
+        pl.col("messages")
+        .list.eval(pl.element().filter(pl.element().struct.field("role") != "assistant").struct.field("content"))
+        .list.join("\n")
+    )
+    return pl.when(pl.col("kind") == "pretrain").then(pl.lit("")).otherwise(asked).fill_null("")
+
+
+def count_steps_expr(text: pl.Expr) -> pl.Expr:
+    """Number of reasoning steps in `text` (see `STEP`): segments that carry an inference."""
+    segments = text.str.extract_all(SEGMENT)
+    return segments.list.eval(pl.element().str.contains(STEP).cast(pl.UInt32)).list.sum().fill_null(0).cast(pl.Int64)
+
+
+def prose_expr(answer: pl.Expr) -> pl.Expr:
+    """The answer without code: fenced blocks and code lines (`CODE_LINE`) removed. Steps, connectives
+    and maths are counted on this, so that `x = f(y);` is not taken for an equation."""
+    return answer.str.replace_all(FENCED, "\n").str.replace_all(CODE_LINE, "")
+
+
+def regex_features(answer: pl.Expr, prompt: pl.Expr) -> list[pl.Expr]:
+    """The regex-counted features (everything except token counts), with internal helper columns."""
+    code = (answer.str.count_matches(CODE_LINE) > 0) | answer.str.contains(FENCE, literal=True)
+    prose = prose_expr(answer)
+    return [
+        count_steps_expr(prose).alias("rd_steps"),
+        (prose.str.count_matches(EN_CONNECTIVES) + prose.str.count_matches(ZH_CONNECTIVES))
+        .cast(pl.Int64)
+        .alias("_rd_connective_count"),
+        prose.str.count_matches(MATH).cast(pl.Int64).alias("rd_math"),
+        (code & (answer.str.count_matches(PROSE_LINE) >= 2)).cast(pl.Int64).alias("rd_code_explained"),
+        answer.str.count_matches(VERIFY).cast(pl.Int64).alias("rd_verify"),
+        prompt.str.count_matches(SUBQUESTION).cast(pl.Int64).alias("rd_subquestions"),
+        prompt.str.count_matches(CONSTRAINT).cast(pl.Int64).alias("rd_constraints"),
+        prompt.str.count_matches(QUANTITY).cast(pl.Int64).alias("rd_quantities"),
+        (answer.str.strip_chars().str.len_chars() == 0).alias("_rd_empty"),
+    ]
+
+
+def add_features(df: pl.DataFrame, encoding: str, threads: int) -> pl.DataFrame:
+    """Add every `rd_*` feature column (and internal `_rd_connective_count`, `_rd_empty`) to `df`."""
+    texts = df.select(answer_expr().alias("a"), prompt_expr().alias("p"))
+    answer_tokens = count_tokens(texts["a"].to_list(), encoding, threads)
+    prompt_tokens = count_tokens(texts["p"].to_list(), encoding, threads)
+    feats = texts.select(regex_features(pl.col("a"), pl.col("p"))).with_columns(
+        pl.Series("rd_answer_tokens", answer_tokens, pl.Int64),
+        pl.Series("_rd_prompt_tokens", prompt_tokens, pl.Int64),
+    )
+    feats = feats.with_columns(
+        (100.0 * pl.col("_rd_connective_count") / pl.max_horizontal(pl.col("rd_answer_tokens"), 1)).alias(
+            "rd_connectives"
+        ),
+        pl.when(pl.col("_rd_prompt_tokens") > 0)
+        .then(pl.col("rd_answer_tokens") / pl.col("_rd_prompt_tokens"))
+        .otherwise(None)
+        .alias("rd_answer_prompt_ratio"),
+    ).drop("_rd_prompt_tokens")
+    return pl.concat([df, feats], how="horizontal")
+
+
+@dataclass(frozen=True)
+class DepthModel:
+    """A versioned score: `sigmoid(intercept + sum(weight * transform(input)))`, 0 for an empty answer."""
+
+    version: str
+    intercept: float
+    weights: dict[str, float]  # model input name -> weight (>= 0)
+
+    def logit(self) -> pl.Expr:
+        """The weighted sum over `model_inputs()` (reads the `rd_*` and internal feature columns)."""
+        inputs = model_inputs()
+        unknown = set(self.weights) - set(inputs)
+        if unknown:
+            raise FatalError(f"{self.version}: unknown model inputs {sorted(unknown)}")
+        terms = [inputs[name] * weight for name, weight in self.weights.items()]
+        return pl.sum_horizontal(pl.lit(self.intercept), *terms)
+
+    def score(self) -> pl.Expr:
+        """The score in [0, 1]."""
+        sig = 1.0 / (1.0 + (-self.logit()).exp())
+        return pl.when(pl.col("_rd_empty")).then(0.0).otherwise(sig).clip(0.0, 1.0)
+
+
+def model_inputs() -> dict[str, pl.Expr]:
+    """The transformed features the score combines (all non-decreasing when text is appended to the answer).
+
+    Steps enter linearly up to `MAX_STEPS` (each step adds the same amount: the score is graded by steps);
+    other counts enter as log(1 + count), so that each further match adds less, but something. The
+    connective *count* is used rather than its density, so that a step without a connective never lowers it.
+    """
+    log1p = {
+        "connectives": "_rd_connective_count",
+        "math": "rd_math",
+        "answer_tokens": "rd_answer_tokens",
+        "verify": "rd_verify",
+        "subquestions": "rd_subquestions",
+        "constraints": "rd_constraints",
+        "quantities": "rd_quantities",
+    }
+    out = {name: pl.col(col).cast(pl.Float64).log1p() for name, col in log1p.items()}
+    out["steps"] = pl.col("rd_steps").clip(0, MAX_STEPS).cast(pl.Float64)
+    out["code_explained"] = pl.col("rd_code_explained").cast(pl.Float64)
+    out["answer_prompt_ratio"] = pl.col("rd_answer_prompt_ratio").fill_null(0.0).log1p()
+    return out
+
+
+def model_from_json(data: dict) -> DepthModel:
+    """Build a model from its JSON description (see `reasoning_depth_v1.json`)."""
+    weights = {k: float(v) for k, v in data["weights"].items()}
+    bad = [k for k, v in weights.items() if not (math.isfinite(v) and v >= 0)]
+    if bad:
+        raise FatalError(f"{data['version']}: weights must be finite and >= 0: {bad}")
+    return DepthModel(version=data["version"], intercept=float(data["intercept"]), weights=weights)
+
+
+@functools.cache
+def load_model(version: str) -> DepthModel:
+    """The shipped model of a version (read once per process from the package)."""
+    if version not in VERSIONS:
+        raise FatalError(f"unknown reasoning_depth version {version!r}; known: {', '.join(VERSIONS)}")
+    text = resources.files("curate.reasoning").joinpath(f"{version}.json").read_text(encoding="utf-8")
+    return model_from_json(json.loads(text))
