@@ -34,7 +34,9 @@ a negative only if it matches none of
     mean, median, percent(age), probability, ratio, fraction, how many, how much, how long, how far, total,
     reason(ing), logic(al), puzzle, riddle, prove, proof, derive, deduce, infer, evaluate, estimate,
     convert, algorithm, complexity, factorial, prime, divisible, multiply, divide, subtract, add up,
-    number of, greater than, less than;
+    number of, greater than, less than, next number, sequence, series, area of, perimeter, volume of, radius,
+    formula, geometry (the last line was added after reading the false positives of the dev half: number
+    sequences and geometry are maths prompts the first list missed);
   - "explain why / how", "why", "step", "justify", "what would happen", "if ... then".
 So the negatives are answers nobody asked to reason about; whatever reasoning they still carry is noise
 in the labels, reported as such in EVAL_COT.md (false positives are listed there for review).
@@ -89,7 +91,8 @@ _REASONING_PROMPT = re.compile(
     r"|percent|probabilit|ratio\b|fraction|how many|how much|how long|how far|total|reason|logic|puzzle|riddle"
     r"|prove|proof|deriv|deduc|infer|evaluat|estimat|convert|algorithm|complexity|factorial|prime\b"
     r"|divisib|multipl|divide|subtract|add up|number of|greater than|less than|explain why|explain how|why\b"
-    r"|step|justify|what would happen|if\b.*\bthen\b)",
+    r"|step|justify|what would happen|if\b.*\bthen\b|next number|sequence|series\b|area of|perimeter|volume of|radius"
+    r"|formula|geometry)",
     re.IGNORECASE | re.DOTALL,
 )
 _REASONING_PROMPT_ZH = re.compile(
