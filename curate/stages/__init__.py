@@ -7,6 +7,7 @@ DataFrame in a notebook with `curate.stages.Normalize().process(df)`.
 from __future__ import annotations
 
 from curate.stages.base import Context, Stage
+from curate.stages.cot_tag import CotTag
 from curate.stages.decontaminate import Decontaminate
 from curate.stages.exact_dedup import ExactDedup
 from curate.stages.filter import Filter
@@ -22,12 +23,14 @@ STAGES: dict[str, type[Stage]] = {
     "language": Language,
     "minhash_dedup": MinhashDedup,
     "decontaminate": Decontaminate,
+    "cot_tag": CotTag,
     "filter": Filter,
 }
 
 __all__ = [
     "STAGES",
     "Context",
+    "CotTag",
     "Decontaminate",
     "ExactDedup",
     "Filter",
