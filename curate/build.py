@@ -18,6 +18,7 @@ import polars as pl
 from curate import __version__
 from curate.assemble import output_plan, write_shards
 from curate.config import Config
+from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
 from curate.executor import (
     REMOVED_SCHEMA,
@@ -224,6 +225,7 @@ def _finish(
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
         manifest = build_manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
         manifest["stage_stats"] = {**stage_stats, **decontamination_counts(config, ledger)}
+        manifest.update(mixture_diversity(config.stages, files, instances, config.pipeline.seed))
         write_json(manifest, tmp / "manifest.json")
         _replace_dir(tmp, out)
     finally:
