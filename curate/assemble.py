@@ -31,6 +31,9 @@ def output_plan(order: pl.DataFrame, narrow: pl.DataFrame, output: OutputSection
     return plan.with_columns(pl.Series("_shard", shards), pl.col("_pos").cast(pl.Int64))
 
 
+LEDGER_KEYS = ("_row", "_file", "_line")  # internal columns a removed row's ledger entry needs
+
+
 def write_shards(
     files: list[Path],
     decisions: Path | None,
@@ -46,7 +49,8 @@ def write_shards(
     rows = by_row["_row"]
     columns: list[str] | None = None
     for index, path in enumerate(files):
-        batch = pl.read_parquet(path)
+        wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
+        batch = pl.read_parquet(path, columns=wanted_columns)
         if decisions is not None:
             batch, _ = apply_decisions(batch, decisions, barrier_name)
         if batch.is_empty():
@@ -64,7 +68,7 @@ def write_shards(
         for (shard,), part in placed.group_by("_shard"):
             target = scratch / f"shard-{shard:06d}"
             target.mkdir(parents=True, exist_ok=True)
-            part.drop("_shard").write_parquet(target / f"part-{index:06d}.parquet")
+            part.drop("_shard").write_parquet(target / f"part-{index:06d}.parquet", compression="lz4")
     shards: list[dict[str, Any]] = []
     folder.mkdir(parents=True, exist_ok=True)
     for target in sorted(scratch.glob("shard-*")) if scratch.exists() else []:

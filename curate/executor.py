@@ -93,8 +93,9 @@ def _run_maps(df: pl.DataFrame, steps: Sequence[MapStep], ctx: Context, removed:
 
 
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
+    """Write a work-dir file (lz4: about twice as fast as zstd to write and read, for 30% more disk)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp, compression="zstd", statistics=True)
+    df.write_parquet(tmp, compression="lz4", statistics=True)
     os.replace(tmp, path)
 
 

@@ -19,8 +19,19 @@ from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
 
 GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
 SIG, COUNT = "_mh_sig", "_mh_count"
+_CONTENT = ("kind", "text", "messages", "meta")  # what the compared text is made from
 START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
+
+
+def compared_text(df: pl.DataFrame, fields: str, include_input: bool, template: bool, unit: str) -> pl.DataFrame:
+    """`_row` with the text of the compared fields (`TEXT`), its folded form (`FOLDED`) and the unit
+    separator (`SEP`: a space for word units, empty for characters). The map step shingles `FOLDED`;
+    the barrier recomputes the three for the few records its report shows, so they are never stored."""
+    out = df.select("_row", shingles.field_text(fields, include_input).fill_null("").alias(TEXT))
+    out = out.with_columns(shingles.fold(pl.col(TEXT), template).alias(FOLDED))
+    by_words = shingles.by_words(pl.col(FOLDED), unit)
+    return out.with_columns(pl.when(by_words).then(pl.lit(" ")).otherwise(pl.lit("")).alias(SEP))
 
 
 @dataclass(frozen=True)
@@ -41,17 +52,14 @@ class _Shingle(MapStep):
 
     @property
     def writes(self) -> tuple[str, ...]:  # type: ignore[override]
-        return (GRAMS if self.template else SIG, COUNT, FOLDED, TEXT, SEP)
+        return (GRAMS if self.template else SIG, COUNT)
 
     def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
-        df = df.with_columns(shingles.field_text(self.fields, self.include_input).fill_null("").alias(TEXT))
-        df = df.with_columns(shingles.fold(pl.col(TEXT), self.template).alias(FOLDED))
-        by_words = shingles.by_words(pl.col(FOLDED), self.unit)
-        df = df.with_columns(pl.when(by_words).then(pl.lit(" ")).otherwise(pl.lit("")).alias(SEP))
+        texts = compared_text(df, self.fields, self.include_input, self.template, self.unit)
         folded = pl.col(FOLDED)
         if self.template:  # start/end markers make template n-grams position-aware
             folded = pl.when(folded != "").then(pl.concat_str(pl.lit(f"{START} "), folded, pl.lit(f" {END}")))
-        units = df.select(shingles.units(folded.fill_null(""), self.unit).alias("u"))["u"]
+        units = texts.select(shingles.units(folded.fill_null(""), self.unit).alias("u"))["u"]
         lengths = units.list.len().to_numpy()
         unit_hashes = units.explode().drop_nulls().hash(seed=0).to_numpy()
         grams, counts = ngram_hashes(unit_hashes, lengths, self.ngram)
@@ -62,9 +70,7 @@ class _Shingle(MapStep):
             owner = np.repeat(np.arange(df.height), counts)
             sig = signatures(owner, grams, df.height, self.num_perm, self.seed)
             column = pl.Series(SIG, sig, dtype=pl.Array(pl.UInt32, self.num_perm))
-        return df.with_columns(
-            column, pl.Series(COUNT, counts, dtype=pl.Int64), pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS)
-        )
+        return df.with_columns(column, pl.Series(COUNT, counts, dtype=pl.Int64))
 
 
 @dataclass(frozen=True)
@@ -83,15 +89,22 @@ class _Cluster(BarrierStep):
     keep_per_cluster: int
     rank_by: str
     top_templates: int
+    fields: str
+    include_input: bool
+    unit: str
     stage_name: str = "minhash_dedup"
 
     @property
     def reads(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (*self._compared, *_CONTENT)
+
+    @property
+    def _compared(self) -> tuple[str, ...]:
         shingles_in = GRAMS if self.template else SIG
-        return ("id", "source", shingles_in, COUNT, FOLDED, TEXT, SEP, *([self.rank_by] if self.rank_by else []))
+        return ("id", "source", shingles_in, COUNT, *([self.rank_by] if self.rank_by else []))
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
-        data = rows.select("_row", *self.reads).collect().sort("_row")
+        data = rows.select("_row", *self._compared).collect().sort("_row")
         n = data.height
         lengths = data[COUNT].to_numpy()
         owner = np.repeat(np.arange(n), lengths)
@@ -131,7 +144,7 @@ class _Cluster(BarrierStep):
             dropped=int(decisions[DROP].is_not_null().sum()),
         )
         if ctx.artifacts is not None:
-            self._write_report(data, decisions, owner, keep, ctx, stats)
+            self._write_report(rows, data, decisions, owner, keep, ctx, stats)
         return decisions.select("_row", DROP, "dup_cluster", "dup_cluster_size")
 
     def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
@@ -153,6 +166,7 @@ class _Cluster(BarrierStep):
 
     def _write_report(
         self,
+        rows: pl.LazyFrame,
         data: pl.DataFrame,
         decisions: pl.DataFrame,
         owner: np.ndarray,
@@ -163,7 +177,7 @@ class _Cluster(BarrierStep):
         """`templates.jsonl` (largest clusters: size, sources, skeleton, three examples) and stats."""
         assert ctx.artifacts is not None
         clusters = (
-            decisions.join(data.select("_row", "source", TEXT), on="_row")
+            decisions.join(data.select("_row", "source"), on="_row")
             .filter(pl.col("dup_cluster_size") > 1)
             .group_by("dup_cluster")
             .agg(
@@ -176,18 +190,27 @@ class _Cluster(BarrierStep):
             .head(self.top_templates)
         )
         starts = np.r_[0, np.cumsum(np.bincount(owner, minlength=data.height))]
+        shown = pl.Series("_row", [r for members in clusters["rows"].to_list() for r in members[:3]], pl.Int64)
+        content = rows.filter(pl.col("_row").is_in(shown.implode())).select("_row", *_CONTENT).collect()
+        texts = compared_text(content, self.fields, self.include_input, self.template, self.unit)
+        texts = texts.join(data.select("_row", "id", "source"), on="_row").sort("_row")
         lines = []
         for cluster in clusters.iter_rows(named=True):
             members = cluster["rows"]
             index = int(data["_row"].search_sorted(members[0]))
-            examples = data.filter(pl.col("_row").is_in(members[:3])).select("id", "source", TEXT)
+            examples = texts.filter(pl.col("_row").is_in(members[:3])).select(
+                "id", "source", pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS)
+            )
             lines.append(
                 {
                     "cluster": cluster["dup_cluster"],
                     "size": cluster["size"],
                     "kept": cluster["kept"],
                     "sources": {s["source"]: s["count"] for s in cluster["sources"]},
-                    "skeleton": self._skeleton(data, index, keep[starts[index] : starts[index + 1]]),
+                    "skeleton": self._skeleton(
+                        texts.row(int(texts["_row"].search_sorted(members[0])), named=True),
+                        keep[starts[index] : starts[index + 1]],
+                    ),
                     "examples": [
                         {"id": r["id"], "source": r["source"], "text": r[TEXT]} for r in examples.iter_rows(named=True)
                     ],
@@ -197,9 +220,9 @@ class _Cluster(BarrierStep):
             f.writelines(json.dumps(line, ensure_ascii=False) + "\n" for line in lines)
         (ctx.artifacts / "minhash_dedup.stats.json").write_text(json.dumps(stats, sort_keys=True) + "\n")
 
-    def _skeleton(self, data: pl.DataFrame, index: int, kept_grams: np.ndarray) -> str:
+    def _skeleton(self, record: dict, kept_grams: np.ndarray) -> str:
         """The record's folded text with the units no kept n-gram covers shown as `…`."""
-        folded, sep = data[FOLDED][index], data[SEP][index]
+        folded, sep = record[FOLDED], record[SEP]
         marked = f"{START} {folded} {END}" if self.template and folded else folded
         units = pl.select(shingles.units(pl.lit(marked), "word" if sep == " " else "char")).item().to_list()
         if len(units) <= self.ngram:
@@ -290,5 +313,8 @@ class MinhashDedup(Stage):
             self.keep_per_cluster,
             self.rank_by,
             self.top_templates,
+            self.fields,
+            self.include_input,
+            self.unit,
         )
         return [shingle, cluster]
