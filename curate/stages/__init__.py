@@ -9,6 +9,8 @@ from __future__ import annotations
 from curate.stages.base import Context, Stage
 from curate.stages.cot_tag import CotTag
 from curate.stages.decontaminate import Decontaminate
+from curate.stages.diverse_select import DiverseSelect
+from curate.stages.diversity import Diversity
 from curate.stages.exact_dedup import ExactDedup
 from curate.stages.filter import Filter
 from curate.stages.filter_length import FilterLength
@@ -23,6 +25,8 @@ STAGES: dict[str, type[Stage]] = {
     "language": Language,
     "minhash_dedup": MinhashDedup,
     "decontaminate": Decontaminate,
+    "diversity": Diversity,
+    "diverse_select": DiverseSelect,
     "cot_tag": CotTag,
     "filter": Filter,
 }
@@ -32,6 +36,8 @@ __all__ = [
     "Context",
     "CotTag",
     "Decontaminate",
+    "DiverseSelect",
+    "Diversity",
     "ExactDedup",
     "Filter",
     "FilterLength",
