@@ -6,6 +6,8 @@ import numpy as np
 import polars as pl
 import pytest
 from datasketch import MinHash
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 import curate
 from curate.minhash.signature import band_keys, lsh_params, shingle_hashes, signatures
@@ -214,3 +216,33 @@ def test_parameter_validation(tmp_path, params, message):
     with pytest.raises(curate.ConfigError) as info:
         curate.validate(cfg, base_dir=tmp_path)
     assert any(message in p for p in info.value.problems), info.value.problems
+
+
+def _reference_pairs(keys: np.ndarray, scope: np.ndarray, eligible: np.ndarray) -> set[tuple[int, int]]:
+    """The documented rule, written plainly: in each (scope, band, key) bucket with members
+    m0 < m1 < ..., pair every member with m0 and with its predecessor."""
+    buckets: dict[tuple, list[int]] = {}
+    for i in range(len(keys)):
+        if eligible[i]:
+            for band in range(keys.shape[1]):
+                buckets.setdefault((int(scope[i]), band, int(keys[i, band])), []).append(i)
+    pairs = set()
+    for members in buckets.values():
+        for k in range(1, len(members)):
+            pairs.add((members[0], members[k]))
+            pairs.add((members[k - 1], members[k]))
+    return pairs
+
+
+@given(st.integers(0, 40), st.integers(1, 4), st.integers(1, 5), st.integers(0, 2**32 - 1))
+@settings(max_examples=200, deadline=None)
+def test_candidate_pairs_follow_the_bucket_rule(n, bands, distinct, seed):
+    from curate.minhash.clusters import candidate_pairs
+
+    rng = np.random.default_rng(seed)
+    keys = rng.integers(0, distinct, size=(n, bands)).astype(np.uint64)
+    scope = rng.integers(0, 2, size=n).astype(np.int64)
+    eligible = rng.random(n) < 0.8
+    got = candidate_pairs(keys, scope, eligible)
+    assert got.dtype == np.int64 and got.shape[1] == 2
+    assert [tuple(p) for p in got.tolist()] == sorted(_reference_pairs(keys, scope, eligible))

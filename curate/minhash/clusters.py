@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import numpy as np
-import polars as pl
 from scipy.sparse import coo_matrix
 from scipy.sparse.csgraph import connected_components
 
@@ -11,33 +10,35 @@ from curate.minhash.signature import estimated_jaccard
 
 
 def candidate_pairs(keys: np.ndarray, scope: np.ndarray, eligible: np.ndarray) -> np.ndarray:
-    """Pairs (i, j), i < j, of records sharing a band bucket (and scope), as an (m x 2) int64 array.
+    """Pairs (i, j), i < j, of records sharing a band bucket (and scope), as an (m x 2) int64 array,
+    sorted and unique.
 
     Within a bucket of members m0 < m1 < ... every member is paired with the first and with its
     predecessor: 2·size pairs instead of size², which keeps huge template buckets cheap while every
-    member still gets a link to verify.
+    member still gets a link to verify. Buckets are found band by band with a stable sort on
+    (scope, key), so members stay in record order.
     """
-    bands = keys.shape[1]
     index = np.flatnonzero(eligible)
     if len(index) < 2:
         return np.empty((0, 2), dtype=np.int64)
-    frame = pl.DataFrame(
-        {
-            "i": np.repeat(index, bands),
-            "band": np.tile(np.arange(bands, dtype=np.int32), len(index)),
-            "key": keys[index].reshape(-1),
-            "scope": np.repeat(scope[index], bands),
-        }
-    )
-    members = (
-        frame.group_by("scope", "band", "key").agg(pl.col("i").sort()).filter(pl.col("i").list.len() > 1).select("i")
-    )
-    star = members.select(pl.col("i").list.first().alias("a"), pl.col("i").list.slice(1).alias("b")).explode("b")
-    chain = members.select(
-        pl.col("i").list.slice(0, pl.col("i").list.len() - 1).alias("a"), pl.col("i").list.slice(1).alias("b")
-    ).explode("a", "b")
-    pairs = pl.concat([star, chain]).unique().sort("a", "b")
-    return pairs.select("a", "b").to_numpy().astype(np.int64, copy=False).reshape(-1, 2)
+    n = np.int64(len(keys))
+    scope_of = scope[index]
+    position = np.arange(len(index))
+    codes = []
+    for band in range(keys.shape[1]):
+        order = np.lexsort((keys[index, band], scope_of))  # stable: ties stay in record order
+        key, group = keys[index[order], band], scope_of[order]
+        same = (key[1:] == key[:-1]) & (group[1:] == group[:-1])  # position p and p+1 share a bucket
+        if not same.any():
+            continue
+        members = index[order]
+        first = members[np.maximum.accumulate(np.where(np.r_[True, ~same], position, 0))]
+        codes.append(members[:-1][same] * n + members[1:][same])  # chain: predecessor
+        codes.append(first[1:][same] * n + members[1:][same])  # star: the bucket's first member
+    if not codes:
+        return np.empty((0, 2), dtype=np.int64)
+    unique = np.unique(np.concatenate(codes))
+    return np.stack([unique // n, unique % n], axis=1)
 
 
 def verified(pairs: np.ndarray, sig: np.ndarray, threshold: float) -> np.ndarray:
