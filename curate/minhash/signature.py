@@ -13,7 +13,6 @@ import functools
 
 import numpy as np
 import polars as pl
-from datasketch.lsh import _optimal_param
 
 MAX32 = np.uint32(0xFFFFFFFF)
 _ROWS_PER_CHUNK = 1 << 16  # shingles per vectorized step: 64k x num_perm x 4 bytes
@@ -100,6 +99,8 @@ def lsh_params(threshold: float, num_perm: int, verify: bool = True) -> tuple[in
     """(bands, rows) minimising the weighted false positive + false negative probability (datasketch's
     optimisation). With `verify`, LSH false positives are removed by the signature check afterwards,
     so misses weigh more (0.8 vs 0.2); without it both weigh 0.5 as in datasketch's default."""
+    from datasketch.lsh import _optimal_param  # imported here: it pulls in scipy.integrate (0.3 s)
+
     fp, fn = (0.2, 0.8) if verify else (0.5, 0.5)
     return _optimal_param(threshold, num_perm, fp, fn)
 
