@@ -32,6 +32,7 @@ MAX_STEPS = 20  # steps beyond this add nothing more to the score
 SEGMENT = r"(?:[^\n.!?;。！？；]|\.[0-9])+"
 EN_CONNECTIVES = r"(?i)\b(?:because|therefore|thus|hence|since|so|consequently|it follows)\b"
 ZH_CONNECTIVES = r"因为|所以|因此|由于|因而|于是"
+CONNECTIVES = f"{EN_CONNECTIVES}|{ZH_CONNECTIVES}"
 MATH = (
     r"<<[^<>\n]*>>"  # GSM8K calculator annotations
     r"|[=≈≤≥]"  # equations and inequalities
@@ -117,9 +118,7 @@ def regex_features(answer: pl.Expr, prompt: pl.Expr) -> list[pl.Expr]:
     prose = prose_expr(answer)
     return [
         count_steps_expr(prose).alias("rd_steps"),
-        (prose.str.count_matches(EN_CONNECTIVES) + prose.str.count_matches(ZH_CONNECTIVES))
-        .cast(pl.Int64)
-        .alias("_rd_connective_count"),
+        prose.str.count_matches(CONNECTIVES).cast(pl.Int64).alias("_rd_connective_count"),
         prose.str.count_matches(MATH).cast(pl.Int64).alias("rd_math"),
         (code & (answer.str.count_matches(PROSE_LINE) >= 2)).cast(pl.Int64).alias("rd_code_explained"),
         answer.str.count_matches(VERIFY).cast(pl.Int64).alias("rd_verify"),
@@ -131,13 +130,21 @@ def regex_features(answer: pl.Expr, prompt: pl.Expr) -> list[pl.Expr]:
 
 
 def add_features(df: pl.DataFrame, encoding: str, threads: int) -> pl.DataFrame:
-    """Add every `rd_*` feature column (and internal `_rd_connective_count`, `_rd_empty`) to `df`."""
+    """Add every `rd_*` feature column (and internal `_rd_connective_count`, `_rd_empty`) to `df`.
+
+    Tokens are counted with `encoding`. When `df` has a complete `n_tokens` column (a pipeline always
+    counts it), only the prompt is counted, usually the shorter part, and the answer's tokens are
+    `n_tokens` minus the prompt's (exact for pretrain records; for chats the newline that joins the turns
+    makes it one token more than a separate count in ~30% of Alpaca records); without it both are counted.
+    """
     texts = df.select(answer_expr().alias("a"), prompt_expr().alias("p"))
-    answer_tokens = count_tokens(texts["a"].to_list(), encoding, threads)
-    prompt_tokens = count_tokens(texts["p"].to_list(), encoding, threads)
+    prompt_tokens = pl.Series("_rd_prompt_tokens", count_tokens(texts["p"].to_list(), encoding, threads), pl.Int64)
+    if "n_tokens" in df.columns and df["n_tokens"].null_count() == 0:
+        answer_tokens = (df["n_tokens"].cast(pl.Int64) - prompt_tokens).clip(0, None)
+    else:
+        answer_tokens = pl.Series(count_tokens(texts["a"].to_list(), encoding, threads), dtype=pl.Int64)
     feats = texts.select(regex_features(pl.col("a"), pl.col("p"))).with_columns(
-        pl.Series("rd_answer_tokens", answer_tokens, pl.Int64),
-        pl.Series("_rd_prompt_tokens", prompt_tokens, pl.Int64),
+        answer_tokens.alias("rd_answer_tokens"), prompt_tokens
     )
     feats = feats.with_columns(
         (100.0 * pl.col("_rd_connective_count") / pl.max_horizontal(pl.col("rd_answer_tokens"), 1)).alias(

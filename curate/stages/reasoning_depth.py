@@ -14,7 +14,8 @@ from curate.stages.base import Context, MapStep, Stage
 
 @dataclass
 class ReasoningDepth(Stage, MapStep):
-    """Score reasoning depth. Reads `kind`, `text`, `messages`; writes `reasoning_depth` and `rd_*`; drops no rows.
+    """Score reasoning depth. Reads `kind`, `text`, `messages`, `n_tokens`; writes `reasoning_depth` and the
+    `rd_*` features; drops no rows.
 
     The *answer* is the assistant messages of an instruction record (joined by newlines); for a pretrain
     record it is the whole `text`, and there is no prompt (prompt features 0, `rd_answer_prompt_ratio`
@@ -27,7 +28,8 @@ class ReasoningDepth(Stage, MapStep):
       tokens;
     - `rd_math`: equations, operations between numbers, GSM8K `<<calc>>` annotations, LaTeX maths;
     - `rd_code_explained`: 1 when the answer has code and at least two prose sentences;
-    - `rd_answer_tokens`, `rd_answer_prompt_ratio`;
+    - `rd_answer_tokens`, `rd_answer_prompt_ratio` (with `n_tokens` present, as in a pipeline, answer
+      tokens = `n_tokens` - prompt tokens: within one token of a separate count);
     - `rd_verify`: self-verification (let's check, verify, double-check, 检验, 验证, 验算);
     - `rd_subquestions`, `rd_constraints`, `rd_quantities`: question complexity from the prompt.
 
@@ -41,7 +43,7 @@ class ReasoningDepth(Stage, MapStep):
     """
 
     name: ClassVar[str] = "reasoning_depth"
-    reads: ClassVar[tuple[str, ...]] = ("kind", "text", "messages")
+    reads: ClassVar[tuple[str, ...]] = ("kind", "text", "messages", "n_tokens")
     writes: ClassVar[tuple[str, ...]] = ("reasoning_depth", *FEATURES)
     drops_rows: ClassVar[bool] = False
 
