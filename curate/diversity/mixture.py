@@ -34,7 +34,7 @@ def mixture_diversity(stages: list[Any], files: list[Path], instances: pl.DataFr
     has_cluster = "dup_cluster" in scan.collect_schema().names()
     cluster = [pl.col("dup_cluster").cast(pl.String).alias("_cluster")] if has_cluster else []
     texts = (
-        scan.filter(pl.col("_row").is_in(wanted))
+        scan.filter(pl.col("_row").is_in(wanted.implode()))
         .select("_row", text_of(stage.field).alias("_text"), *cluster)
         .collect()
     )

@@ -68,6 +68,8 @@ class _Select(BarrierStep):
         vectors = np.empty((n, self.dim), dtype=np.float32)
         for start in range(0, n, _SLICE):
             vectors[start : start + _SLICE] = rows.select(VEC).slice(start, _SLICE).collect()[VEC].to_numpy()
+        if self.center:
+            center(vectors, inplace=True)  # the mean of all candidates, whatever the scope
         keys = keys.with_columns(pl.int_range(n, dtype=pl.Int64).alias("_at"))
         # visiting order: rank descending (nulls and NaN last), then input order
         keys = keys.sort([pl.col(RANK).fill_nan(None), "_row"], descending=[True, False], nulls_last=True)
@@ -77,8 +79,6 @@ class _Select(BarrierStep):
         for group in sorted(set(groups.tolist())):
             position = np.flatnonzero(groups == group)  # in visiting order
             part = vectors[keys["_at"].to_numpy()[position]]
-            if self.center:
-                part = center(part, inplace=True)
             tokens = keys["n_tokens"].fill_null(0).to_numpy()[position]
             status[position] = greedy_select(part, tokens, self.max_similarity, self.max_records, self.max_tokens)
         del vectors
@@ -117,11 +117,13 @@ class DiverseSelect(Stage):
     that would exceed a budget ends the selection, and it and all later records are dropped with
     `diverse_select:budget`; earlier records too similar to an accepted one are dropped with
     `diverse_select:too_similar`. With `scope = "source"` each source is selected separately and the
-    budgets apply per source. Similarity is measured on the hashed word uni+bigram vectors of
-    `curate.diversity.vectors`, centred on the scope group's mean (`center`; removes the words all
-    records share) — so values differ from raw cosine similarity; 0.5-0.7 removes same-template
-    paraphrases (see benchmarks/EVAL_DIVERSITY.md). The selection is exact (no approximation), computed
-    in blocks with matrix products (`curate.diversity.select`); cost is candidates x accepted x `dim`.
+    budgets apply per source. Similarity is the cosine of the hashed word uni+bigram vectors of
+    `curate.diversity.vectors` (with `frame`, of the first and last `frame` tokens only). With `center`
+    the candidates' mean vector is subtracted first: that removes the words all records share, but also
+    most of a template that dominates the data, so it is off by default (see
+    benchmarks/EVAL_DIVERSITY.md for figures and recommended values). The selection is exact (no
+    approximation), computed in blocks with matrix products (`curate.diversity.select`); cost is
+    candidates x accepted x `dim`.
     Writes `diverse_select.stats.json` (the manifest's `stage_stats.diverse_select`).
     """
 
@@ -137,7 +139,7 @@ class DiverseSelect(Stage):
     scope: Literal["global", "source"] = param("global", "select across all sources or within each")
     dim: int = param(256, "hashed vector dimensions")
     frame: int = param(0, "embed only the first and last `frame` tokens (0: all; 8 finds instruction templates)")
-    center: bool = param(True, "subtract the mean vector before comparing (removes shared common words)")
+    center: bool = param(False, "subtract the candidates' mean vector first (removes shared common words)")
 
     def problems(self, where: str) -> list[str]:
         out = []

@@ -60,18 +60,15 @@ class _Score(BarrierStep):
         by_row = np.argsort(keys["_row"].to_numpy(), kind="stable")
         if (by_row != np.arange(n)).any():
             vectors, keys = vectors[by_row], keys[by_row]
-        scores = np.full(n, np.nan)
-        cells = np.zeros(n, dtype=np.int64)
+        center(vectors, inplace=True)  # one space for every scope: the dataset's shared component removed
         if self.scope == "global":
-            scores, cells = novelty(
-                center(vectors, inplace=True), self.k, ctx.seed, self.exact_limit, self.max_candidates
-            )
+            scores, cells = novelty(vectors, self.k, ctx.seed, self.exact_limit, self.max_candidates)
         else:
+            scores, cells = np.full(n, np.nan), np.zeros(n, dtype=np.int64)
             groups, offset = keys["source"].to_numpy(), 0
             for group in sorted(set(groups.tolist())):
                 index = np.flatnonzero(groups == group)
-                part = center(vectors[index], inplace=True)
-                scores[index], labels = novelty(part, self.k, ctx.seed, self.exact_limit, self.max_candidates)
+                scores[index], labels = novelty(vectors[index], self.k, ctx.seed, self.exact_limit, self.max_candidates)
                 cells[index] = labels + offset
                 offset += int(labels.max()) + 1
         del vectors
@@ -91,7 +88,7 @@ class _Score(BarrierStep):
         plan = metrics.sample_plan(keys.select("_row", "source"), seed=0, size=self.sample_size)
         wanted = pl.Series("_row", np.unique(np.concatenate(list(plan.values()))), dtype=pl.Int64)
         texts = (
-            rows.filter(pl.col("_row").is_in(wanted))
+            rows.filter(pl.col("_row").is_in(wanted.implode()))
             .select("_row", text_of(self.field).alias("_text"), pl.col(CLUSTER).alias("_cluster"))
             .collect()
         )
@@ -124,10 +121,12 @@ class Diversity(Stage):
     (float in [0, 1], null for a record without tokens); never drops rows.
 
     Records become hashed word uni+bigram vectors (`curate.diversity.vectors`: no model, no network,
-    deterministic), centred on their scope group's mean vector (removes the words all records share, in
-    place of idf). `diversity` = 1 - mean cosine similarity to the record's `k` nearest neighbours in
+    deterministic), centred on the dataset's mean vector (removes the words all records share, in place
+    of idf; so novelty is relative to what the whole dataset has in common, whatever the scope).
+    `diversity` = 1 - mean cosine similarity to the record's `k` nearest neighbours in
     its scope (the whole dataset or its source): 0 for a record with k identical copies, near 1 for one
-    unlike anything else. Exact up to `exact_limit` records per scope group; above it an approximate
+    unlike anything else. `frame = 8` compares only the first and last 8 tokens, where instruction
+    templates keep their fixed wording. Exact up to `exact_limit` records per scope group; above it an approximate
     search inside k-means cells (`curate.diversity.knn` documents the approximation; cost grows like
     n x `max_candidates`, never n²). The vectors of all rows are held in memory during the barrier
     (4 x `dim` bytes per record: 1 GB per million at dim 256).
