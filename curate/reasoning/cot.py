@@ -1,50 +1,64 @@
 """Chain-of-thought detection rules, version `cot_v1`: pure polars string expressions, no model.
 
-`cot_expressions(text)` returns the expressions for the columns `cot`, `cot_style`, `cot_steps` and
-`final_answer` of one text column; `count_steps(texts)` is the step count on its own (also used by
-`reasoning_depth`). The rules (README "cot_tag rules" has the same table):
+`tag_cot(df, text)` adds the columns `cot`, `cot_style`, `cot_steps` and `final_answer` for one text
+expression; `count_steps(texts)` is the step count on its own (a stable name: `reasoning_depth` uses it).
+The README's "cot_tag rules" section has the same rules as a table.
 
-- A *calculation* is a GSM8K annotation `<<48/2=24>>`, or `operand op operand [op operand ...] = number`
-  with numbers, single-letter variables or `\\frac{}{}` as operands and `+ - * / x × ÷ ^ · \\times \\div
-  \\cdot`, `times`, `plus`, `minus`, `divided by`, `multiplied by`, 乘/除/加/减 as operators
-  (`48/2 = 24 apples`, `0.2 x 50 = $10`, `91-33=58`).
-- A *reasoning sentence* is a sentence (split at `.!?;` + space, newlines and `。！？；`, decimal points
-  kept) that holds a calculation, an arithmetic expression `3 + 4`, or an inference connective:
-  therefore, thus, hence, so (`, so` / `So,` / `so the|we|he|she|it|they|there|this`), because, since,
-  which means, this/that means, it follows, we get/have/know/can, in total, altogether, consequently,
-  as a result, implies; 因为 所以 因此 由于 故 则 那么 可得 可知 得到 于是 从而 即.
-- An *explicit step* is a line starting with `Step N`, `N.`, `N)`, `N、`, `(N)`, `-`, `*`, `•` or 第N步,
-  or a sentence starting with First(ly) / Second(ly) / Third(ly) / Next / Then / After that / Finally /
-  Lastly, or 首先 / 其次 / 然后 / 接着 / 再次 / 最后 / 第N步.
-- `count_steps` = max(explicit steps, reasoning sentences).
+Building blocks:
+
+- *calculation*: a GSM8K annotation `<<48/2=24>>`, or `operand op operand [op operand ...] = number`, with
+  numbers, single-letter variables or `\\frac{}{}` as operands and `+ - * / x × ÷ ^ · \\times \\div \\cdot`,
+  times, plus, minus, divided by, multiplied by, 乘/除/加/减 as operators (`48/2 = 24 apples`,
+  `0.2 x 50 = $10`, `91-33=58`).
+- *reasoning sentence*: a sentence (split at `.!?;` and newlines and `。！？；`; decimal points do not split)
+  that holds a calculation, arithmetic (`3+4`, `6 x 7`, `2 = 2`; not a bare fraction such as `1/2 cup`)
+  or a connective. *Strong* connectives: therefore, thus, hence, consequently, implies, it follows, as a
+  result, which/this/that means, we get/know/find/can conclude, so the answer, in total, altogether;
+  所以 因此 可得 可知 从而 于是 故而. *Weak* ones (they count for `cot_steps` only): because, since, we
+  have, we can, so (`, so` / `So,` / `so the|we|he|...`); 因为 由于 那么 得到 则.
+- *explicit step*: a line starting with `Step N`, `N.`, `N)`, `N、`, `N:`, `(N)`, `（N）`, `-`, `*`, `•` or
+  第N步, or a sentence starting with First(ly) / Second(ly) / Third(ly) / Next / Then / After that /
+  Finally / Lastly, or 首先 / 其次 / 然后 / 接着 / 再次 / 最后 / 第N步 anywhere. The larger of the two
+  counts is the number of explicit steps.
+- *headed item*: a numbered or bulleted line that opens with a heading of at most 40 characters and a
+  colon (`1. Overhead costs: ...`, `- 高需求：...`): a parallel point (tip, reason, feature), not a step.
+- *final-answer marker*: `#### X` closing the text (GSM8K; a `#### Heading` elsewhere is Markdown),
+  `\\boxed{X}`, "the (final|correct|right) answer (...) is|would be|should be|will be X", a line starting
+  "(Final|Correct) Answer: X" / "Answer is X", "final answer: X", 答案是/答案为/答案： at a sentence start
+  or after 所以/因此/故/综上 (所以答案是, 最终答案是); something other than punctuation must follow.
 
 Styles (`cot_style`, in this order):
-- `think_block`: a closed `<think>…</think>` block (also thinking, thought(s), reasoning, reflection,
-  scratchpad, inner_thought(s), `<|begin_of_thought|>…<|end_of_thought|>`) with non-space content.
-- `step_list`: at least `min_steps` explicit steps and at least max(2, ⌈steps / 2⌉) *strong* reasoning
-  sentences (a calculation, arithmetic, or a deductive connective: therefore, thus, hence, so …, which /
-  this means, it follows, we get / know, consequently, as a result, implies, 所以 因此 故 则 可得 可知
-  从而 于是). A list of tips, features or instructions ("1. Eat well 2. Sleep 3. Exercise") has none.
-- `lets_think`: "Let's think step by step" and variants (let us / let's reason, work, solve, go, break it
-  down … step by step; step-by-step solution/reasoning/explanation/analysis; let's think this through;
-  让我们一步一步地思考, 一步一步地思考/推理/分析/计算, 让我们逐步, 我们一步步).
-- `equation_chain`: at least `min_calculations` calculations.
-- `explain_then_answer`: a final-answer marker (`####`, "the (final|correct) answer (…) is|would be|:",
-  `\\boxed{…}`, 答案是 / 答案为 / 答案： incl. 所以答案是) preceded by at least one sentence of at least
-  four words (or eight CJK characters): an answer with an explanation before it.
 
-Decision: `cot` = at least one style. `cot_steps` = `count_steps`. `final_answer` = the text after the
-last marker up to the end of its sentence (`####` first, then `\\boxed{}`, then the other markers),
-whether or not `cot`; null without a marker.
+- `think_block`: a closed `<think>…</think>` block (also `<thinking>`, `<thought(s)>`, `<reasoning>`,
+  `<reflection>`, `<scratchpad>`, `<inner_thought(s)>`, `<|begin_of_thought|>…<|end_of_thought|>`) with
+  non-space content.
+- `step_list`: at least `min_steps` explicit steps, at least max(2, ⌈steps / 2⌉) strong reasoning
+  sentences, and fewer than half of the steps headed items. "1. Eat well 2. Sleep 3. Exercise" has no
+  strong reasoning; "1. High demand: ..., therefore ..." lists are headed.
+- `lets_think`: "Let's think step by step" and variants: let's / let us think, reason, work, go, solve,
+  break, walk, tackle … step by step (within 40 characters); step-by-step solution / reasoning /
+  explanation / analysis; let's think this / it through; 让我们一步一步地思考, 一步一步地思考/推理/分析/
+  计算, 让我们逐步, 我们一步步.
+- `equation_chain`: at least `min_calculations` calculations (one calculation is not a chain).
+- `explain_then_answer`: a final-answer marker with an explanation before the last one: at least four
+  words (a CJK character counts half) between the last question mark before it (or the start) and the
+  marker, answer-option lines (`A. ...`) not counted. A quiz line "Q? Answer: X" has none.
+
+Decision: `cot` = at least one style; the length of the text is never used. `cot_steps` = `count_steps`
+= max(explicit steps, reasoning sentences, strong or weak). `final_answer` = the text after the last
+marker up to the end of its sentence (`####` first, then `\\boxed{}`, then the other markers), at most
+200 characters, whether or not `cot`; null without a marker.
 """
 
 from __future__ import annotations
 
+import re
 from collections.abc import Sequence
 
 import polars as pl
 
 VERSIONS = ("cot_v1",)
+COLUMNS = ("cot", "cot_style", "cot_steps", "final_answer")
 STYLES = ("think_block", "step_list", "lets_think", "equation_chain", "explain_then_answer")
 
 _TAGS = r"think|thinking|thoughts?|reasoning|reflection|scratchpad|inner_thoughts?"
@@ -74,10 +88,10 @@ _STRONG_EN = (
     r"\b(?:therefore|thus|hence|consequently|implies|it follows|as a result|which means|this means|that means"
     r"|we (?:get|know|can conclude|find)|so the answer|in total|altogether)\b"
 )
-_STRONG_ZH = r"所以|因此|故|则|可得|可知|从而|于是"
+_STRONG_ZH = r"所以|因此|可得|可知|从而|于是|故而"
 _WEAK = (
     r"\b(?:because|since|we have|we can|so (?:the|we|he|she|it|they|there|this|that|each))\b|(?:^|[.;!?]\s+|,\s*)so\b"
-    r"|因为|由于|那么|得到|即"
+    r"|因为|由于|那么|得到|则"
 )
 STRONG = rf"(?i){CALCULATION}|{ARITHMETIC}|{_STRONG_EN}|{_STRONG_ZH}"
 SIGNAL = rf"(?i){CALCULATION}|{ARITHMETIC}|{_STRONG_EN}|{_STRONG_ZH}|{_WEAK}"
@@ -85,6 +99,9 @@ SIGNAL = rf"(?i){CALCULATION}|{ARITHMETIC}|{_STRONG_EN}|{_STRONG_ZH}|{_WEAK}"
 _STEP_LINE = (
     r"(?im)^\s*(?:step\s*\d+\b|\d{1,2}(?:[.)]\s|、|:\s)|\(\d{1,2}\)|（\d{1,2}）|[-*•]\s|第[一二三四五六七八九十\d]+步)"
 )
+# A list item that opens with a short heading and a colon ("1. Overhead costs: ...", "- 高需求：...") is a
+# parallel point (a tip, reason or feature), not a step that builds on the previous one.
+_HEADED_ITEM = r"(?m)^\s*(?:\d{1,2}[.)、]|[-*•])\s*[^\n:：]{1,40}[:：]"
 _STEP_WORD = (
     r"(?im)(?:^|[.!?]\s+)\s*(?:first(?:ly)?|second(?:ly)?|third(?:ly)?|next|then|after that|finally|lastly)\b"
     r"|首先|其次|然后|接着|再次|最后|第[一二三四五六七八九十]步"
@@ -94,10 +111,11 @@ _ANSWER_PHRASE = (
     r"\bthe\s+(?:final\s+|correct\s+|right\s+)?answer(?:\s*\([^)\n]{0,40}\))?\s+(?:is|would be|should be|will be)"
     r"|(?m:^)\s*(?:(?:the\s+)?(?:final|correct)\s+)?answer(?:\s*\([^)\n]{0,40}\))?\s*(?::|is\b|will be|would be)"
     r"|\bfinal\s+answer\s*:"
-    r"|答案(?:是|为|：|:)"
+    r"|(?:(?m:^)|[。！？；，,]\s*|所以|因此|故|综上所述?，?)(?:最终的?|最后的?)?答案(?:是|为|：|:)"
 )
-FINAL_MARKER = rf"(?i)(?:####|\\boxed\{{|{_ANSWER_PHRASE})\s*[^\s.!?,;。]"
-_HASH_TAIL = r"####[^\n]*"
+# GSM8K's `#### 72` closes the text; a `#### Heading` elsewhere is Markdown.
+_HASH_TAIL = r"####[ \t]*[^\s#][^\n]*\s*$"
+FINAL_MARKER = rf"(?i){_HASH_TAIL}|(?:\\boxed\{{|{_ANSWER_PHRASE})\s*[^\s.!?,;。]"
 _BOXED = r"\\boxed\{(?:[^{}]|\{[^{}]*\})*\}"
 _ANSWER_TAIL = rf"(?i)(?:{_ANSWER_PHRASE})[^\n]*"
 _ANSWER_HEAD = rf"(?i)^(?:{_ANSWER_PHRASE})"
@@ -106,79 +124,118 @@ _BEFORE_LAST_MARKER = rf"(?s)^(.*)(?:{FINAL_MARKER.removeprefix('(?i)')})"
 _OPTION_LINE = r"(?m)^\s*\(?[A-Fa-f][.)]\s[^\n]*"
 
 
-def _sentences(text: pl.Expr) -> pl.Expr:
-    """Text with decimal points protected, so that sentence splitting ignores them."""
-    return text.fill_null("").str.replace_all(r"(\d)\.(\d)", "${1}_${2}")
+def _ascii_word_boundaries(pattern: str) -> str:
+    """`\\b` as an ASCII word boundary: with Unicode `\\b`, polars' regex engine cannot use its fast DFA on
+    non-ASCII text and runs about ten times slower (boundaries here only ever sit next to ASCII words)."""
+    return re.sub(r"(?<!\\)\\b", r"(?-u:\\b)", pattern)
+
+
+def _compiled(pattern: str) -> str:
+    return _ascii_word_boundaries(pattern)
 
 
 def _sentence_with(signal: str) -> str:
     body = r"[^.!?;\n。！？；]"
-    return rf"(?i){body}*(?:{signal.removeprefix('(?i)')}){body}*"
+    return _compiled(rf"(?i){body}*(?:{signal.removeprefix('(?i)')}){body}*")
+
+
+_RX = {
+    "think": _compiled(THINK_BLOCK),
+    "lets": _compiled(LETS_THINK),
+    "calc": _compiled(CALCULATION),
+    "step_line": _compiled(_STEP_LINE),
+    "step_word": _compiled(_STEP_WORD),
+    "headed": _HEADED_ITEM,
+    "strong": _sentence_with(STRONG),
+    "signal": _sentence_with(SIGNAL),
+    "before_marker": _compiled(_BEFORE_LAST_MARKER.replace("(?s)", "(?si)")),
+    "hash_tail": _HASH_TAIL,
+    "boxed": _BOXED,
+    "answer_tail": _compiled(_ANSWER_TAIL),
+    "answer_head": _compiled(_ANSWER_HEAD),
+    "marker_hint": r"(?i)answer|####|boxed|答案",
+}
+
+
+def _protect_decimals(text: pl.Expr) -> pl.Expr:
+    """Decimal points become `_` so that sentence splitting does not stop inside a number."""
+    return text.str.replace_all(r"(\d)\.(\d)", "${1}_${2}")
 
 
 def _explicit_steps(text: pl.Expr) -> pl.Expr:
-    lines = text.str.count_matches(_STEP_LINE)
-    words = text.str.count_matches(_STEP_WORD)
-    return pl.max_horizontal(lines, words).cast(pl.Int32)
-
-
-def _reasoning_sentences(protected: pl.Expr, signal: str) -> pl.Expr:
-    # The protected text has no decimal points, so the sentence pattern cannot stop inside a number;
-    # a calculation with decimals (`0_2 x 50 = 10`) still matches from its last digits.
-    return protected.str.count_matches(_sentence_with(signal)).cast(pl.Int32)
+    return pl.max_horizontal(text.str.count_matches(_RX["step_line"]), text.str.count_matches(_RX["step_word"]))
 
 
 def count_steps(texts: pl.Expr | pl.Series | Sequence[str | None]) -> pl.Expr | pl.Series:
     """Reasoning steps per text: max(explicit steps, reasoning sentences) (module docstring). Stable API.
 
-    Takes an expression (returns an `Int32` expression) or a Series / list of strings (returns a Series);
-    null texts count 0.
+    Takes an expression (returns an `Int32` expression) or a Series / list of strings (returns a Series
+    named `cot_steps`); null texts count 0.
     """
     if isinstance(texts, pl.Expr):
         text = texts.fill_null("")
-        return pl.max_horizontal(_explicit_steps(text), _reasoning_sentences(_sentences(text), SIGNAL))
+        reasoning = _protect_decimals(text).str.count_matches(_RX["signal"])
+        return pl.max_horizontal(_explicit_steps(text), reasoning).cast(pl.Int32)
     series = texts if isinstance(texts, pl.Series) else pl.Series("text", list(texts), pl.String)
     return pl.select(count_steps(pl.lit(series.cast(pl.String)))).to_series().alias("cot_steps")
 
 
 def _final_answer(text: pl.Expr) -> pl.Expr:
-    hash_tail = text.str.extract_all(_HASH_TAIL).list.last().str.replace(r"^####\s*", "")
-    boxed = text.str.extract_all(_BOXED).list.last().str.replace(r"^\\boxed\{", "").str.replace(r"\}$", "")
-    tail = text.str.extract_all(_ANSWER_TAIL).list.last().str.replace(_ANSWER_HEAD, "")
+    hash_tail = text.str.extract(_RX["hash_tail"], 0).str.replace(r"^####\s*", "")
+    boxed = text.str.extract_all(_RX["boxed"]).list.last().str.replace(r"^\\boxed\{", "").str.replace(r"\}$", "")
+    tail = text.str.extract_all(_RX["answer_tail"]).list.last().str.replace(_RX["answer_head"], "")
+    tail = tail.str.strip_chars_start(" \t:：")
     tail = tail.str.extract(r"^\s*(.*?)(?:[.。!！](?:\s|$)|$)", 1)
     answer = pl.coalesce(hash_tail, boxed, tail).str.strip_chars().str.strip_chars_end(".。")
     return pl.when(answer.str.len_chars() > 0).then(answer.str.slice(0, 200)).otherwise(None)
 
 
-def _explained_before_marker(text: pl.Expr) -> pl.Expr:
-    """A final-answer marker with an explanation before it: at least four words (or eight CJK characters)
-    between the last question mark (or the start) and the last marker, answer-option lines not counted."""
-    before = text.str.extract(_BEFORE_LAST_MARKER.replace("(?s)", "(?si)"), 1)
+def _explanation_words(text: pl.Expr) -> pl.Expr:
+    """Words (CJK characters count half) between the last question mark (or the start) and the last
+    final-answer marker, answer-option lines left out; null without a marker."""
+    before = text.str.extract(_RX["before_marker"], 1)
     explanation = before.str.extract(r"([^?？]*)$", 1).str.replace_all(_OPTION_LINE, "")
     words = explanation.str.count_matches(r"[A-Za-z0-9]+(?:['’][A-Za-z]+)?")
-    words = words + explanation.str.count_matches(r"[\u4e00-\u9fff]") // 2
-    return before.is_not_null() & (words.fill_null(0) >= 4)
+    return words + explanation.str.count_matches(r"[\u4e00-\u9fff]") // 2
 
 
-def cot_expressions(text: pl.Expr, min_steps: int = 2, min_calculations: int = 2) -> list[pl.Expr]:
-    """Expressions for `cot`, `cot_style`, `cot_steps`, `final_answer` of `text` (rules in the module docstring)."""
-    text = text.fill_null("")
-    protected = _sentences(text)
-    explicit = _explicit_steps(text)
-    strong = _reasoning_sentences(protected, STRONG)
-    reasoning = _reasoning_sentences(protected, SIGNAL)
-    calculations = text.str.count_matches(CALCULATION)
+def tag_cot(df: pl.DataFrame, text: pl.Expr, min_steps: int = 2, min_calculations: int = 2) -> pl.DataFrame:
+    """`df` with `cot`, `cot_style`, `cot_steps`, `final_answer` of `text` added (module docstring).
+
+    Counts are computed once into temporary columns; the final-answer checks run only on the rows whose
+    text holds one of the literal words a marker needs (answer, ####, boxed, 答案).
+    """
+    t, tmp = "__cot_text", "__cot_"
+    df = df.drop([c for c in COLUMNS if c in df.columns])  # tagging twice replaces the earlier tags
+    work = df.select(text.fill_null("").cast(pl.String).alias(t))
+    col = pl.col(t)
+    work = work.with_columns(
+        _explicit_steps(col).alias(tmp + "explicit"),
+        col.str.count_matches(_RX["calc"]).alias(tmp + "calcs"),
+        col.str.count_matches(_RX["headed"]).alias(tmp + "headed"),
+        col.str.contains(_RX["think"]).alias(tmp + "think"),
+        col.str.contains(_RX["lets"]).alias(tmp + "lets"),
+        _protect_decimals(col).str.count_matches(_RX["strong"]).alias(tmp + "strong"),
+        _protect_decimals(col).str.count_matches(_RX["signal"]).alias(tmp + "signal"),
+    )
+    hint = work[t].str.contains(_RX["marker_hint"])
+    rows = hint.arg_true()
+    marked = work.filter(hint).select(_final_answer(col).alias("final"), _explanation_words(col).alias("words"))
+    final = pl.Series("final_answer", [None] * work.height, pl.String).scatter(rows, marked["final"])
+    words = pl.Series(tmp + "words", [0] * work.height, pl.Int64).scatter(rows, marked["words"].fill_null(0))
+    explicit = pl.col(tmp + "explicit")
     styles = {
-        "think_block": text.str.contains(THINK_BLOCK),
-        "step_list": (explicit >= min_steps) & (strong >= pl.max_horizontal(pl.lit(2), (explicit + 1) // 2)),
-        "lets_think": text.str.contains(LETS_THINK),
-        "equation_chain": calculations >= min_calculations,
-        "explain_then_answer": _explained_before_marker(text),
+        "think_block": pl.col(tmp + "think"),
+        "step_list": (explicit >= min_steps)
+        & (pl.col(tmp + "strong") >= pl.max_horizontal(2, (explicit + 1) // 2))
+        & (pl.col(tmp + "headed") * 2 < explicit),
+        "lets_think": pl.col(tmp + "lets"),
+        "equation_chain": pl.col(tmp + "calcs") >= min_calculations,
+        "explain_then_answer": pl.col(tmp + "words") >= 4,
     }
     style_list = pl.concat_list([pl.when(hit).then(pl.lit(name)) for name, hit in styles.items()]).list.drop_nulls()
-    return [
-        (style_list.list.len() > 0).alias("cot"),
+    tags = work.with_columns(words).select(
         style_list.alias("cot_style"),
-        pl.max_horizontal(explicit, reasoning).cast(pl.Int32).alias("cot_steps"),
-        _final_answer(text).alias("final_answer"),
-    ]
+        pl.max_horizontal(explicit, pl.col(tmp + "signal")).cast(pl.Int32).alias("cot_steps"),
+    )
+    return df.with_columns((tags["cot_style"].list.len() > 0).alias("cot"), tags["cot_style"], tags["cot_steps"], final)
