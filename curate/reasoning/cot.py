@@ -117,8 +117,8 @@ _ANSWER_PHRASE = (
 _HASH_TAIL = r"####[ \t]*[^\s#][^\n]*\s*$"
 FINAL_MARKER = rf"(?i){_HASH_TAIL}|(?:\\boxed\{{|{_ANSWER_PHRASE})\s*[^\s.!?,;。]"
 _BOXED = r"\\boxed\{(?:[^{}]|\{[^{}]*\})*\}"
-_ANSWER_TAIL = rf"(?i)(?:{_ANSWER_PHRASE})[^\n]*"
-_ANSWER_HEAD = rf"(?i)^(?:{_ANSWER_PHRASE})"
+# The rest of the line after the last answer phrase (greedy prefix: the last one wins).
+_AFTER_LAST_ANSWER = rf"(?si)^.*(?:{_ANSWER_PHRASE})([^\n]*)"
 # Everything up to the last final-answer marker (greedy), for the explanation that precedes it.
 _BEFORE_LAST_MARKER = rf"(?s)^(.*)(?:{FINAL_MARKER.removeprefix('(?i)')})"
 _OPTION_LINE = r"(?m)^\s*\(?[A-Fa-f][.)]\s[^\n]*"
@@ -151,8 +151,7 @@ _RX = {
     "before_marker": _compiled(_BEFORE_LAST_MARKER.replace("(?s)", "(?si)")),
     "hash_tail": _HASH_TAIL,
     "boxed": _BOXED,
-    "answer_tail": _compiled(_ANSWER_TAIL),
-    "answer_head": _compiled(_ANSWER_HEAD),
+    "after_answer": _compiled(_AFTER_LAST_ANSWER),
     "marker_hint": r"(?i)answer|####|boxed|答案",
 }
 
@@ -183,7 +182,7 @@ def count_steps(texts: pl.Expr | pl.Series | Sequence[str | None]) -> pl.Expr | 
 def _final_answer(text: pl.Expr) -> pl.Expr:
     hash_tail = text.str.extract(_RX["hash_tail"], 0).str.replace(r"^####\s*", "")
     boxed = text.str.extract_all(_RX["boxed"]).list.last().str.replace(r"^\\boxed\{", "").str.replace(r"\}$", "")
-    tail = text.str.extract_all(_RX["answer_tail"]).list.last().str.replace(_RX["answer_head"], "")
+    tail = text.str.extract(_RX["after_answer"], 1)
     tail = tail.str.strip_chars_start(" \t:：")
     tail = tail.str.extract(r"^\s*(.*?)(?:[.。!！](?:\s|$)|$)", 1)
     answer = pl.coalesce(hash_tail, boxed, tail).str.strip_chars().str.strip_chars_end(".。")
