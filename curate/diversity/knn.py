@@ -1,7 +1,8 @@
 """Approximate k-nearest-neighbour novelty on unit vectors, in bounded memory (nothing quadratic).
 
 `novelty(v, k)` is 1 - mean cosine similarity of each record to its k nearest other records, clipped
-to [0, 1]. Up to `exact_limit` records it is exact (blocked all-pairs products). Above it, an inverted
+to [0, 1]. Up to `exact_limit` records it is exact (blocked all-pairs products, every record a
+candidate). Above it, an inverted
 file (IVF) index: spherical k-means with `cells = round(sqrt(n))` centroids (at most 4,096), trained for
 `_ITERATIONS` rounds on a seeded sample of 40 records per cell, assigns every record to its nearest
 centroid; neighbours are then searched exactly, but only inside the record's own cell (one probe), and
@@ -84,7 +85,7 @@ def novelty(
         if len(members) == 0:
             continue
         pool = members
-        if len(members) > max_candidates:
+        if cells > 1 and len(members) > max_candidates:
             pool = np.sort(rng.choice(members, max_candidates, replace=False))
         for start in range(0, len(members), _BLOCK):
             ids = members[start : start + _BLOCK]
