@@ -203,9 +203,9 @@ def main() -> None:
     print(f"  {'intercept':22s} {intercept:.4f}")
     model = {
         "version": "reasoning_depth_v1",
-        "formula": "sigmoid(intercept + sum(weight * input)); inputs: steps = min(rd_steps, 20), log1p of the other "
-        "rd_* counts (connectives as a count), rd_code_explained as 0/1, log1p(rd_answer_prompt_ratio, null -> 0); "
-        "0 for an empty answer",
+        "formula": "sigmoid(intercept + sum(weight * input)); inputs: steps = sqrt(min(rd_steps, 20)), "
+        "log1p of the other rd_* counts (connectives as a count), rd_code_explained as 0/1, "
+        "log1p(rd_answer_prompt_ratio, null -> 0); 0 for an empty answer",
         "intercept": round(intercept, 6),
         "weights": {n: round(float(c), 6) for n, c in zip(names, coef, strict=True)},
         "fitted_on": {

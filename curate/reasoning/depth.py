@@ -36,11 +36,11 @@ CONNECTIVES = f"{EN_CONNECTIVES}|{ZH_CONNECTIVES}"
 MATH = (
     r"<<[^<>\n]*>>"  # GSM8K calculator annotations
     r"|[=≈≤≥]"  # equations and inequalities
-    r"|\d\s*[-+*/×÷^]\s*[\d(]|\d\s+x\s+\d"  # an operation between numbers
+    r"|\d\s+[-+*/×÷^x]\s+\(?\d|\d[-+*/×÷^]\(?\d[\d.,]*\)?\s*="  # an operation (not 1/2 cup, 1-2 min)
     r"|\\(?:frac|sqrt|times|cdot|div|sum|int|boxed)\b"  # LaTeX maths
 )
-# A step: a segment that carries an inference: a calculation, a logical connective, or two quantities.
-STEP = rf"{MATH}|{EN_CONNECTIVES.removeprefix('(?i)')}|{ZH_CONNECTIVES}|\d[^\d\n]+\d"
+# A step: a segment that carries an inference: a calculation or a logical connective.
+STEP = rf"{MATH}|(?i:{EN_CONNECTIVES.removeprefix('(?i)')})|{ZH_CONNECTIVES}"
 VERIFY = (
     r"(?i)\blet'?s (?:check|verify|double[- ]check)|\bverif(?:y|ies|ied|ying|ication)\b|\bdouble[- ]check"
     r"|\bcheck(?:ing)? (?:our|the|my|this|that) (?:answer|work|result|solution)|\bsanity check"
@@ -65,7 +65,7 @@ CONSTRAINT = (
 QUANTITY = r"\d+(?:[.,]\d+)*"
 
 FEATURE_DOCS: dict[str, str] = {
-    "rd_steps": "reasoning steps: answer lines/sentences with a calculation, a connective or two quantities",
+    "rd_steps": "reasoning steps: answer lines/sentences with a calculation or a logical connective",
     "rd_connectives": "logical connectives (because/therefore/thus/hence/since/so; 因为/所以/因此/由于) per 100 "
     "answer tokens",
     "rd_math": "maths: equations, operations between numbers, <<calc>> annotations, LaTeX maths in the answer",
@@ -184,8 +184,8 @@ class DepthModel:
 def model_inputs() -> dict[str, pl.Expr]:
     """The transformed features the score combines (all non-decreasing when text is appended to the answer).
 
-    Steps enter linearly up to `MAX_STEPS` (each step adds the same amount: the score is graded by steps);
-    other counts enter as log(1 + count), so that each further match adds less, but something. The
+    Steps enter as sqrt(min(steps, `MAX_STEPS`)), so the score keeps rising with every step (graded, not
+    saturated after two or three); other counts enter as log(1 + count): each further match adds less. The
     connective *count* is used rather than its density, so that a step without a connective never lowers it.
     """
     log1p = {
@@ -198,7 +198,7 @@ def model_inputs() -> dict[str, pl.Expr]:
         "quantities": "rd_quantities",
     }
     out = {name: pl.col(col).cast(pl.Float64).log1p() for name, col in log1p.items()}
-    out["steps"] = pl.col("rd_steps").clip(0, MAX_STEPS).cast(pl.Float64)
+    out["steps"] = pl.col("rd_steps").clip(0, MAX_STEPS).cast(pl.Float64).sqrt()
     out["code_explained"] = pl.col("rd_code_explained").cast(pl.Float64)
     out["answer_prompt_ratio"] = pl.col("rd_answer_prompt_ratio").fill_null(0.0).log1p()
     return out

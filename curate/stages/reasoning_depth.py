@@ -33,13 +33,14 @@ class ReasoningDepth(Stage, MapStep):
     - `rd_verify`: self-verification (let's check, verify, double-check, 检验, 验证, 验算);
     - `rd_subquestions`, `rd_constraints`, `rd_quantities`: question complexity from the prompt.
 
-    `reasoning_depth_v1 = sigmoid(b + 0.4 * min(rd_steps, 20) + sum(w_i * log1p(count_i)))`, 0 for an empty
-    answer. Coefficients ship in `curate/reasoning/reasoning_depth_v1.json`: a logistic regression with
-    weights >= 0, fitted by `benchmarks/fit_reasoning_depth.py` on permissively licensed data only
-    (GSM8K, FLAN CoT, SVAMP, HumanEval, LLaMA-Factory demo, Self-Instruct, T0/P3); the step weight is held
-    at >= 0.4 so the score rises with every step (graded, not a saturated probability). In v1 the fit
-    gave weight only to steps, connectives (as a count), maths and sub-questions; the other features are
-    reported but weigh 0. Since weights are >= 0 and counts only grow, appending a step never lowers it.
+    `reasoning_depth_v1 = sigmoid(b + w_steps * sqrt(min(rd_steps, 20)) + sum(w_i * log1p(count_i)))`, 0 for
+    an empty answer. Coefficients ship in `curate/reasoning/reasoning_depth_v1.json`: a logistic regression
+    with weights >= 0, fitted by `benchmarks/fit_reasoning_depth.py` on the dev half of permissively
+    licensed data only (GSM8K, FLAN CoT, SVAMP, HumanEval, LLaMA-Factory demo, Self-Instruct, T0/P3; never
+    Alpaca, Code Alpaca or zero-shot CoT). v1 weighs steps (1.81), connectives as a count (1.53),
+    sub-questions (1.00) and maths (0.26); the other features are reported but the fit gave them weight 0.
+    Since weights are >= 0 and the counts only grow when text is appended, appending a step never lowers
+    the score, and each step raises it by less than the one before (sqrt): graded, not a 0/1 probability.
     """
 
     name: ClassVar[str] = "reasoning_depth"
