@@ -17,6 +17,7 @@ from curate.stages.filter_length import FilterLength
 from curate.stages.language import Language
 from curate.stages.minhash_dedup import MinhashDedup
 from curate.stages.normalize import Normalize
+from curate.stages.reasoning_depth import ReasoningDepth
 
 STAGES: dict[str, type[Stage]] = {
     "normalize": Normalize,
@@ -29,6 +30,7 @@ STAGES: dict[str, type[Stage]] = {
     "diverse_select": DiverseSelect,
     "cot_tag": CotTag,
     "filter": Filter,
+    "reasoning_depth": ReasoningDepth,
 }
 
 __all__ = [
@@ -44,5 +46,6 @@ __all__ = [
     "Language",
     "MinhashDedup",
     "Normalize",
+    "ReasoningDepth",
     "Stage",
 ]
