@@ -245,12 +245,23 @@ def evaluate(shared: Path, model_path: Path) -> dict:
         lengths += [len(a.split()) for a in answers]
         keyword += [bool(kw.search(a)) for a in answers]
     y, sc = np.array(labels), np.nan_to_num(np.array(scores, dtype=float))
+    belle = jsonl(shared / "belle_zh" / "eval_set.json")  # JSON Lines despite the name
+    zh = [(r["class"] == "math", r["std_answer"]) for r in belle if r["class"] not in ("code", "classification")]
+    zh_scores = np.nan_to_num(np.array(score_texts(model, [classifier_text(a) for _, a in zh], "reasoning"), float))
+    zh_labels = np.array([m for m, _ in zh])
+    chinese = {
+        "belle_math": int(zh_labels.sum()),
+        "belle_other": int((~zh_labels).sum()),
+        "auc": roc_auc(zh_labels, zh_scores),
+        "math_share_ge_0.5": float((zh_scores[zh_labels] >= 0.5).mean()),
+        "other_share_ge_0.5": float((zh_scores[~zh_labels] >= 0.5).mean()),
+    }
     overall = binary_scores(y, sc).__dict__
     naive = {
         "answer length (words) AUC": roc_auc(y, np.array(lengths)),
         "keyword regex": binary_scores(y, np.array(keyword, dtype=float)).__dict__,
     }
-    return {"groups": groups, "overall": overall, "naive": naive}
+    return {"groups": groups, "overall": overall, "naive": naive, "chinese": chinese}
 
 
 def table(ev: dict, trained: dict | None) -> str:
@@ -271,6 +282,11 @@ def table(ev: dict, trained: dict | None) -> str:
         f"| answer length (naive) | | | | {ev['naive']['answer length (words) AUC']:.4f} |",
         "",
         f"{o['n_positive']:,} positives, {o['n_negative']:,} negatives.",
+        "",
+        f"Chinese (not in the training data), BELLE eval set: {ev['chinese']['belle_math']} `math` answers against "
+        f"{ev['chinese']['belle_other']} answers of the other classes except code and classification: ROC AUC "
+        f"{ev['chinese']['auc']:.3f}; share >= 0.5: math {ev['chinese']['math_share_ge_0.5']:.3f}, "
+        f"other {ev['chinese']['other_share_ge_0.5']:.3f}.",
     ]
     if trained:
         h, b = trained["heldout"], trained["heldout_before_quantize"]

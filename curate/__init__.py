@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from curate import stages
-from curate.api import Pipeline, build, read_source, stages_info, validate
+from curate.api import Pipeline, build, read_source, stages_info, train_classifier, validate
 from curate.errors import ConfigError, CurateError, FatalError, RecordError
 
 __all__ = [
@@ -17,5 +17,6 @@ __all__ = [
     "read_source",
     "stages",
     "stages_info",
+    "train_classifier",
     "validate",
 ]

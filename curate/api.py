@@ -11,6 +11,7 @@ import polars as pl
 
 from curate.build import BuildResult
 from curate.build import build as _build
+from curate.classify.train import TrainResult, train_classifier  # noqa: F401 (the train-classifier command)
 from curate.config import Config, check_stages, load_config, stage_dataclass_fields
 from curate.errors import ConfigError, RecordError
 from curate.ingest.convert import convert_batch

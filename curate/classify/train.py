@@ -9,11 +9,13 @@ deterministic; it is scored on the held-out part, and with `quantize` compressed
 
 from __future__ import annotations
 
-import multiprocessing
+import json
+import os
 import re
 import shutil
+import subprocess
+import sys
 import tempfile
-from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -96,18 +98,37 @@ def _split(n: int, holdout: float, rng: np.random.Generator) -> tuple[np.ndarray
     return order[k:], order[:k]
 
 
-def _fit(train_file: str, folder: str, settings: dict, cutoff: int | None) -> None:
-    """Train (and with a `cutoff`, quantize) in a worker process; writes model.bin (and model.ftz) to `folder`."""
+def _fit(job: str) -> None:
+    """Worker process: train (and with a `cutoff`, quantize) as the JSON file `job` says; writes model.bin
+    (and model.ftz) into its folder. Run by `train_classifier` as `python -m curate.classify.train JOB`."""
     import fasttext
 
-    try:
-        model = fasttext.train_supervised(input=train_file, **settings)
-        model.save_model(str(Path(folder) / "model.bin"))
-        if cutoff is not None:
-            model.quantize(input=train_file, qnorm=True, cutoff=cutoff, retrain=True, thread=1, verbose=0)
-            model.save_model(str(Path(folder) / "model.ftz"))
-    except RuntimeError as exc:  # fastText's own failures, e.g. "Encountered NaN" with a high lr
-        raise FatalError(f"fastText training failed: {exc}; try a lower --lr") from exc
+    spec = json.loads(Path(job).read_text(encoding="utf-8"))
+    folder = Path(spec["folder"])
+    model = fasttext.train_supervised(input=spec["train_file"], **spec["settings"])
+    model.save_model(str(folder / "model.bin"))
+    if spec["cutoff"] is not None:
+        model.quantize(input=spec["train_file"], qnorm=True, cutoff=spec["cutoff"], retrain=True, thread=1, verbose=0)
+        model.save_model(str(folder / "model.ftz"))
+
+
+def _run_fit(folder: Path, train_file: Path, settings: dict, cutoff: int | None) -> None:
+    """Train in a fresh process whose heap allocations are zero-filled (glibc `MALLOC_PERTURB_=255`):
+    fastText 0.9.3 reads memory it never initialised (with `wordNgrams = 1`, and whenever its process
+    has freed memory before), which makes training diverge ("Encountered NaN") at random. Zero-filled,
+    the same input gives the same model every time."""
+    job = folder / "job.json"
+    spec = {"folder": str(folder), "train_file": str(train_file), "settings": settings, "cutoff": cutoff}
+    job.write_text(json.dumps(spec), encoding="utf-8")
+    env = {**os.environ, "MALLOC_PERTURB_": "255"}
+    done = subprocess.run(
+        [sys.executable, "-m", "curate.classify.train", str(job)], env=env, capture_output=True, text=True
+    )
+    if done.returncode:
+        lines = [line for line in done.stderr.splitlines() if line.strip()]
+        last = lines[-1] if lines else f"exit code {done.returncode}"
+        hint = "; try a lower --lr" if "NaN" in last else ""
+        raise FatalError(f"fastText training failed: {last}{hint}")
 
 
 def train_classifier(
@@ -204,10 +225,7 @@ def train_classifier(
     with tempfile.TemporaryDirectory(prefix="curate-train-") as tmp:
         train_file = Path(tmp) / "train.txt"
         train_file.write_text("\n".join(train) + "\n", encoding="utf-8")
-        # A fresh process per training: fastText 0.9.3 can diverge ("Encountered NaN") when trained a second
-        # time in one process, and a fresh process gives the same model for the same input every time.
-        with ProcessPoolExecutor(1, mp_context=multiprocessing.get_context("spawn")) as pool:
-            pool.submit(_fit, str(train_file), tmp, settings, cutoff if quantize else None).result()
+        _run_fit(Path(tmp), train_file, settings, cutoff if quantize else None)
         plain = fasttext.load_model(str(Path(tmp) / "model.bin"))
         before = binary_scores(truth, np.array(score_texts(plain, texts, label), dtype=float))
         written = Path(tmp) / ("model.ftz" if quantize else "model.bin")
@@ -225,3 +243,7 @@ def train_classifier(
         dropped_conflicts=len(both),
         size_bytes=out.stat().st_size,
     )
+
+
+if __name__ == "__main__":
+    _fit(sys.argv[1])

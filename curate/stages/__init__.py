@@ -12,6 +12,7 @@ from curate.stages.decontaminate import Decontaminate
 from curate.stages.diverse_select import DiverseSelect
 from curate.stages.diversity import Diversity
 from curate.stages.exact_dedup import ExactDedup
+from curate.stages.fasttext_classifier import FasttextClassifier
 from curate.stages.filter import Filter
 from curate.stages.filter_length import FilterLength
 from curate.stages.language import Language
@@ -29,6 +30,7 @@ STAGES: dict[str, type[Stage]] = {
     "diversity": Diversity,
     "diverse_select": DiverseSelect,
     "cot_tag": CotTag,
+    "fasttext_classifier": FasttextClassifier,
     "filter": Filter,
     "reasoning_depth": ReasoningDepth,
 }
@@ -41,6 +43,7 @@ __all__ = [
     "DiverseSelect",
     "Diversity",
     "ExactDedup",
+    "FasttextClassifier",
     "Filter",
     "FilterLength",
     "Language",
