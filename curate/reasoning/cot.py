@@ -198,42 +198,66 @@ def _explanation_words(text: pl.Expr) -> pl.Expr:
     return words + explanation.str.count_matches(r"[\u4e00-\u9fff]") // 2
 
 
+def _on_rows(work: pl.DataFrame, mask: pl.Series, exprs: dict[str, tuple[pl.Expr, object, pl.DataType]]) -> list:
+    """Evaluate `exprs` only on the rows where `mask` is true; the other rows get each one's default."""
+    rows = mask.arg_true()
+    part = work.filter(mask).select(expr.alias(name) for name, (expr, _, _) in exprs.items())
+    return [
+        pl.Series(name, [default] * work.height, dtype).scatter(rows, part[name].cast(dtype))
+        for name, (_, default, dtype) in exprs.items()
+    ]
+
+
 def tag_cot(df: pl.DataFrame, text: pl.Expr, min_steps: int = 2, min_calculations: int = 2) -> pl.DataFrame:
     """`df` with `cot`, `cot_style`, `cot_steps`, `final_answer` of `text` added (module docstring).
 
-    Counts are computed once into temporary columns; the final-answer checks run only on the rows whose
-    text holds one of the literal words a marker needs (answer, ####, boxed, 答案).
+    Each count is computed once, and the costly ones only on the rows that can use them: calculations
+    where the text has `=`, the step_list checks where there are `min_steps` explicit steps, the
+    final-answer checks where a marker's literal word occurs (answer, ####, boxed, 答案).
     """
     t, tmp = "__cot_text", "__cot_"
     df = df.drop([c for c in COLUMNS if c in df.columns])  # tagging twice replaces the earlier tags
     work = df.select(text.fill_null("").cast(pl.String).alias(t))
     col = pl.col(t)
+    protected = _protect_decimals(col)
     work = work.with_columns(
         _explicit_steps(col).alias(tmp + "explicit"),
-        col.str.count_matches(_RX["calc"]).alias(tmp + "calcs"),
-        col.str.count_matches(_RX["headed"]).alias(tmp + "headed"),
         col.str.contains(_RX["think"]).alias(tmp + "think"),
         col.str.contains(_RX["lets"]).alias(tmp + "lets"),
-        _protect_decimals(col).str.count_matches(_RX["strong"]).alias(tmp + "strong"),
-        _protect_decimals(col).str.count_matches(_RX["signal"]).alias(tmp + "signal"),
+        protected.str.count_matches(_RX["signal"]).alias(tmp + "signal"),
+        col.str.contains(_RX["marker_hint"]).alias(tmp + "hint"),
+        col.str.contains("=", literal=True).alias(tmp + "has_equals"),
     )
-    hint = work[t].str.contains(_RX["marker_hint"])
-    rows = hint.arg_true()
-    marked = work.filter(hint).select(_final_answer(col).alias("final"), _explanation_words(col).alias("words"))
-    final = pl.Series("final_answer", [None] * work.height, pl.String).scatter(rows, marked["final"])
-    words = pl.Series(tmp + "words", [0] * work.height, pl.Int64).scatter(rows, marked["words"].fill_null(0))
     explicit = pl.col(tmp + "explicit")
+    calcs = _on_rows(work, work[tmp + "has_equals"], {"calcs": (col.str.count_matches(_RX["calc"]), 0, pl.Int64)})
+    steps = _on_rows(
+        work,
+        work[tmp + "explicit"] >= min_steps,
+        {
+            "strong": (protected.str.count_matches(_RX["strong"]), 0, pl.Int64),
+            "headed": (col.str.count_matches(_RX["headed"]), 0, pl.Int64),
+        },
+    )
+    final, words = _on_rows(
+        work,
+        work[tmp + "hint"],
+        {
+            "final_answer": (_final_answer(col), None, pl.String),
+            "words": (_explanation_words(col).fill_null(0), 0, pl.Int64),
+        },
+    )
+    work = work.with_columns(*calcs, *steps, words)
     styles = {
         "think_block": pl.col(tmp + "think"),
         "step_list": (explicit >= min_steps)
-        & (pl.col(tmp + "strong") >= pl.max_horizontal(2, (explicit + 1) // 2))
-        & (pl.col(tmp + "headed") * 2 < explicit),
+        & (pl.col("strong") >= pl.max_horizontal(2, (explicit + 1) // 2))
+        & (pl.col("headed") * 2 < explicit),
         "lets_think": pl.col(tmp + "lets"),
-        "equation_chain": pl.col(tmp + "calcs") >= min_calculations,
-        "explain_then_answer": pl.col(tmp + "words") >= 4,
+        "equation_chain": pl.col("calcs") >= min_calculations,
+        "explain_then_answer": pl.col("words") >= 4,
     }
     style_list = pl.concat_list([pl.when(hit).then(pl.lit(name)) for name, hit in styles.items()]).list.drop_nulls()
-    tags = work.with_columns(words).select(
+    tags = work.select(
         style_list.alias("cot_style"),
         pl.max_horizontal(explicit, pl.col(tmp + "signal")).cast(pl.Int32).alias("cot_steps"),
     )
