@@ -201,8 +201,24 @@ def stages_command(name: str | None) -> None:
     epilog="Example: curate train-classifier --positive cot.jsonl --negative plain/ --label reasoning "
     "--out models/reasoning.bin --quantize",
 )
-@click.option("--positive", "-p", multiple=True, required=True, help="Source of the positive class (repeatable).")
-@click.option("--negative", "-n", multiple=True, required=True, help="Source of the negative class (repeatable).")
+@click.option(
+    "--positive",
+    "-p",
+    "positive",
+    metavar="SRC",
+    multiple=True,
+    required=True,
+    help="Source of the positive class (repeatable).",
+)
+@click.option(
+    "--negative",
+    "-n",
+    "negative",
+    metavar="SRC",
+    multiple=True,
+    required=True,
+    help="Source of the negative class (repeatable).",
+)
 @click.option("--out", "-o", required=True, type=click.Path(dir_okay=False), help="Model file to write.")
 @click.option("--quantize", is_flag=True, help="Write a small quantized model: OUT with suffix .ftz.")
 @click.option(
