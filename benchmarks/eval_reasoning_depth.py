@@ -96,6 +96,13 @@ def separation(df: pl.DataFrame) -> dict[str, Any]:
     out["positive_slices"] = {
         s: aucs(pl.concat([pos.filter(pl.col("slice") == s), neg])) for s in sorted(pos["slice"].unique())
     }
+    out["top_negatives"] = (
+        neg.sort("reasoning_depth", descending=True)
+        .group_by("source", maintain_order=True)
+        .head(3)
+        .select("source", "slice", "reasoning_depth", "rd_steps", "rd_connectives", "rd_math", "prompt", "answer")
+        .to_dicts()
+    )
     hard = df.filter(~pl.col("source").is_in(ISSUE_SOURCES))
     out["hard_negatives"] = {
         s: aucs(pl.concat([pos, hard.filter(pl.col("source") == s)])) for s in sorted(hard["source"].unique())
@@ -238,6 +245,16 @@ def figures_markdown(res: dict[str, Any]) -> str:
     lines += [row(f"all positives vs negative slice `{s}`", a) for s, a in sep["negative_slices"].items()]
     lines += [row(f"positive slice `{s}` vs all negatives", a) for s, a in sep["positive_slices"].items()]
     lines += [row(f"all positives vs hard negative `{s}`", a) for s, a in sep["hard_negatives"].items()]
+    lines += [
+        "",
+        "Highest-scored negatives per source (false positives to review):",
+        "",
+        *[
+            f"- {r['source']}/{r['slice']} {r['reasoning_depth']:.2f} (steps {r['rd_steps']}, connectives/100 "
+            f"{r['rd_connectives']:.1f}, maths {r['rd_math']}): {r['prompt'][:60]!r} → {r['answer'][:140]!r}"
+            for r in sep["top_negatives"]
+        ],
+    ]
     lines += [
         "",
         f"### Graded: Spearman with GSM8K solution steps ({gr['n']} GSM8K test-half answers)",

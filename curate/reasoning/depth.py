@@ -30,7 +30,10 @@ MAX_STEPS = 20  # steps beyond this add nothing more to the score
 # A segment is a line, or a sentence inside a line: cut at newlines and at . ! ? ; 。！？；
 # (a period followed by a digit, as in 0.25, does not cut).
 SEGMENT = r"(?:[^\n.!?;。！？；]|\.[0-9])+"
-EN_CONNECTIVES = r"(?i)\b(?:because|therefore|thus|hence|since|so|consequently|it follows)\b"
+# "so" only where it opens a clause ("..., so we", ". So the answer"), not as an intensifier ("so far").
+EN_CONNECTIVES = (
+    r"(?i)\b(?:because|therefore|thus|hence|since|consequently|it follows)\b|(?:^|[,.;:!?\n])\s*so\b|\band\s+so\b"
+)
 ZH_CONNECTIVES = r"因为|所以|因此|由于|因而|于是"
 CONNECTIVES = f"{EN_CONNECTIVES}|{ZH_CONNECTIVES}"
 MATH = (
@@ -46,11 +49,12 @@ VERIFY = (
     r"|\bcheck(?:ing)? (?:our|the|my|this|that) (?:answer|work|result|solution)|\bsanity check"
     r"|\bplug(?:ging)? (?:it|this|these|them|that) back|\bsubstitut\w* back|检验|验证|验算|检查一下"
 )
-# A whole line of code: a keyword start, a line ending in ; { }, or an assignment with a call, index or string.
+# A whole line of code: a keyword start, an HTML/XML tag start, a line ending in ; { }, or an assignment with a
+# call, index or string.
 CODE_LINE = (
     r"(?m)^[ \t]*(?:(?:def |class |import |from \S+ import |return\b|#include|public |private |function\b|const |"
     r"let |var |SELECT\b|print\(|console\.|for\b[^\n]*:[ \t]*$|if\b[^\n]*:[ \t]*$|elif\b|else:|while\b)[^\n]*"
-    r"|[^\n]*[;{}][ \t]*|[A-Za-z_][\w.]*(?:\[[^\]\n]*\])?[ \t]*[-+*/]?=[ \t]*[^\n]*[(\[\"'{][^\n]*"
+    r"|<[A-Za-z/!][^\n]*|[^\n]*[;{}][ \t]*|[A-Za-z_][\w.]*(?:\[[^\]\n]*\])?[ \t]*[-+*/]?=[ \t]*[^\n]*[(\[\"'{][^\n]*"
     r"|[A-Za-z_]\w*_\w*[ \t]*[-+*/]?=[^\n]*)$"
 )
 FENCED = r"(?s)```.*?(?:```|$)"
