@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-minhash eval-minhash eval-diversity schemas clean
+.PHONY: demo test lint bench bench-minhash eval-minhash eval-diversity schemas clean eval-cot
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -38,6 +38,9 @@ bench-minhash: $(STAMP)
 
 eval-minhash: $(STAMP)
 	$(BIN)/python benchmarks/eval_minhash_quality.py --shared ../shared/data
+
+eval-cot: $(STAMP)
+	$(BIN)/python benchmarks/eval_cot.py --shared ../shared/data
 
 eval-diversity: $(STAMP)
 	$(BIN)/python benchmarks/eval_diversity.py --shared ../shared/data
