@@ -55,6 +55,10 @@ def _read(src: str, config, base_dir: Path) -> pl.DataFrame:
             s = by_name[src]
             if s.data is not None:
                 raise ConfigError([f"source {src!r}: in-memory data cannot be read here; give a path"])
+            if s.split:
+                raise ConfigError(
+                    [f"source {src!r}: split = {s.split!r} is not supported here; give the split's folder"]
+                )
             return read_source(
                 s.path,
                 format=s.format,
@@ -120,7 +124,9 @@ def _run_fit(folder: Path, train_file: Path, settings: dict, cutoff: int | None)
     job = folder / "job.json"
     spec = {"folder": str(folder), "train_file": str(train_file), "settings": settings, "cutoff": cutoff}
     job.write_text(json.dumps(spec), encoding="utf-8")
-    env = {**os.environ, "MALLOC_PERTURB_": "255"}
+    package_root = str(Path(__file__).resolve().parents[2])  # so the child imports this same curate
+    path = os.pathsep.join(p for p in (package_root, os.environ.get("PYTHONPATH", "")) if p)
+    env = {**os.environ, "MALLOC_PERTURB_": "255", "PYTHONPATH": path}
     done = subprocess.run(
         [sys.executable, "-m", "curate.classify.train", str(job)], env=env, capture_output=True, text=True
     )
