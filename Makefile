@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-minhash eval-minhash eval-diversity schemas clean eval-cot
+.PHONY: demo test lint bench bench-minhash eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -44,6 +44,9 @@ eval-cot: $(STAMP)
 
 eval-diversity: $(STAMP)
 	$(BIN)/python benchmarks/eval_diversity.py --shared ../shared/data
+
+eval-reasoning: $(STAMP)
+	$(BIN)/python benchmarks/eval_reasoning_depth.py --shared ../shared/data
 
 clean:
 	rm -rf pipelines/out pipelines/.curate .pytest_cache .ruff_cache
