@@ -79,8 +79,9 @@ class FasttextClassifier(Stage, MapStep):
 
     def bind(self, base: Path) -> None:
         """A relative `model` path is relative to the config file's folder."""
-        if self.model and not Path(self.model).expanduser().is_absolute():
-            self.model = str(base / Path(self.model).expanduser())
+        if self.model:
+            path = Path(self.model).expanduser()
+            self.model = str(path if path.is_absolute() else base / path)
 
     def fingerprint(self) -> str:
         """Parameters plus the model file's size and modification time (a retrained model is new)."""
