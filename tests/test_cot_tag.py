@@ -138,6 +138,7 @@ def test_lets_think_hard_negatives(answer):
         "48/2 = 24 apples. 24+48 = 72.",
         "Weng earns 12/60 = $<<12/60=0.2>>0.2 per minute. She earned 0.2 x 50 = $<<0.2*50=10>>10.",
         "3 times 4 = 12, and 12 plus 2 = 14 in all.",
+        "48 divided by 2 is 24 clips in May, and 48 plus 24 equals 72 clips in all.",
         "x + 4 - 4 = 10 - 4, so x = 6 and 2x = 2 * 6 = 12.",
         "首先，5+3=8，然后8×2=16。",
     ],

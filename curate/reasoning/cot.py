@@ -2,14 +2,15 @@
 
 `tag_cot(df, text)` adds the columns `cot`, `cot_style`, `cot_steps` and `final_answer` for one text
 expression; `count_steps(texts)` is the step count on its own (a stable name: `reasoning_depth` uses it).
-The README's "cot_tag rules" section has the same rules as a table.
+The README's section "Chain-of-thought tags (`cot_tag`)" has the same rules as a table.
 
 Building blocks:
 
-- *calculation*: a GSM8K annotation `<<48/2=24>>`, or `operand op operand [op operand ...] = number`, with
-  numbers, single-letter variables or `\\frac{}{}` as operands and `+ - * / x × ÷ ^ · \\times \\div \\cdot`,
-  times, plus, minus, divided by, multiplied by, 乘/除/加/减 as operators (`48/2 = 24 apples`,
-  `0.2 x 50 = $10`, `91-33=58`).
+- *calculation*: a GSM8K annotation `<<48/2=24>>`, or `operand op operand [op operand ...] = number` (is,
+  equals, gives, makes, yields, 等于, 得 also stand for `=`), with numbers, single-letter variables or
+  `\\frac{}{}` as operands and `+ - * / x × ÷ ^ · \\times \\div \\cdot`, times, plus, minus, divided by,
+  multiplied by, 乘/除/加/减 as operators (`48/2 = 24 apples`, `0.2 x 50 = $10`, `91-33=58`,
+  `48 divided by 2 is 24`).
 - *reasoning sentence*: a sentence (split at `.!?;` and newlines and `。！？；`; decimal points do not split)
   that holds a calculation, arithmetic (`3+4`, `6 x 7`, `2 = 2`; not a bare fraction such as `1/2 cup`)
   or a connective. *Strong* connectives: therefore, thus, hence, consequently, implies, it follows, as a
@@ -81,7 +82,10 @@ _OP = (
     r"(?:[-+*/×÷^·]|\bx\b|\\times|\\div|\\cdot|\btimes\b|\bplus\b|\bminus\b|\bdivided by\b|\bmultiplied by\b"
     r"|乘以?|除以|加上?|减去?)"
 )
-CALCULATION = rf"<<[^<>\n]*=[^<>\n]*>>|{_OPERAND}\s*{_OP}\s*{_OPERAND}(?:\s*{_OP}\s*{_OPERAND})*\s*=\s*\(?{_NUM}"
+_RESULT = r"(?:=|\bis\b|\bequals\b|\bgives\b|\bmakes\b|\byields\b|等于|得)"
+CALCULATION = (
+    rf"<<[^<>\n]*=[^<>\n]*>>|{_OPERAND}\s*{_OP}\s*{_OPERAND}(?:\s*{_OP}\s*{_OPERAND})*\s*{_RESULT}\s*\(?{_NUM}"
+)
 ARITHMETIC = r"\d\s*(?:[+*×÷^]|\\times|\\div)\s*\(?\d|\d\s+[-/x]\s+\(?\d|\d\s*=\s*\$?\d"
 
 _STRONG_EN = (
@@ -153,6 +157,10 @@ _RX = {
     "boxed": _BOXED,
     "after_answer": _compiled(_AFTER_LAST_ANSWER),
     "marker_hint": r"(?i)answer|####|boxed|答案",
+    # Every calculation has an operator next to an operand: rows without one skip the costly pattern.
+    "calc_hint": _compiled(
+        r"(?i)<<|[\d\w)}]\s*(?:[-+*/×÷^·]|\\times|\\div|\\cdot|\bx\b|times|plus|minus|divided|multiplied|乘|除|加|减)"
+    ),
 }
 
 
@@ -226,10 +234,10 @@ def tag_cot(df: pl.DataFrame, text: pl.Expr, min_steps: int = 2, min_calculation
         col.str.contains(_RX["lets"]).alias(tmp + "lets"),
         protected.str.count_matches(_RX["signal"]).alias(tmp + "signal"),
         col.str.contains(_RX["marker_hint"]).alias(tmp + "hint"),
-        col.str.contains("=", literal=True).alias(tmp + "has_equals"),
+        col.str.contains(_RX["calc_hint"]).alias(tmp + "calc_hint"),
     )
     explicit = pl.col(tmp + "explicit")
-    calcs = _on_rows(work, work[tmp + "has_equals"], {"calcs": (col.str.count_matches(_RX["calc"]), 0, pl.Int64)})
+    calcs = _on_rows(work, work[tmp + "calc_hint"], {"calcs": (col.str.count_matches(_RX["calc"]), 0, pl.Int64)})
     steps = _on_rows(
         work,
         work[tmp + "explicit"] >= min_steps,

@@ -34,7 +34,8 @@ class CotTag(Stage, MapStep):
     config keeps its results when later versions are added. Rules of `cot_v1`
     (`curate/reasoning/cot.py`):
 
-    - calculation: a GSM8K annotation `<<48/2=24>>`, or `a op b [op c ...] = number` with numbers,
+    - calculation: a GSM8K annotation `<<48/2=24>>`, or `a op b [op c ...] = number` (or is, equals, gives,
+      makes, yields, 等于, 得 for `=`) with numbers,
       single-letter variables or `\\frac{}{}` as operands and + - * / x × ÷ ^ · \\times \\div \\cdot,
       times, plus, minus, divided by, multiplied by, 乘/除/加/减 as operators.
     - reasoning sentence: a sentence (split at .!?; newline 。！？；, not at decimal points) holding a
