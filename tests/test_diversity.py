@@ -197,6 +197,20 @@ def test_diverse_select_drops_similar_records_with_reasons():
     assert got[len(TEMPLATED) :] == [None] * (1 + len(OTHERS))
 
 
+def test_diverse_select_min_df_compares_recurring_wording_only():
+    lone = [
+        "Write a haiku about autumn leaves.",
+        "List three prime numbers greater than fifty.",
+        "Name a primary colour.",
+    ]
+    frame = chats([*TEMPLATED, *lone])
+    got = reasons(DiverseSelect(max_similarity=0.9, min_df=3).apply_with_reasons(frame))
+    # the template's fixed words recur in 6 records; the filler word (cat, dog, ...) does not count
+    assert got[: len(TEMPLATED)] == [None] + ["diverse_select:too_similar"] * (len(TEMPLATED) - 1)
+    assert got[len(TEMPLATED) :] == [None] * len(lone)  # nothing recurring: never too similar
+    assert reasons(DiverseSelect(max_similarity=0.9).apply_with_reasons(frame)) == [None] * frame.height
+
+
 def test_diverse_select_budgets():
     frame = chats([UNIQUE, *OTHERS])
     by_records = reasons(DiverseSelect(max_similarity=1.0, max_records=2).apply_with_reasons(frame))
@@ -272,7 +286,7 @@ def pipeline(tmp_path):
         ],
         "stages": [
             {"use": "diversity", "k": 3, "frame": 8, "sample_size": 20},
-            {"use": "diverse_select", "max_similarity": 0.5, "max_records": 36, "frame": 8},
+            {"use": "diverse_select", "max_similarity": 0.5, "max_records": 12, "frame": 8, "min_df": 2},
         ],
     }
 
@@ -282,17 +296,17 @@ def test_build_writes_scores_reasons_and_metrics(tmp_path, pipeline):
     ledger = result.ledger.filter(pl.col("status") == "dropped")
     assert set(ledger["stage"]) == {"diverse_select"}
     assert set(ledger["reason"]) == {"diverse_select:too_similar", "diverse_select:budget"}
-    assert (result.ledger["status"] == "kept").sum() == 36
+    assert (result.ledger["status"] == "kept").sum() == 12
     shard = pl.read_parquet(tmp_path / "out" / "shards" / "part-00000.parquet")
     assert shard["diversity"].is_between(0.0, 1.0).all() and not any(c.startswith("_") for c in shard.columns)
     stats = result.manifest["stage_stats"]
     assert stats["diversity"]["overall"]["records"] == 59
     assert set(stats["diversity"]["sources"]) == {"p3", "mine"}
     assert stats["diversity"]["overall"]["sample"]["records"] == 20
-    assert stats["diverse_select"]["selected"] == 36 and stats["diverse_select"]["candidates"] == 59
+    assert stats["diverse_select"]["selected"] == 12 and stats["diverse_select"]["candidates"] == 59
     mixture = result.manifest["diversity"]
     kept_sources = set(result.ledger.filter(pl.col("status") == "kept")["source"])
-    assert mixture["mixture"]["records"] == 20 and set(mixture["sources"]) == kept_sources
+    assert mixture["mixture"]["records"] == 12 and set(mixture["sources"]) == kept_sources  # all 12 (< 20)
     assert 0.0 < mixture["mixture"]["mean_pairwise_distance"] <= 1.0
     # the batch size (and so the cut of work between workers) does not change anything
     pipeline["pipeline"]["batch_size"] = 100
@@ -326,6 +340,7 @@ def test_build_without_diversity_stage_has_no_manifest_metrics(tmp_path, pipelin
         ({"use": "diverse_select", "max_tokens": -5}, "stages[0].max_tokens: must be >= 1, got -5"),
         ({"use": "diverse_select", "rank_by": "_row"}, "stages[0].rank_by: internal columns"),
         ({"use": "diverse_select", "scope": "sources"}, "stages[0].scope: must be one of 'global' | 'source'"),
+        ({"use": "diverse_select", "min_df": -1}, "stages[0].min_df: must be >= 0, got -1"),
         ({"use": "diversity", "k": 0}, "stages[0].k: must be >= 1, got 0"),
         ({"use": "diversity", "field": "answer"}, "stages[0].field: must be one of 'prompt' | 'response' | 'all'"),
         ({"use": "diversity", "max_candidates": 5, "k": 10}, "stages[0].max_candidates: must be > k = 10"),

@@ -8,29 +8,35 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.diversity.select import ACCEPTED, BUDGET, TOO_SIMILAR, greedy_select
-from curate.diversity.vectors import center, hashed_vectors, text_of
+from curate.diversity.vectors import center, feature_ids, hashed_vectors, text_of, vectors_from_ids
 from curate.errors import FatalError
 from curate.params import below_minimum, param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
 from curate.stages.diversity import MAX_DIM
 
-VEC, RANK = "_dsel_vec", "_dsel_rank"
+VEC, IDS, RANK = "_dsel_vec", "_dsel_ids", "_dsel_rank"
 _SLICE = 65536
 
 
 @dataclass(frozen=True)
 class _Embed(MapStep):
-    """Per record: the hashed vector of its text, and its `rank_by` value (checked to exist)."""
+    """Per record: the hashed vector of its text (with `min_df`: its feature ids, as the counts need
+    every record), and its `rank_by` value (checked to exist)."""
 
     field: str
     dim: int
     frame: int
+    min_df: int
     rank_by: str
     stage_name: str = "diverse_select"
     reads: tuple[str, ...] = ("kind", "text", "messages", "meta")
-    writes: tuple[str, ...] = (VEC, RANK)
+
+    @property
+    def writes(self) -> tuple[str, ...]:  # type: ignore[override]
+        return (IDS if self.min_df else VEC, RANK)
 
     def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         rank = pl.lit(None, pl.Float64)
@@ -45,8 +51,16 @@ class _Embed(MapStep):
             if not (dtype.is_numeric() or dtype == pl.Boolean):
                 raise FatalError(f"diverse_select.rank_by: column {self.rank_by!r} is {dtype}, not numeric")
             rank = pl.col(self.rank_by).cast(pl.Float64)
-        vectors = hashed_vectors(df.select(text_of(self.field)).to_series(), self.dim, self.frame)
-        return df.with_columns(pl.Series(VEC, vectors, dtype=pl.Array(pl.Float32, self.dim)), rank.alias(RANK))
+        texts = df.select(text_of(self.field)).to_series()
+        if self.min_df:
+            ids, owner = feature_ids(texts, self.frame)
+            ids = ids[np.argsort(owner, kind="stable")]  # grouped by record, for the list column
+            offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=df.height))].astype(np.int64)
+            column = pl.Series(IDS, pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(ids))))
+        else:
+            vectors = hashed_vectors(texts, self.dim, self.frame)
+            column = pl.Series(VEC, vectors, dtype=pl.Array(pl.Float32, self.dim))
+        return df.with_columns(column, rank.alias(RANK))
 
 
 @dataclass(frozen=True)
@@ -59,15 +73,17 @@ class _Select(BarrierStep):
     max_tokens: int | None
     scope: str
     center: bool
+    min_df: int
     stage_name: str = "diverse_select"
-    reads: tuple[str, ...] = ("source", "n_tokens", VEC, RANK)
+
+    @property
+    def reads(self) -> tuple[str, ...]:  # type: ignore[override]
+        return ("source", "n_tokens", IDS if self.min_df else VEC, RANK)
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
         keys = rows.select("_row", "source", "n_tokens", RANK).collect()
         n = keys.height
-        vectors = np.empty((n, self.dim), dtype=np.float32)
-        for start in range(0, n, _SLICE):
-            vectors[start : start + _SLICE] = rows.select(VEC).slice(start, _SLICE).collect()[VEC].to_numpy()
+        vectors = self._vectors(rows, n)
         if self.center:
             center(vectors, inplace=True)  # the mean of all candidates, whatever the scope
         keys = keys.with_columns(pl.int_range(n, dtype=pl.Int64).alias("_at"))
@@ -92,6 +108,23 @@ class _Select(BarrierStep):
             stats.update(_counts(decided))
             (ctx.artifacts / "diverse_select.stats.json").write_text(json.dumps(stats, sort_keys=True) + "\n")
         return decided.select("_row", DROP).sort("_row")
+
+    def _vectors(self, rows: pl.LazyFrame, n: int) -> np.ndarray:
+        """Every candidate's vector in scan order, read in slices; with `min_df`, built here from the
+        feature ids of all candidates (their document frequencies need every record)."""
+        if not self.min_df:
+            vectors = np.empty((n, self.dim), dtype=np.float32)
+            for start in range(0, n, _SLICE):
+                vectors[start : start + _SLICE] = rows.select(VEC).slice(start, _SLICE).collect()[VEC].to_numpy()
+            return vectors
+        ids, lengths = [], []
+        for start in range(0, n, _SLICE):
+            column = rows.select(IDS).slice(start, _SLICE).collect()[IDS]
+            lengths.append(column.list.len().fill_null(0).to_numpy())
+            ids.append(column.explode().drop_nulls().to_numpy().astype(np.uint32))
+        owner = np.repeat(np.arange(n), np.concatenate(lengths)) if n else np.zeros(0, dtype=np.int64)
+        flat = np.concatenate(ids) if ids else np.zeros(0, dtype=np.uint32)
+        return vectors_from_ids(flat, owner, n, self.dim, self.min_df)
 
 
 def _counts(part: pl.DataFrame) -> dict:
@@ -118,7 +151,9 @@ class DiverseSelect(Stage):
     `diverse_select:budget`; earlier records too similar to an accepted one are dropped with
     `diverse_select:too_similar`. With `scope = "source"` each source is selected separately and the
     budgets apply per source. Similarity is the cosine of the hashed word uni+bigram vectors of
-    `curate.diversity.vectors` (with `frame`, of the first and last `frame` tokens only). With `center`
+    `curate.diversity.vectors` (with `frame`, of the first and last `frame` tokens only; with `min_df`,
+    of the features found in at least `min_df` candidates: recurring wording such as a template's fixed
+    text, while a record that shares no such feature with others is never too similar). With `center`
     the candidates' mean vector is subtracted first: that removes the words all records share, but also
     most of a template that dominates the data, so it is off by default (see
     benchmarks/EVAL_DIVERSITY.md for figures and recommended values). The selection is exact (no
@@ -140,12 +175,13 @@ class DiverseSelect(Stage):
     dim: int = param(256, "hashed vector dimensions")
     frame: int = param(0, "embed only the first and last `frame` tokens (0: all; 8 finds instruction templates)")
     center: bool = param(False, "subtract the candidates' mean vector first (removes shared common words)")
+    min_df: int = param(0, "compare only features found in at least this many candidates (recurring wording); 0: all")
 
     def problems(self, where: str) -> list[str]:
         out = []
         if not 0.0 < self.max_similarity <= 1.0:
             out.append(f"{where}.max_similarity: must be in (0, 1], got {self.max_similarity}")
-        out += below_minimum(where, self, max_records=1, max_tokens=1, dim=8, frame=0)
+        out += below_minimum(where, self, max_records=1, max_tokens=1, dim=8, frame=0, min_df=0)
         if self.dim > MAX_DIM:
             out.append(f"{where}.dim: must be <= {MAX_DIM}, got {self.dim}")
         if self.rank_by.startswith("_"):
@@ -153,5 +189,7 @@ class DiverseSelect(Stage):
         return out
 
     def steps(self) -> list[Step]:
-        select = _Select(self.dim, self.max_similarity, self.max_records, self.max_tokens, self.scope, self.center)
-        return [_Embed(self.field, self.dim, self.frame, self.rank_by), select]
+        select = _Select(
+            self.dim, self.max_similarity, self.max_records, self.max_tokens, self.scope, self.center, self.min_df
+        )
+        return [_Embed(self.field, self.dim, self.frame, self.min_df, self.rank_by), select]
