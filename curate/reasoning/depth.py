@@ -49,12 +49,13 @@ VERIFY = (
     r"|\bcheck(?:ing)? (?:our|the|my|this|that) (?:answer|work|result|solution)|\bsanity check"
     r"|\bplug(?:ging)? (?:it|this|these|them|that) back|\bsubstitut\w* back|检验|验证|验算|检查一下"
 )
-# A whole line of code: a keyword start, an HTML/XML tag start, a line ending in ; { }, or an assignment with a
-# call, index or string.
+# A whole line of code: a keyword start, an indentation of 4 spaces or a tab, self./this., an HTML/XML tag start,
+# a line ending in ; { }, or an assignment with a call, index or string.
 CODE_LINE = (
     r"(?m)^[ \t]*(?:(?:def |class |import |from \S+ import |return\b|#include|public |private |function\b|const |"
     r"let |var |SELECT\b|print\(|console\.|for\b[^\n]*:[ \t]*$|if\b[^\n]*:[ \t]*$|elif\b|else:|while\b)[^\n]*"
-    r"|<[A-Za-z/!][^\n]*|[^\n]*[;{}][ \t]*|[A-Za-z_][\w.]*(?:\[[^\]\n]*\])?[ \t]*[-+*/]?=[ \t]*[^\n]*[(\[\"'{][^\n]*"
+    r"|(?: {4}|\t)[^\n]*|(?:self|this)\.[^\n]*|<[A-Za-z/!][^\n]*|[^\n]*[;{}][ \t]*"
+    r"|[A-Za-z_][\w.]*(?:\[[^\]\n]*\])?[ \t]*[-+*/]?=[ \t]*[^\n]*[(\[\"'{][^\n]*"
     r"|[A-Za-z_]\w*_\w*[ \t]*[-+*/]?=[^\n]*)$"
 )
 FENCED = r"(?s)```.*?(?:```|$)"

@@ -37,8 +37,8 @@ class ReasoningDepth(Stage, MapStep):
     an empty answer. Coefficients ship in `curate/reasoning/reasoning_depth_v1.json`: a logistic regression
     with weights >= 0, fitted by `benchmarks/fit_reasoning_depth.py` on the dev half of permissively
     licensed data only (GSM8K, FLAN CoT, SVAMP, HumanEval, LLaMA-Factory demo, Self-Instruct, T0/P3; never
-    Alpaca, Code Alpaca or zero-shot CoT). v1 weighs steps (1.91), connectives as a count (1.52),
-    sub-questions (0.93) and maths (0.24); the other features are reported but the fit gave them weight 0.
+    Alpaca, Code Alpaca or zero-shot CoT). v1 weighs steps (2.04), connectives as a count (1.43),
+    sub-questions (0.78) and maths (0.27); the other features are reported but the fit gave them weight 0.
     Since weights are >= 0 and the counts only grow when text is appended, appending a step never lowers
     the score, and each step raises it by less than the one before (sqrt): graded, not a 0/1 probability.
     """
