@@ -206,6 +206,17 @@ def _explanation_words(text: pl.Expr) -> pl.Expr:
     return words + explanation.str.count_matches(r"[\u4e00-\u9fff]") // 2
 
 
+# Every combination of styles as a list, keyed by its bit mask (bit i = STYLES[i]): joining this small
+# table builds `cot_style` far faster than assembling lists row by row.
+_STYLE_LISTS = pl.DataFrame(
+    {
+        "_mask": list(range(1 << len(STYLES))),
+        "cot_style": [[s for i, s in enumerate(STYLES) if mask >> i & 1] for mask in range(1 << len(STYLES))],
+    },
+    schema={"_mask": pl.Int32, "cot_style": pl.List(pl.String)},
+)
+
+
 def _on_rows(work: pl.DataFrame, mask: pl.Series, exprs: dict[str, tuple[pl.Expr, object, pl.DataType]]) -> list:
     """Evaluate `exprs` only on the rows where `mask` is true; the other rows get each one's default."""
     rows = mask.arg_true()
@@ -264,9 +275,9 @@ def tag_cot(df: pl.DataFrame, text: pl.Expr, min_steps: int = 2, min_calculation
         "equation_chain": pl.col("calcs") >= min_calculations,
         "explain_then_answer": pl.col("words") >= 4,
     }
-    style_list = pl.concat_list([pl.when(hit).then(pl.lit(name)) for name, hit in styles.items()]).list.drop_nulls()
+    mask = pl.sum_horizontal(styles[name].cast(pl.Int32) * (1 << i) for i, name in enumerate(STYLES))
     tags = work.select(
-        style_list.alias("cot_style"),
+        mask.alias("_mask"),
         pl.max_horizontal(explicit, pl.col(tmp + "signal")).cast(pl.Int32).alias("cot_steps"),
-    )
+    ).join(_STYLE_LISTS, on="_mask", how="left", maintain_order="left")
     return df.with_columns((tags["cot_style"].list.len() > 0).alias("cot"), tags["cot_style"], tags["cot_steps"], final)
