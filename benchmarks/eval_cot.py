@@ -64,8 +64,8 @@ def best_length_threshold(dev: pl.DataFrame) -> int:
     return best
 
 
-def fmt(x: float) -> str:
-    return "–" if x != x else f"{x:.3f}"
+def fmt(x: float, digits: int = 3) -> str:
+    return "–" if x != x else f"{x:.{digits}f}"
 
 
 def table(rows: list[list], header: list[str]) -> str:
@@ -240,7 +240,9 @@ def main() -> None:
                 ("keywords", "pred_keywords"),
             ):
                 s = scores(part, pred)
-                summary.append([split, name, rule, s["n"], fmt(s["precision"]), fmt(s["recall"]), s["fp"], s["fn"]])
+                summary.append(
+                    [split, name, rule, s["n"], fmt(s["precision"], 4), fmt(s["recall"], 4), s["fp"], s["fn"]]
+                )
     test = tagged.filter(pl.col("split") == "test")
     stripped, _ = tag(without_markers(labelled.filter((pl.col("split") == "test") & (pl.col("label") == 1))))
 
@@ -279,6 +281,9 @@ def main() -> None:
         "",
         "## Errors on the test half (random sample)",
         "",
+        'Negative labels come from the prompt rule, so some "false positives" are answers that do compute '
+        "(a Fibonacci or precision calculation under a prompt the rule did not catch); they are listed to be checked.",
+        "",
         "False positives (label 0, tagged cot):",
         "",
         examples(test.filter(pl.col("cot") & (pl.col("label") == 0)), 12),
@@ -296,6 +301,22 @@ def main() -> None:
         "",
         examples(stripped.filter(~pl.col("cot")), 8),
         "## Chinese sets (`load_chinese`)",
+        "",
+        "Labels: 0 for answers to prompts that pass the non-reasoning rule (Chinese maths words added) and for "
+        'the 整数加减法 supplement (`bare_equation`, "91-33=58"); the rest, BELLE\'s `math` class included, is '
+        "`observed` (unlabelled). What the tables below show:",
+        "",
+        "- On Chinese negatives cot_tag stays near zero, like on English ones, including numbered lists whose "
+        "items each carry 因此/从而 (they are headed items, `1. 高需求：…`, so not steps). One-step answers "
+        '("91-33=58") are never cot.',
+        "- alpaca_zh is a translation of Alpaca and carries almost no CoT; some of its records are left in "
+        "English. BELLE's maths answers are the only Chinese worked solutions here: they are found when they "
+        "hold calculations (`297 ÷ 3 = 99`, two or more), a 答案：/所以答案是 line after an explanation, or "
+        "首先/然后/最后 steps with 所以/因此; answers that reason in prose (因为…所以…) without equations or an "
+        'answer line are missed, as are numbered plans ("解题思路：1. 首先要知道…") without conclusions.',
+        '- Chinese answer markers count only at a sentence start or after 所以/因此/故/综上: "…的详细答案：" '
+        "inside a phrase is not a marker.",
+        "",
         "",
         table(zh_rows, ["source", "slice", "n", "label", "cot rate"]),
         "",
