@@ -47,6 +47,7 @@ def p3() -> pl.DataFrame:
     return chats([r["prompt"] for r in rows], template=[r["template"] for r in rows])
 
 
+WHOLE = {"frame": 0, "min_df": 0}  # compare whole prompts, every feature (not the defaults)
 TEMPLATED = [f"Translate the word '{w}' into French, please." for w in ("cat", "dog", "house", "tree", "car", "sun")]
 UNIQUE = "Explain why the sky looks blue at noon but red at sunset, using Rayleigh scattering."
 OTHERS = [
@@ -191,7 +192,7 @@ def reasons(out: pl.DataFrame) -> list:
 
 
 def test_diverse_select_drops_similar_records_with_reasons():
-    out = DiverseSelect(max_similarity=0.5).apply_with_reasons(chats([*TEMPLATED, UNIQUE, *OTHERS]))
+    out = DiverseSelect(max_similarity=0.5, **WHOLE).apply_with_reasons(chats([*TEMPLATED, UNIQUE, *OTHERS]))
     got = reasons(out)
     assert got[0] is None and set(got[1 : len(TEMPLATED)]) == {"diverse_select:too_similar"}
     assert got[len(TEMPLATED) :] == [None] * (1 + len(OTHERS))
@@ -208,24 +209,24 @@ def test_diverse_select_min_df_compares_recurring_wording_only():
     # the template's fixed words recur in 6 records; the filler word (cat, dog, ...) does not count
     assert got[: len(TEMPLATED)] == [None] + ["diverse_select:too_similar"] * (len(TEMPLATED) - 1)
     assert got[len(TEMPLATED) :] == [None] * len(lone)  # nothing recurring: never too similar
-    assert reasons(DiverseSelect(max_similarity=0.9).apply_with_reasons(frame)) == [None] * frame.height
+    assert reasons(DiverseSelect(max_similarity=0.9, min_df=0).apply_with_reasons(frame)) == [None] * frame.height
 
 
 def test_diverse_select_budgets():
     frame = chats([UNIQUE, *OTHERS])
-    by_records = reasons(DiverseSelect(max_similarity=1.0, max_records=2).apply_with_reasons(frame))
+    by_records = reasons(DiverseSelect(max_similarity=1.0, max_records=2, **WHOLE).apply_with_reasons(frame))
     assert by_records == [None, None] + ["diverse_select:budget"] * 3
     tokens = frame["n_tokens"].to_list()
     limit = tokens[0] + tokens[1] + tokens[2] - 1  # the third record no longer fits
-    by_tokens = reasons(DiverseSelect(max_similarity=1.0, max_tokens=limit).apply_with_reasons(frame))
+    by_tokens = reasons(DiverseSelect(max_similarity=1.0, max_tokens=limit, **WHOLE).apply_with_reasons(frame))
     assert by_tokens == [None, None] + ["diverse_select:budget"] * 3
 
 
 def test_diverse_select_rank_by_visits_high_ranks_first():
     frame = chats(TEMPLATED[:3], score=[0.1, 0.9, None])
-    out = DiverseSelect(max_similarity=0.5, rank_by="score").process(frame)
+    out = DiverseSelect(max_similarity=0.5, rank_by="score", **WHOLE).process(frame)
     assert out["id"].to_list() == ["r1"]  # the best-ranked of three near copies
-    kept = DiverseSelect(max_similarity=0.5).process(frame)
+    kept = DiverseSelect(max_similarity=0.5, **WHOLE).process(frame)
     assert kept["id"].to_list() == ["r0"]  # no rank: input order
 
 
@@ -239,9 +240,9 @@ def test_diverse_select_rank_by_must_exist_and_be_numeric():
 def test_diverse_select_per_source_scope_and_budget():
     prompts = [TEMPLATED[0], TEMPLATED[1], UNIQUE, TEMPLATED[2], TEMPLATED[3], OTHERS[0]]
     frame = chats(prompts, sources=["a", "a", "a", "b", "b", "b"])
-    scoped = DiverseSelect(max_similarity=0.5, scope="source", max_records=1).apply_with_reasons(frame)
+    scoped = DiverseSelect(max_similarity=0.5, scope="source", max_records=1, **WHOLE).apply_with_reasons(frame)
     assert reasons(scoped) == [None, "diverse_select:too_similar", "diverse_select:budget"] * 2
-    together = DiverseSelect(max_similarity=0.5).apply_with_reasons(frame)
+    together = DiverseSelect(max_similarity=0.5, **WHOLE).apply_with_reasons(frame)
     assert reasons(together)[3:5] == ["diverse_select:too_similar"] * 2  # b's copies meet a's across sources
 
 

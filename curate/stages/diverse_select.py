@@ -155,8 +155,10 @@ class DiverseSelect(Stage):
     of the features found in at least `min_df` candidates: recurring wording such as a template's fixed
     text, while a record that shares no such feature with others is never too similar). With `center`
     the candidates' mean vector is subtracted first: that removes the words all records share, but also
-    most of a template that dominates the data, so it is off by default (see
-    benchmarks/EVAL_DIVERSITY.md for figures and recommended values). The selection is exact (no
+    most of a template that dominates the data, so it is off by default. The defaults (`frame = 8`,
+    `min_df = 5`, `max_similarity = 0.5`) are the best measured for covering instruction templates
+    (benchmarks/EVAL_DIVERSITY.md); to compare whole documents (pretraining text) set `frame = 0` and
+    `min_df = 0`. The selection is exact (no
     approximation), computed in blocks with matrix products (`curate.diversity.select`); cost is
     candidates x accepted x `dim`.
     Writes `diverse_select.stats.json` (the manifest's `stage_stats.diverse_select`).
@@ -166,16 +168,16 @@ class DiverseSelect(Stage):
     reads: ClassVar[tuple[str, ...]] = ("kind", "text", "messages", "n_tokens")
     drops_rows: ClassVar[bool] = True
 
-    max_similarity: float = param(0.6, "accept a record only if its cosine similarity to every accepted one is below")
+    max_similarity: float = param(0.5, "accept a record only if its cosine similarity to every accepted one is below")
     max_records: int | None = param(None, "most records selected (per source with scope = source)")
     max_tokens: int | None = param(None, "most tokens selected (per source with scope = source)")
     rank_by: str = param("", "numeric column visited first (descending); default input order")
     field: Literal["prompt", "response", "all"] = param("prompt", "text compared (pretrain records: text)")
     scope: Literal["global", "source"] = param("global", "select across all sources or within each")
     dim: int = param(256, "hashed vector dimensions")
-    frame: int = param(0, "embed only the first and last `frame` tokens (0: all; 8 finds instruction templates)")
+    frame: int = param(8, "compare only the first and last `frame` tokens (0: the whole text)")
     center: bool = param(False, "subtract the candidates' mean vector first (removes shared common words)")
-    min_df: int = param(0, "compare only features found in at least this many candidates (recurring wording); 0: all")
+    min_df: int = param(5, "compare only features found in at least this many candidates (recurring wording); 0: all")
 
     def problems(self, where: str) -> list[str]:
         out = []
