@@ -14,6 +14,7 @@ from curate.params import did_you_mean, param
 from curate.record import RECORD_SCHEMA, public_columns
 from curate.stages.base import DROP, Context, MapStep, Stage, mark
 
+
 @functools.cache
 def _parse(source: str) -> Expression:
     return Expression.parse(source)
