@@ -324,6 +324,7 @@ def test_build_uses_minhash_clusters_when_present(tmp_path, pipeline):
     result = curate.build(pipeline, base_dir=tmp_path)
     overall = result.manifest["stage_stats"]["diversity"]["overall"]
     assert overall["sample"]["clusters_from"] == "minhash_dedup" and "dup_clusters" in overall
+    assert overall["dup_clusters"]["clusters"] >= 1 and 0 < overall["dup_clusters"]["clustered_share"] < 1
     assert result.manifest["diversity"]["mixture"]["clusters_from"] == "minhash_dedup"
 
 

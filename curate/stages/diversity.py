@@ -39,7 +39,7 @@ class _Embed(MapStep):
 
 @dataclass(frozen=True)
 class _Score(BarrierStep):
-    """All vectors at once: centre per scope group, approximate kNN novelty, metrics of a sample."""
+    """All vectors at once: centre on the dataset mean, kNN novelty per scope group, sample metrics."""
 
     field: str
     dim: int
@@ -77,15 +77,15 @@ class _Score(BarrierStep):
             schema={"_row": pl.Int64, "diversity": pl.Float64},
         )
         if ctx.artifacts is not None:
-            stats = self._stats(rows, keys.with_columns(pl.Series("_cell", cells)), decisions)
+            stats = self._stats(rows, keys.with_columns(pl.Series("_cell", cells)), decisions, ctx.seed)
             (ctx.artifacts / "diversity.stats.json").write_text(json.dumps(stats, sort_keys=True) + "\n")
         return decisions
 
-    def _stats(self, rows: pl.LazyFrame, keys: pl.DataFrame, decisions: pl.DataFrame) -> dict:
+    def _stats(self, rows: pl.LazyFrame, keys: pl.DataFrame, decisions: pl.DataFrame, seed: int) -> dict:
         """Per-record score summary and cell entropy over all rows; sample metrics (see metrics module)."""
         scored = keys.join(decisions, on="_row")
         has_clusters = keys[CLUSTER].null_count() < keys.height
-        plan = metrics.sample_plan(keys.select("_row", "source"), seed=0, size=self.sample_size)
+        plan = metrics.sample_plan(keys.select("_row", "source"), seed=seed, size=self.sample_size)
         wanted = pl.Series("_row", np.unique(np.concatenate(list(plan.values()))), dtype=pl.Int64)
         texts = (
             rows.filter(pl.col("_row").is_in(wanted.implode()))
@@ -93,6 +93,10 @@ class _Score(BarrierStep):
             .collect()
         )
         sampled = metrics.grouped_metrics(plan, texts if has_clusters else texts.drop("_cluster"), self.dim)
+
+        def clusters(part: pl.DataFrame) -> pl.Series:  # a record without a cluster id is a singleton
+            singleton = pl.concat_str(pl.lit("\x00"), pl.col("_row").cast(pl.String))
+            return part.select(pl.coalesce(pl.col(CLUSTER), singleton)).to_series()
 
         def whole(part: pl.DataFrame) -> dict:
             d = part["diversity"].drop_nulls()
@@ -103,7 +107,7 @@ class _Score(BarrierStep):
                 "diversity_p50": round(float(d.quantile(0.5)), 6) if len(d) else None,
                 "vector_cells": part["_cell"].n_unique(),
                 "vector_cell_entropy": metrics.cluster_figures(part["_cell"])["cluster_entropy"],
-                **({"dup_clusters": metrics.cluster_figures(part[CLUSTER].fill_null(""))} if has_clusters else {}),
+                **({"dup_clusters": metrics.cluster_figures(clusters(part))} if has_clusters else {}),
                 "sample": None,
             }
 
