@@ -53,11 +53,19 @@ def jsonl_bytes(df: pl.DataFrame) -> bytes:
     return b"\n".join(lines) + (b"\n" if lines else b"")
 
 
-def write_shard(records: pl.DataFrame, number: int, folder: Path, output: OutputSection) -> list[dict[str, Any]]:
-    """Write one shard (records in output order) in every configured format; return its manifest rows."""
+def shard_stem(split: str, number: int) -> str:
+    """File name of a shard without its suffix: `<split>-<number:05d>` (e.g. `train-00000`)."""
+    return f"{split}-{number:05d}"
+
+
+def write_shard(
+    records: pl.DataFrame, number: int, folder: Path, output: OutputSection, split: str = "train"
+) -> list[dict[str, Any]]:
+    """Write one shard (records in output order) of `split` in every configured format, as
+    `<split>-<number:05d>.<ext>`; return its manifest rows."""
     written = []
     for fmt in output.formats:
-        path = folder / f"part-{number:05d}{SHARD_SUFFIX[fmt]}"
+        path = folder / f"{shard_stem(split, number)}{SHARD_SUFFIX[fmt]}"
         if fmt == "parquet":
             records.write_parquet(path, compression="zstd", statistics=True)
         elif fmt == "jsonl":
@@ -69,6 +77,7 @@ def write_shard(records: pl.DataFrame, number: int, folder: Path, output: Output
             {
                 "path": f"{folder.name}/{path.name}",
                 "format": fmt,
+                "split": split,
                 "records": records.height,
                 "tokens": int(records["n_tokens"].sum()),
                 "sha256": sha256_file(path),

@@ -30,7 +30,7 @@ def test_output_layout_and_ledger(tmp_path, small_pipeline):
     out = tmp_path / "out"
     assert result.output == out
     assert {p.name for p in out.iterdir()} == {"manifest.json", "ledger.parquet", "run.json", "shards"}
-    assert sorted(p.name for p in (out / "shards").iterdir()) == ["part-00000.jsonl.zst", "part-00000.parquet"]
+    assert sorted(p.name for p in (out / "shards").iterdir()) == ["train-00000.jsonl.zst", "train-00000.parquet"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest == result.manifest
     assert manifest["sources"]["inst"]["records_in"] == 4
@@ -44,7 +44,7 @@ def test_output_layout_and_ledger(tmp_path, small_pipeline):
     assert (dup["file"], dup["line"], dup["stage"]) == ("inst.jsonl", 3, "exact_dedup")
     assert dup["reason"] == f"exact_duplicate_of:{first['id']}"
     assert ledger["id"].n_unique() == ledger.height  # identical records get distinct ids (~2 suffix)
-    shard = pl.read_parquet(out / "shards" / "part-00000.parquet")
+    shard = pl.read_parquet(out / "shards" / "train-00000.parquet")
     assert shard.columns[:7] == ["id", "source", "kind", "text", "messages", "n_tokens", "meta"]
     assert not any(c.startswith("_") for c in shard.columns)
     assert shard.filter(pl.col("kind") == "instruction")["text"].null_count() == 3

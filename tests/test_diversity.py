@@ -298,7 +298,7 @@ def test_build_writes_scores_reasons_and_metrics(tmp_path, pipeline):
     assert set(ledger["stage"]) == {"diverse_select"}
     assert set(ledger["reason"]) == {"diverse_select:too_similar", "diverse_select:budget"}
     assert (result.ledger["status"] == "kept").sum() == 12
-    shard = pl.read_parquet(tmp_path / "out" / "shards" / "part-00000.parquet")
+    shard = pl.read_parquet(tmp_path / "out" / "shards" / "train-00000.parquet")
     assert shard["diversity"].is_between(0.0, 1.0).all() and not any(c.startswith("_") for c in shard.columns)
     stats = result.manifest["stage_stats"]
     assert stats["diversity"]["overall"]["records"] == 59

@@ -179,8 +179,8 @@ def test_build_writes_templates_stats_and_ledger_reasons(tmp_path):
     }
     one = curate.build(cfg, base_dir=tmp_path, output=tmp_path / "one", work_dir=tmp_path / "w1")
     two = curate.build(cfg, base_dir=tmp_path, output=tmp_path / "two", work_dir=tmp_path / "w2", workers=2)
-    assert (one.output / "shards" / "part-00000.parquet").read_bytes() == (
-        two.output / "shards" / "part-00000.parquet"
+    assert (one.output / "shards" / "train-00000.parquet").read_bytes() == (
+        two.output / "shards" / "train-00000.parquet"
     ).read_bytes()
     templates = [json.loads(line) for line in (one.output / "templates.jsonl").read_text().splitlines()]
     assert templates[0]["size"] == 12 and templates[0]["kept"] == 3
@@ -190,7 +190,7 @@ def test_build_writes_templates_stats_and_ledger_reasons(tmp_path):
     assert stats["dropped"] == 9 and stats["bands"] * stats["rows"] <= 128
     reasons = one.ledger.filter(pl.col("status") == "dropped")["reason"].unique().to_list()
     assert reasons == [f"near_duplicate:{templates[0]['cluster']}"]
-    shard = pl.read_parquet(one.output / "shards" / "part-00000.parquet")
+    shard = pl.read_parquet(one.output / "shards" / "train-00000.parquet")
     assert {"dup_cluster", "dup_cluster_size"} <= set(shard.columns)
 
 
