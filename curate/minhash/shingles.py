@@ -90,8 +90,16 @@ def by_words(folded: pl.Expr, unit: str) -> pl.Expr:
     return folded.str.count_matches(CJK) * 2 <= folded.str.count_matches(r"\w")
 
 
-def units(folded: pl.Expr, unit: str) -> pl.Expr:
-    """List of units per record (see the module doc); a placeholder is one unit in either mode."""
-    words = folded.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
-    chars = folded.str.extract_all(r"⟨[a-z]+⟩|\S")
-    return pl.when(by_words(folded, unit)).then(words).otherwise(chars)
+def units(folded: pl.Expr, unit: str, split: pl.Expr | None = None) -> pl.Expr:
+    """List of units per record (see the module doc); a placeholder is one unit in either mode. With
+    `auto`, `split` may give `by_words` already computed (a column), else it is computed here."""
+    def words(text: pl.Expr) -> pl.Expr:
+        return text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
+
+    def chars(text: pl.Expr) -> pl.Expr:
+        return text.str.extract_all(r"⟨[a-z]+⟩|\S")
+
+    if unit != "auto":
+        return words(folded) if unit == "word" else chars(folded)
+    split = by_words(folded, unit) if split is None else split  # each record is split one way only
+    return pl.when(split).then(words(pl.when(split).then(folded))).otherwise(chars(pl.when(~split).then(folded)))

@@ -59,7 +59,8 @@ class _Shingle(MapStep):
         folded = pl.col(FOLDED)
         if self.template:  # start/end markers make template n-grams position-aware
             folded = pl.when(folded != "").then(pl.concat_str(pl.lit(f"{START} "), folded, pl.lit(f" {END}")))
-        units = texts.select(shingles.units(folded.fill_null(""), self.unit).alias("u"))["u"]
+        split = pl.col(SEP) == " "  # by_words, computed once in compared_text
+        units = texts.select(shingles.units(folded.fill_null(""), self.unit, split).alias("u"))["u"]
         lengths = units.list.len().to_numpy()
         unit_hashes = units.explode().drop_nulls().hash(seed=0).to_numpy()
         grams, counts = ngram_hashes(unit_hashes, lengths, self.ngram)
