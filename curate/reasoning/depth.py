@@ -117,10 +117,11 @@ def prose_expr(answer: pl.Expr) -> pl.Expr:
     return answer.str.replace_all(FENCED, "\n").str.replace_all(CODE_LINE, "")
 
 
-def regex_features(answer: pl.Expr, prompt: pl.Expr) -> list[pl.Expr]:
-    """The regex-counted features (everything except token counts), with internal helper columns."""
-    code = (answer.str.count_matches(CODE_LINE) > 0) | answer.str.contains(FENCE, literal=True)
-    prose = prose_expr(answer)
+def regex_features(answer: pl.Expr, prompt: pl.Expr, prose: pl.Expr | None = None) -> list[pl.Expr]:
+    """The regex-counted features (everything except token counts), with internal helper columns.
+    `prose` may be `prose_expr(answer)` already computed as a column (it is read three times)."""
+    code = answer.str.contains(FENCE, literal=True) | answer.str.contains(CODE_LINE)
+    prose = prose_expr(answer) if prose is None else prose
     return [
         count_steps_expr(prose).alias("rd_steps"),
         prose.str.count_matches(CONNECTIVES).cast(pl.Int64).alias("_rd_connective_count"),
@@ -148,7 +149,8 @@ def add_features(df: pl.DataFrame, encoding: str, threads: int) -> pl.DataFrame:
         answer_tokens = (df["n_tokens"].cast(pl.Int64) - prompt_tokens).clip(0, None)
     else:
         answer_tokens = pl.Series(count_tokens(texts["a"].to_list(), encoding, threads), dtype=pl.Int64)
-    feats = texts.select(regex_features(pl.col("a"), pl.col("p"))).with_columns(
+    texts = texts.with_columns(prose_expr(pl.col("a")).alias("_prose"))
+    feats = texts.select(regex_features(pl.col("a"), pl.col("p"), pl.col("_prose"))).with_columns(
         answer_tokens.alias("rd_answer_tokens"), prompt_tokens
     )
     feats = feats.with_columns(
