@@ -3,7 +3,7 @@
 __version__ = "0.1.0"
 
 from curate import stages
-from curate.api import Pipeline, build, read_source, stages_info, train_classifier, validate
+from curate.api import Pipeline, build, read_source, stages_info, train_classifier, validate, verify
 from curate.errors import ConfigError, CurateError, FatalError, RecordError
 
 __all__ = [
@@ -19,4 +19,5 @@ __all__ = [
     "stages_info",
     "train_classifier",
     "validate",
+    "verify",
 ]

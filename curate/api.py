@@ -21,6 +21,7 @@ from curate.record import empty_records
 from curate.stages import STAGES, Context
 from curate.stages.tokens import CountTokens
 from curate.tokens import DEFAULT_ENCODING
+from curate.verify import VerifyResult, verify  # noqa: F401 (the verify command)
 
 ConfigLike = str | Path | dict[str, Any] | Config
 

@@ -287,5 +287,24 @@ def train_classifier(
     say(f"wrote {result.model} ({result.size_bytes / 1e6:.2f} MB); labels {', '.join(result.labels)}")
 
 
+@main.command(epilog="Example: curate verify out/quickstart")
+@click.argument("out", type=click.Path())
+@user_errors
+def verify(out: str) -> None:
+    """Check the output folder OUT of a build against its manifest.json.
+
+    Recomputes every shard file's sha256, record and token counts (reading each file back), the
+    per-source records, tokens and realized shares, and the ledger's accounting. Prints every
+    difference, then a summary. Exit code 0 when everything matches, 1 on any difference, 2 when OUT
+    is not a curate output.
+    """
+    result = api.verify(out)
+    for difference in result.differences:
+        say(difference)
+    say(result.summary())
+    if not result.ok:
+        sys.exit(1)
+
+
 if __name__ == "__main__":
     main()
