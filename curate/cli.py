@@ -299,9 +299,9 @@ def verify(out: str) -> None:
     is not a curate output.
     """
     result = api.verify(out)
-    for difference in result.differences:
-        say(difference)
-    say(result.summary())
+    for difference in result.differences:  # one line each, never wrapped (easy to grep)
+        click.echo(difference)
+    click.echo(result.summary())
     if not result.ok:
         sys.exit(1)
 

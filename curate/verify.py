@@ -14,7 +14,7 @@ from __future__ import annotations
 import json
 from collections.abc import Iterator
 from dataclasses import dataclass, field
-from pathlib import Path
+from pathlib import Path, PurePosixPath
 from typing import Any
 
 import orjson
@@ -152,7 +152,7 @@ def _check_shards(folder: Path, manifest: dict[str, Any], result: VerifyResult) 
     shards = folder / "shards"
     for path in sorted(shards.rglob("*")) if shards.is_dir() else []:
         rel = path.relative_to(folder).as_posix()
-        covered = rel in listed or any(p.relative_to(folder).as_posix() in listed for p in path.parents)
+        covered = rel in listed or any(p.as_posix() in listed for p in PurePosixPath(rel).parents)
         if path.is_file() and not covered:
             diffs.append(f"{rel}: not listed in manifest.json (extra file?)")
 

@@ -1,0 +1,248 @@
+"""`curate verify OUT`: a clean build verifies; every kind of tampering is reported, with its file."""
+
+import json
+import shutil
+from pathlib import Path
+
+import polars as pl
+import pytest
+import zstandard
+from click.testing import CliRunner
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import curate
+from curate.cli import main
+from curate.verify import NotAnOutput, read_counts, verify
+from tests.conftest import write_jsonl
+
+
+@pytest.fixture(scope="module")
+def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """A weighted mixture over two sources, in three formats, several shards per format."""
+    base = tmp_path_factory.mktemp("verify")
+    write_jsonl(
+        base / "inst.jsonl",
+        [
+            {"instruction": f"Add {i} and {i + 1}.", "input": "", "output": f"{i} + {i + 1} = {2 * i + 1}."}
+            for i in range(40)
+        ]
+        + [{"instruction": "Add 1 and 2.", "input": "", "output": "1 + 2 = 3."}],  # an exact duplicate of line 2
+    )
+    write_jsonl(
+        base / "docs.jsonl",
+        [{"text": f"Document {i} is about topic {i % 5}. " * (1 + i % 4)} for i in range(30)] + [{"text": 17}],
+    )
+    config = {
+        "pipeline": {"name": "verify", "seed": 3, "output": "out"},
+        "sources": [{"name": "inst", "path": "inst.jsonl"}, {"name": "docs", "path": "docs.jsonl"}],
+        "stages": [{"use": "normalize"}, {"use": "exact_dedup"}],
+        "mixture": {"weights": {"inst": 0.6, "docs": 0.4}, "max_epochs": {"inst": 2, "docs": 2}},
+        "output": {"formats": ["jsonl", "jsonl.zst", "parquet"], "shard_max_records": 20},
+    }
+    curate.build(config, base_dir=base, work_dir=base / "work")
+    return base / "out"
+
+
+@pytest.fixture
+def out(built: Path, tmp_path: Path) -> Path:
+    """A private copy of the built output to tamper with."""
+    return Path(shutil.copytree(built, tmp_path / "out"))
+
+
+def manifest(out: Path) -> dict:
+    return json.loads((out / "manifest.json").read_text())
+
+
+def shard(out: Path, fmt: str, index: int = 1) -> Path:
+    rows = [r for r in manifest(out)["shards"] if r["format"] == fmt]
+    return out / rows[index]["path"]
+
+
+def test_a_clean_build_verifies(built):
+    m = manifest(built)
+    assert len(m["shards"]) >= 9 and m["totals"]["records_quarantined"] == 1  # the test covers what it should
+    assert m["sources"]["inst"]["records_dropped"] == 1
+    assert any(s["epochs"] > 1 for s in m["sources"].values())  # repeats
+    result = verify(built)
+    assert result.differences == []
+    assert result.ok and result.summary().startswith("OK: ")
+    assert result.files == len(m["shards"])
+    assert set(result.formats) == {"jsonl", "jsonl.zst", "parquet"}
+    for counts in result.formats.values():
+        assert counts.records == m["totals"]["records_out"] and counts.tokens == m["totals"]["tokens_out"]
+    assert result.ledger_records == m["totals"]["records_in"]
+
+
+def test_truncated_jsonl_zst_is_caught(out):
+    path = shard(out, "jsonl.zst")
+    data = path.read_bytes()
+    path.write_bytes(data[: len(data) // 2])
+    diffs = verify(out).differences
+    rel = path.relative_to(out).as_posix()
+    assert f"{rel}: sha256 differs (file edited?)" in diffs
+    assert any(d.startswith(f"{rel}: cannot be read as jsonl.zst") and "truncated" in d for d in diffs)
+    assert any(d.startswith("jsonl.zst shards: ") and "records in all" in d for d in diffs)
+
+
+def test_recompressed_jsonl_zst_with_fewer_records_is_counted(out):
+    """A shard cut at a record boundary and compressed again: complete stream, fewer records."""
+    path = shard(out, "jsonl.zst")
+    lines = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()).splitlines(keepends=True)
+    path.write_bytes(zstandard.ZstdCompressor().compress(b"".join(lines[:-3])))
+    rel = path.relative_to(out).as_posix()
+    assert f"{rel}: {len(lines) - 3} records, manifest says {len(lines)} (truncated?)" in verify(out).differences
+
+
+def test_edited_byte_in_parquet_is_caught(out):
+    path = shard(out, "parquet")
+    data = bytearray(path.read_bytes())
+    data[len(data) // 3] ^= 0x01
+    path.write_bytes(bytes(data))
+    diffs = verify(out).differences
+    assert f"{path.relative_to(out).as_posix()}: sha256 differs (file edited?)" in diffs
+
+
+def test_deleted_shard_is_caught(out):
+    path = shard(out, "parquet", 0)
+    path.unlink()
+    result = verify(out)
+    rel = path.relative_to(out).as_posix()
+    assert any(d.startswith(f"{rel}: missing (deleted?)") for d in result.differences)
+    assert any(d.startswith("parquet shards: ") and "records in all" in d for d in result.differences)
+    assert any(d.startswith("ledger.parquet: ") and "parquet shards hold" in d for d in result.differences)
+    assert not result.ok and result.summary().startswith("FAILED: ")
+
+
+def test_appended_record_in_jsonl_is_caught(out):
+    path = shard(out, "jsonl")
+    first = path.read_bytes().splitlines(keepends=True)[0]
+    with open(path, "ab") as fh:
+        fh.write(first)
+    diffs = verify(out).differences
+    rel = path.relative_to(out).as_posix()
+    n = next(r for r in manifest(out)["shards"] if r["path"] == rel)["records"]
+    assert f"{rel}: sha256 differs (file edited?)" in diffs
+    assert f"{rel}: {n + 1} records, manifest says {n} (records added?)" in diffs
+    assert any(d.startswith(f"{rel}: ") and "tokens, manifest says" in d for d in diffs)
+    source = json.loads(first)["source"]
+    assert any(d.startswith(f"jsonl shards: source {source}: ") and "records, manifest says" in d for d in diffs)
+
+
+def test_jsonl_with_a_cut_last_line_is_caught(out):
+    path = shard(out, "jsonl")
+    path.write_bytes(path.read_bytes()[:-10])
+    diffs = verify(out).differences
+    rel = path.relative_to(out).as_posix()
+    assert any(d.startswith(f"{rel}: cannot be read as jsonl") and "no final newline" in d for d in diffs)
+
+
+def test_changed_manifest_counts_are_caught(out):
+    m = manifest(out)
+    m["shards"][0]["records"] += 1
+    m["shards"][1]["tokens"] -= 5
+    m["sources"]["inst"]["tokens_out"] += 7
+    m["sources"]["docs"]["records_dropped"] += 1
+    m["totals"]["records_in"] += 1
+    (out / "manifest.json").write_text(json.dumps(m))
+    diffs = verify(out).differences
+    first, second = m["shards"][0], m["shards"][1]
+    assert f"{first['path']}: {first['records'] - 1} records, manifest says {first['records']} (truncated?)" in diffs
+    assert f"{second['path']}: {second['tokens'] + 5} tokens, manifest says {second['tokens']}" in diffs
+    tokens = m["sources"]["inst"]["tokens_out"]
+    assert f"parquet shards: source inst: {tokens - 7:,} tokens, manifest says {tokens}" in diffs
+    dropped = m["sources"]["docs"]["records_dropped"]
+    assert f"ledger.parquet: source docs: {dropped - 1} dropped records, manifest says {dropped}" in diffs
+    assert any(d.startswith("ledger.parquet: ") and "manifest totals say" in d for d in diffs)
+
+
+def test_changed_realized_share_is_caught(out):
+    m = manifest(out)
+    m["sources"]["docs"]["realized_share"] += 0.01
+    (out / "manifest.json").write_text(json.dumps(m))
+    diffs = verify(out).differences
+    assert sum("source docs: realized share" in d for d in diffs) == 3  # once per format
+
+
+def test_off_target_mixture_is_caught(out):
+    m = manifest(out)
+    line = next(s for s in m["mixture"]["sources"] if s["source"] == "inst")
+    line["target_tokens"] += m["mixture"]["total_tokens"] // 10
+    (out / "manifest.json").write_text(json.dumps(m))
+    assert any("source inst: " in d and "off the planned" in d for d in verify(out).differences)
+
+
+def test_ledger_times_sampled_must_add_up(out):
+    ledger = pl.read_parquet(out / "ledger.parquet")
+    kept = ledger["status"] == "kept"
+    first_kept = int(kept.arg_true()[0])
+    ledger = ledger.with_columns(
+        pl.when(pl.int_range(pl.len()) == first_kept).then(pl.col("times_sampled") + 1).otherwise("times_sampled")
+    )
+    ledger.write_parquet(out / "ledger.parquet")
+    source = ledger["source"][first_kept]
+    diffs = verify(out).differences
+    assert any(d.startswith(f"ledger.parquet: source {source}: ") and "times_sampled sum" in d for d in diffs)
+    assert any(d.startswith(f"ledger.parquet: source {source}: times_sampled sums to") for d in diffs)
+
+
+def test_unlisted_files_and_missing_quarantine_are_caught(out):
+    (out / "shards" / "train-00099.parquet").write_bytes(b"x")
+    quarantine = out / manifest(out)["sources"]["docs"]["quarantine_file"]
+    quarantine.unlink()
+    diffs = verify(out).differences
+    assert "shards/train-00099.parquet: not listed in manifest.json (extra file?)" in diffs
+    assert f"{quarantine.relative_to(out).as_posix()}: missing (deleted?)" in diffs
+
+
+def test_not_an_output_is_a_usage_error(tmp_path):
+    with pytest.raises(NotAnOutput, match="not a folder"):
+        verify(tmp_path / "nope")
+    with pytest.raises(NotAnOutput, match=r"no manifest\.json"):
+        verify(tmp_path)
+
+
+def test_broken_manifest_is_a_difference(out):
+    (out / "manifest.json").write_text("{not json")
+    assert verify(out).differences[0].startswith("manifest.json: cannot be read")
+    (out / "manifest.json").write_text("{}")
+    assert verify(out).differences == ["manifest.json: no shards, sources, totals (edited, or not written by curate?)"]
+
+
+@settings(max_examples=40, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(cut=st.floats(0.0, 0.999))
+def test_any_truncation_of_a_jsonl_zst_is_caught_by_reading_alone(built, tmp_path, cut):
+    """Without the checksum: reading a truncated .zst either fails or finds fewer records."""
+    source = shard(built, "jsonl.zst")
+    expected = read_counts(source, "jsonl.zst").records
+    path = tmp_path / "cut.jsonl.zst"
+    data = source.read_bytes()
+    path.write_bytes(data[: int(len(data) * cut)])
+    try:
+        counts = read_counts(path, "jsonl.zst")
+    except (ValueError, zstandard.ZstdError):
+        return
+    assert counts.records < expected
+
+
+def test_cli_exit_codes(built, out, tmp_path):
+    runner = CliRunner()
+    ok = runner.invoke(main, ["verify", str(built)])
+    assert ok.exit_code == 0, ok.output
+    assert ok.output.startswith("OK: ") and "everything matches manifest.json" in ok.output
+    shard(out, "parquet").unlink()
+    shard(out, "jsonl.zst").write_bytes(b"")
+    bad = runner.invoke(main, ["verify", str(out)])
+    assert bad.exit_code == 1
+    lines = bad.output.splitlines()
+    assert any("missing (deleted?)" in line for line in lines) and any(
+        "0 records, manifest says" in line for line in lines
+    )
+    assert lines[-1].startswith("FAILED: ") and "differences from manifest.json" in lines[-1]
+    assert "Traceback" not in bad.output
+    usage = runner.invoke(main, ["verify", str(tmp_path / "nowhere")])
+    assert usage.exit_code == 2 and "is not a folder" in usage.output
+    empty = tmp_path / "empty"
+    empty.mkdir()
+    usage = runner.invoke(main, ["verify", str(empty)])
+    assert usage.exit_code == 2 and "not a curate output" in usage.output
