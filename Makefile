@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-minhash eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
+.PHONY: demo test lint bench bench-write bench-minhash eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -31,6 +31,10 @@ schemas: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_build.py
+
+# Writing 1M records to every output format vs pyarrow.parquet.write_table (needs no ../shared).
+bench-write: $(STAMP)
+	$(BIN)/python benchmarks/bench_write.py
 
 # These two read ../shared/data (development data, not shipped); see benchmarks/README.md.
 bench-minhash: $(STAMP)
