@@ -16,22 +16,50 @@ from typing import Any
 import polars as pl
 
 from curate.config import OutputSection
-from curate.executor import apply_decisions
+from curate.executor import REMOVED_SCHEMA, apply_decisions
 from curate.output import shard_numbers, write_shard
-from curate.record import RECORD_COLUMNS, public_columns
+from curate.record import RECORD_COLUMNS, RECORD_SCHEMA, public_columns
 from curate.stages.base import DROP, ERROR
+
+SPLITS = ("train", "validation")
 
 
 def output_plan(order: pl.DataFrame, narrow: pl.DataFrame, output: OutputSection) -> pl.DataFrame:
-    """One row per output instance: `_row`, `_pos` (output position), `_shard`, `source`, `n_tokens`."""
+    """One row per output instance: `_row`, `_pos` (output position), `split`, `_shard` (numbered per
+    split), `source`, `n_tokens`. `order` is in output order; without a `split` column all is train."""
+    if "split" not in order.columns:
+        order = order.with_columns(pl.lit("train").alias("split"))
     plan = order.with_row_index("_pos").join(
         narrow.select("_row", "source", "n_tokens"), on="_row", how="left", maintain_order="left"
     )
-    shards = shard_numbers(plan["n_tokens"].to_numpy(), output.shard_max_records, output.shard_max_tokens)
-    return plan.with_columns(pl.Series("_shard", shards), pl.col("_pos").cast(pl.Int64))
+    parts = []
+    for split in SPLITS:
+        part = plan.filter(pl.col("split") == split)
+        shards = shard_numbers(part["n_tokens"].to_numpy(), output.shard_max_records, output.shard_max_tokens)
+        parts.append(part.with_columns(pl.Series("_shard", shards, pl.Int64)))
+    return pl.concat(parts).with_columns(pl.col("_pos").cast(pl.Int64))
 
 
 LEDGER_KEYS = ("_row", "_file", "_line")  # internal columns a removed row's ledger entry needs
+NARROW_COLUMNS = ("_row", "_file", "_line", "id", "source", "n_tokens")
+
+
+def read_kept(
+    files: list[Path], decisions: Path | None, barrier_name: str, extra: list[str]
+) -> tuple[pl.DataFrame, pl.DataFrame]:
+    """(kept rows, rows the trailing barrier removed): the narrow columns plus `extra` ones (those the
+    mixture's groups read, `dup_cluster`) wherever the batch files or the barrier's decisions have them."""
+    if not files:
+        narrow = pl.DataFrame(schema={c: RECORD_SCHEMA[c] for c in NARROW_COLUMNS})
+        return narrow.with_columns(pl.lit(None).alias(c) for c in extra), pl.DataFrame(schema=REMOVED_SCHEMA)
+    present = pl.scan_parquet(files).collect_schema().names()
+    wanted = [*NARROW_COLUMNS, *(c for c in extra if c in present and c not in NARROW_COLUMNS)]
+    narrow = pl.scan_parquet(files).select(wanted).collect()
+    gone = pl.DataFrame(schema=REMOVED_SCHEMA)
+    if decisions is not None:
+        narrow, gone = apply_decisions(narrow, decisions, barrier_name)
+        narrow = narrow.drop(DROP, ERROR)
+    return narrow, gone
 
 
 def write_shards(
@@ -43,9 +71,10 @@ def write_shards(
     folder: Path,
     output: OutputSection,
 ) -> list[dict[str, Any]]:
-    """Write the planned instances as shards into `folder` (and a scratch folder beside it)."""
+    """Write the planned instances as shards into `folder` (and a scratch folder beside it), each split's
+    shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`)."""
     scratch = folder.parent / ".scatter"
-    by_row = plan.select("_row", "_pos", "_shard").sort("_row")
+    by_row = plan.select("_row", "_pos", "split", "_shard").sort("_row")
     rows = by_row["_row"]
     columns: list[str] | None = None
     for index, path in enumerate(files):
@@ -64,16 +93,17 @@ def write_shards(
         if columns is None:
             extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
             columns = [*RECORD_COLUMNS, *extra]
-        placed = wanted.join(batch, on="_row", how="inner").select("_pos", "_shard", *columns)
-        for (shard,), part in placed.group_by("_shard"):
-            target = scratch / f"shard-{shard:06d}"
+        placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *columns)
+        for (split, shard), part in placed.group_by("split", "_shard"):
+            target = scratch / f"{split}-{shard:06d}"
             target.mkdir(parents=True, exist_ok=True)
-            part.drop("_shard").write_parquet(target / f"part-{index:06d}.parquet", compression="lz4")
+            part.drop("split", "_shard").write_parquet(target / f"part-{index:06d}.parquet", compression="lz4")
     shards: list[dict[str, Any]] = []
     folder.mkdir(parents=True, exist_ok=True)
-    for target in sorted(scratch.glob("shard-*")) if scratch.exists() else []:
-        number = int(target.name.split("-")[1])
-        records = pl.scan_parquet(sorted(target.glob("*.parquet"))).sort("_pos").drop("_pos").collect()
-        shards += write_shard(records, number, folder, output)
+    for split in SPLITS:
+        for target in sorted(scratch.glob(f"{split}-*")) if scratch.exists() else []:
+            number = int(target.name.rsplit("-", 1)[1])
+            records = pl.scan_parquet(sorted(target.glob("*.parquet"))).sort("_pos").drop("_pos").collect()
+            shards += write_shard(records, number, folder, output, split=split)
     shutil.rmtree(scratch, ignore_errors=True)
     return shards

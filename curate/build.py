@@ -16,7 +16,7 @@ from typing import Any
 import polars as pl
 
 from curate import __version__
-from curate.assemble import output_plan, write_shards
+from curate.assemble import output_plan, read_kept, write_shards
 from curate.config import Config
 from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
@@ -24,7 +24,6 @@ from curate.executor import (
     REMOVED_SCHEMA,
     LocalExecutor,
     Pass,
-    apply_decisions,
     batch_files,
     chain_keys,
     ingest_batch,
@@ -36,13 +35,12 @@ from curate.executor import (
 )
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
-from curate.ledger import build_ledger, duplicate_id_warnings
+from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
 from curate.manifest import build_manifest, decontamination_counts
-from curate.mixture import MixturePlan, check_feasible, instance_order, plan_mixture, sample
-from curate.output import LEDGER_COLUMNS, write_json, write_quarantine
+from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
+from curate.output import write_json, write_quarantine
 from curate.progress import Progress
-from curate.record import RECORD_SCHEMA
-from curate.stages.base import DROP, ERROR, Context
+from curate.stages.base import ERROR, Context
 from curate.stages.runner import expand
 from curate.workdir import BuildLock, input_key
 
@@ -183,18 +181,10 @@ def _finish(
         how="vertical",
     )
     files = batch_files(last.folder)
-    narrow_columns = ["_row", "_file", "_line", "id", "source", "n_tokens"]
-    narrow = (
-        pl.scan_parquet(files).select(narrow_columns).collect()
-        if files
-        else pl.DataFrame(schema={c: RECORD_SCHEMA[c] for c in narrow_columns})
-    )
     decisions = last.folder / "decisions.parquet" if last.barrier else None
     barrier_name = last.barrier.stage_name if last.barrier else ""
-    if decisions is not None:
-        narrow, gone = apply_decisions(narrow, decisions, barrier_name)
-        narrow = narrow.drop(DROP, ERROR)
-        removed = pl.concat([removed, gone], how="vertical")
+    narrow, gone = read_kept(files, decisions, barrier_name, mixture_columns(config.mixture))
+    removed = pl.concat([removed, gone], how="vertical")
     quarantined = removed.filter(pl.col(ERROR).is_not_null())
     if strict and (quarantined.height or warnings):
         first = quarantined.sort("_row").head(5).iter_rows(named=True)
@@ -204,14 +194,11 @@ def _finish(
             + "\n  ".join(lines)
         )
     names = [s.name for s in config.sources]
-    available = narrow.group_by("source").agg(pl.len().alias("records"), pl.col("n_tokens").sum().alias("tokens"))
-    plan = plan_mixture(available, config.mixture, names)
-    if config.mixture is not None:
-        check_feasible(plan)
-    times = sample(narrow, plan, config.pipeline.seed)
+    compiled = compile_mixture(narrow, config.mixture, names, config.pipeline.seed)
+    plan, times = compiled.plan, compiled.times
     warnings += duplicate_id_warnings(pl.concat([removed.select("source", "id"), narrow.select("source", "id")]))
     ledger = build_ledger(removed, narrow, times)
-    order = instance_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
+    order = split_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
     instances = output_plan(order, narrow, config.output)
     bar.note("writing output")
     tmp = out.parent / f".{out.name}.tmp-{uuid.uuid4().hex[:8]}"
@@ -223,7 +210,9 @@ def _finish(
         stage_stats = _copy_artifacts(passes, tmp)
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
-        manifest = build_manifest(config, plan, ledger, instances, shards, quarantine_files, warnings)
+        manifest = build_manifest(
+            config, plan, ledger, instances, shards, quarantine_files, warnings, groups=compiled.groups
+        )
         manifest["stage_stats"] = {**stage_stats, **decontamination_counts(config, ledger)}
         manifest.update(mixture_diversity(config.stages, files, instances, config.pipeline.seed))
         write_json(manifest, tmp / "manifest.json")

@@ -9,7 +9,6 @@ from __future__ import annotations
 import dataclasses
 import hashlib
 import json
-import math
 import re
 import tomllib
 from dataclasses import dataclass, field
@@ -20,6 +19,7 @@ from curate.errors import ConfigError
 from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
+from curate.mixture.section import MixtureSection, check_mixture
 from curate.params import below_minimum, check_params, did_you_mean, param
 from curate.record import RECORD_COLUMNS
 from curate.stages import STAGES, Stage
@@ -68,15 +68,6 @@ class SourceConfig:
     def files(self) -> list[Path]:
         """The input files `path` matched (filled in by validation)."""
         return self._files
-
-
-@dataclass
-class MixtureSection:
-    """`[mixture]`: token shares per source."""
-
-    weights: dict[str, float] = param(doc="share of output tokens per source; must sum to 1")
-    total_tokens: int | None = param(None, "output size in tokens (default: the largest the caps allow)")
-    max_epochs: dict[str, int] = param(factory=dict, doc="repeat cap per source (default 1)")
 
 
 @dataclass
@@ -157,7 +148,7 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
             if out != base.resolve() and out not in base.resolve().parents:
                 src._files = [f for f in src._files if out not in f.resolve().parents]
     if mixture and sources is not None:
-        problems += _check_mixture(mixture, [s.name for s in sources])
+        problems += _check_mixture(mixture, [s.name for s in sources], stages)
     problems += _check_output(output)
     if problems or pipeline is None or sources is None:
         raise ConfigError(problems, file=file)
@@ -291,28 +282,10 @@ def _check_pipeline(p: PipelineSection) -> list[str]:
     return out + below_minimum("pipeline", p, seed=0, batch_size=1, batch_bytes=1)
 
 
-def _check_mixture(m: MixtureSection, names: list[str]) -> list[str]:
-    out = []
-    for key in m.weights:
-        if key not in names:
-            out.append(f"mixture.weights.{key}: no source named {key!r}{did_you_mean(key, names)}")
-    for key, value in m.weights.items():
-        if value < 0 or not math.isfinite(value):
-            out.append(f"mixture.weights.{key}: must be a finite number >= 0, got {value}")
-    for name in names:
-        if name not in m.weights:
-            out.append(f"mixture.weights: source {name!r} has no weight (give it 0 to leave it out)")
-    total = sum(m.weights.values())
-    if m.weights and abs(total - 1.0) > 1e-6:
-        out.append(f"mixture.weights: sum is {total:.6g}, must be 1")
-    for key, value in m.max_epochs.items():
-        if key not in names:
-            out.append(f"mixture.max_epochs.{key}: no source named {key!r}{did_you_mean(key, names)}")
-        if value < 1:
-            out.append(f"mixture.max_epochs.{key}: must be >= 1, got {value}")
-    if m.total_tokens is not None and m.total_tokens <= 0:
-        out.append(f"mixture.total_tokens: must be > 0, got {m.total_tokens}")
-    return out
+def _check_mixture(m: MixtureSection, names: list[str], stages: list[Stage]) -> list[str]:
+    """`[mixture]` problems; group conditions may read canonical columns and those any stage adds."""
+    columns = set(RECORD_COLUMNS).union(*(stage.output_columns() for stage in stages))
+    return check_mixture(m, names, columns)
 
 
 def _check_output(o: OutputSection) -> list[str]:

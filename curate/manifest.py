@@ -8,7 +8,7 @@ import polars as pl
 
 from curate import __version__
 from curate.config import Config
-from curate.mixture import MixturePlan
+from curate.mixture import EXACTNESS_RULE, MixturePlan
 
 
 def build_manifest(
@@ -19,7 +19,16 @@ def build_manifest(
     shards: list[dict],
     quarantine_files: dict[str, str],
     warnings: list[str],
+    groups: pl.DataFrame | None = None,
 ) -> dict[str, Any]:
+    """The manifest. `instances` is the output plan (one row per written record, with `split`); `groups`
+    (`_row`, `group`) says which mixture group each kept row is in, when there are groups."""
+    if "split" not in instances.columns:
+        instances = instances.with_columns(pl.lit("train").alias("split"))
+    every = instances
+    instances = every.filter(pl.col("split") == "train")
+    held = every.filter(pl.col("split") == "validation")
+    held_by = {r["source"]: r for r in _per_source(held).iter_rows(named=True)}
     counts = ledger.group_by("source").agg(
         pl.len().alias("records_in"),
         (pl.col("status") == "kept").sum().alias("records_kept"),
@@ -27,8 +36,7 @@ def build_manifest(
         (pl.col("status") == "quarantined").sum().alias("records_quarantined"),
     )
     by_source = {r["source"]: r for r in counts.iter_rows(named=True)}
-    realized = instances.group_by("source").agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens"))
-    realized_by = {r["source"]: r for r in realized.iter_rows(named=True)}
+    realized_by = {r["source"]: r for r in _per_source(instances).iter_rows(named=True)}
     total_out = int(instances["n_tokens"].sum()) if instances.height else 0
     reasons = (
         ledger.filter(pl.col("status") != "kept")
@@ -57,6 +65,9 @@ def build_manifest(
             "drop_reasons": nested_counts(reasons.filter(pl.col("source") == line.source)),
             "quarantine_file": quarantine_files.get(line.source),
         }
+        if held.height:
+            sources[line.source]["validation_records"] = int(held_by.get(line.source, {}).get("n") or 0)
+            sources[line.source]["validation_tokens"] = int(held_by.get(line.source, {}).get("tokens") or 0)
     return {
         "curate_version": __version__,
         "pipeline": config.pipeline.name,
@@ -65,17 +76,69 @@ def build_manifest(
         "tokenizer": config.pipeline.tokenizer,
         "stages": [s.to_table() for s in config.stages],
         "sources": sources,
-        "mixture": plan.to_dict() if plan.weighted else None,
+        "mixture": mixture_section(plan, instances, held, groups) if plan.weighted else None,
+        "splits": {
+            "train": {"records": instances.height, "tokens": total_out},
+            **({"validation": {"records": held.height, "tokens": int(held["n_tokens"].sum())}} if held.height else {}),
+        },
         "totals": {
             "records_in": ledger.height,
-            "records_out": instances.height,
-            "tokens_out": total_out,
+            "records_out": every.height,
+            "tokens_out": int(every["n_tokens"].sum()) if every.height else 0,
             "records_quarantined": int((ledger["status"] == "quarantined").sum()),
         },
         "shards": shards,
         "ledger": "ledger.parquet",
         "warnings": warnings,
     }
+
+
+def _per_source(instances: pl.DataFrame) -> pl.DataFrame:
+    return instances.group_by("source").agg(pl.len().alias("n"), pl.col("n_tokens").sum().alias("tokens"))
+
+
+def mixture_section(
+    plan: MixturePlan, train: pl.DataFrame, held: pl.DataFrame, groups: pl.DataFrame | None
+) -> dict[str, Any]:
+    """The plan, with target vs realized tokens and shares per source, group and cell (training split),
+    the exactness rule with its bound for this mixture, and the validation split's size."""
+    section = plan.to_dict()
+    total = int(train["n_tokens"].sum()) if train.height else 0
+    if groups is not None and groups.height:
+        train = train.join(groups, on="_row", how="left")
+    else:
+        train = train.with_columns(pl.lit(None, pl.String).alias("group"))
+    by_cell = {
+        (r["group"], r["source"]): int(r["tokens"])
+        for r in train.group_by("group", "source").agg(pl.col("n_tokens").sum().alias("tokens")).iter_rows(named=True)
+    }
+
+    def realized(line: dict[str, Any], tokens: int, share: float) -> None:
+        line["realized_tokens"] = tokens
+        line["realized_share"] = round(tokens / total, 6) if total else 0.0
+        line["target_share"] = round(share, 6)
+
+    for line in section["sources"]:
+        tokens = sum(v for (_, s), v in by_cell.items() if s == line["source"])
+        realized(line, tokens, line["weight"])
+    for line in section.get("groups", []):
+        realized(line, sum(v for (g, _), v in by_cell.items() if g == line["group"]), line["weight"])
+    for line in section.get("cells", []):
+        realized(line, by_cell.get((line["group"], line["source"]), 0), line["share"])
+    slack = sum(c.max_record_tokens for c in plan.cells if c.share > 0) / 2
+    bound = (2 * slack + len(plan.cells)) / (plan.total_tokens - slack) if plan.total_tokens > slack else None
+    errors = [abs(s["realized_share"] - s["target_share"]) for s in section["sources"]]
+    section["exactness"] = {
+        "rule": EXACTNESS_RULE,
+        "share_error_bound": round(bound, 6) if bound is not None else None,
+        "max_share_error": round(max(errors, default=0.0), 6),
+        "max_token_error": max(
+            (abs(by_cell.get((c.group, c.source), 0) - c.target_tokens) for c in plan.cells), default=0
+        ),
+    }
+    if held.height:
+        section["validation"] = {"records": held.height, "tokens": int(held["n_tokens"].sum())}
+    return section
 
 
 def decontamination_counts(config: Config, ledger: pl.DataFrame) -> dict[str, Any]:

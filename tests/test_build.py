@@ -38,7 +38,12 @@ def test_output_layout_and_ledger(tmp_path, small_pipeline):
     assert manifest["sources"]["inst"]["drop_reasons"] == {"exact_dedup": {"exact_duplicate_of": 1}}
     assert manifest["totals"]["records_out"] == 9
     ledger = pl.read_parquet(out / "ledger.parquet")
-    assert ledger.columns == ["id", "source", "file", "line", "status", "stage", "reason", "times_sampled"]
+    assert ledger.columns == ["id", "source", "file", "line", "status", "stage", "reason", "times_sampled", "split"]
+    assert set(ledger.filter(pl.col("status") == "kept")["split"]) == {"train"}
+    assert (
+        ledger.filter(pl.col("status") != "kept")["split"].null_count()
+        == ledger.filter(pl.col("status") != "kept").height
+    )
     dup = ledger.filter(pl.col("status") == "dropped").row(0, named=True)
     first = ledger.filter((pl.col("source") == "inst") & (pl.col("line") == 1)).row(0, named=True)
     assert (dup["file"], dup["line"], dup["stage"]) == ("inst.jsonl", 3, "exact_dedup")
