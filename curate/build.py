@@ -33,6 +33,7 @@ from curate.executor import (
     run_barrier,
     split_passes,
 )
+from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
 from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
@@ -215,6 +216,7 @@ def _finish(
         )
         manifest["stage_stats"] = {**stage_stats, **decontamination_counts(config, ledger)}
         manifest.update(mixture_diversity(config.stages, files, instances, config.pipeline.seed))
+        manifest.update(finish_formats(tmp, config.output.formats, manifest["shards"]))  # hf, index files
         write_json(manifest, tmp / "manifest.json")
         _replace_dir(tmp, out)
     finally:

@@ -22,11 +22,13 @@ from curate.ingest.readers import TxtMode
 from curate.mixture.section import MixtureSection, check_mixture
 from curate.params import below_minimum, check_params, did_you_mean, param
 from curate.record import RECORD_COLUMNS
+from curate.render import render_problems
 from curate.stages import STAGES, Stage
 from curate.tokens import DEFAULT_ENCODING, check_encoding_name
 
 SOURCE_NAME = re.compile(r"^[a-z0-9_-]+$")
-OutputFormat = Literal["jsonl", "jsonl.zst", "parquet"]
+OutputFormat = Literal["jsonl", "jsonl.zst", "parquet", "hf", "megatron", "tokens", "mds"]
+MaskMode = Literal["assistant", "all"]
 
 
 @dataclass
@@ -78,6 +80,18 @@ class OutputSection:
     shard_max_records: int = param(100_000, "records per shard at most")
     shard_max_tokens: int | None = param(None, "tokens per shard at most (a record never spans shards)")
     zstd_level: int = param(3, "compression level of .zst shards (1-19)")
+    render: str = param(
+        "messages",
+        "instruction records: messages (keep the conversation), chatml, llama3, alpaca, or a custom "
+        "template with {role} and {content} slots applied per message",
+    )
+    mask: MaskMode = param("assistant", "tokenized formats: train on assistant tokens only, or on all tokens")
+    _tokenizer: str = field(default=DEFAULT_ENCODING, repr=False, compare=False)
+
+    @property
+    def tokenizer(self) -> str:
+        """The pipeline's tiktoken encoding (set by load_config), used by the tokenized formats."""
+        return self._tokenizer
 
 
 @dataclass
@@ -150,6 +164,8 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
     if mixture and sources is not None:
         problems += _check_mixture(mixture, [s.name for s in sources], stages)
     problems += _check_output(output)
+    if pipeline:
+        output._tokenizer = pipeline.tokenizer
     if problems or pipeline is None or sources is None:
         raise ConfigError(problems, file=file)
     serializable = {k: v for k, v in raw.items() if k != "sources"}
@@ -291,12 +307,15 @@ def _check_mixture(m: MixtureSection, names: list[str], stages: list[Stage]) -> 
 def _check_output(o: OutputSection) -> list[str]:
     out = []
     if not o.formats:
-        out.append("output.formats: must name at least one format (jsonl, jsonl.zst, parquet)")
+        out.append(
+            "output.formats: must name at least one format (jsonl, jsonl.zst, parquet, hf, megatron, tokens, mds)"
+        )
     if len(set(o.formats)) != len(o.formats):
         out.append("output.formats: lists a format twice")
     out += below_minimum("output", o, shard_max_records=1, shard_max_tokens=1)
     if not 1 <= o.zstd_level <= 19:
         out.append(f"output.zstd_level: must be between 1 and 19, got {o.zstd_level}")
+    out += render_problems(o.render, "output.render")
     return out
 
 

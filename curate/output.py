@@ -3,7 +3,6 @@ the same config and inputs give byte-identical files."""
 
 from __future__ import annotations
 
-import hashlib
 import json
 from pathlib import Path
 from typing import Any
@@ -14,18 +13,10 @@ import polars as pl
 import zstandard
 
 from curate.config import OutputSection
+from curate.formats import FORMATS, Shard, sha256_file, shard_stem
 
 SHARD_SUFFIX = {"jsonl": ".jsonl", "jsonl.zst": ".jsonl.zst", "parquet": ".parquet"}
 LEDGER_COLUMNS = ("id", "source", "file", "line", "status", "stage", "reason", "times_sampled")
-
-
-def sha256_file(path: Path) -> str:
-    """Hex SHA-256 of a file's bytes."""
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while chunk := f.read(1 << 20):
-            h.update(chunk)
-    return h.hexdigest()
 
 
 def shard_numbers(n_tokens: np.ndarray, max_records: int, max_tokens: int | None) -> np.ndarray:
@@ -53,26 +44,30 @@ def jsonl_bytes(df: pl.DataFrame) -> bytes:
     return b"\n".join(lines) + (b"\n" if lines else b"")
 
 
-def shard_stem(split: str, number: int) -> str:
-    """File name of a shard without its suffix: `<split>-<number:05d>` (e.g. `train-00000`)."""
-    return f"{split}-{number:05d}"
-
-
 def write_shard(
     records: pl.DataFrame, number: int, folder: Path, output: OutputSection, split: str = "train"
 ) -> list[dict[str, Any]]:
-    """Write one shard (records in output order) of `split` in every configured format, as
-    `<split>-<number:05d>.<ext>`; return its manifest rows."""
+    """Write one shard (records in output order) of `split` in every configured format: record shards
+    as `<folder>/<split>-<number:05d>.<ext>`, the other formats beside `folder` (see curate.formats).
+    Return its manifest rows; `curate.formats.finish_formats` completes the output after all shards."""
+    shard = Shard(records, split, number, output, output.tokenizer)
     written = []
     for fmt in output.formats:
+        if fmt in FORMATS:
+            row = FORMATS[fmt].write(shard, folder.parent)
+            if row is not None:
+                written.append({"format": fmt, "split": split, **row})
+            continue
+        rendered = shard.rendered()
         path = folder / f"{shard_stem(split, number)}{SHARD_SUFFIX[fmt]}"
+        folder.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
-            records.write_parquet(path, compression="zstd", statistics=True)
+            rendered.write_parquet(path, compression="zstd", statistics=True)
         elif fmt == "jsonl":
-            path.write_bytes(jsonl_bytes(records))
+            path.write_bytes(jsonl_bytes(rendered))
         else:
             cctx = zstandard.ZstdCompressor(level=output.zstd_level, threads=0)
-            path.write_bytes(cctx.compress(jsonl_bytes(records)))
+            path.write_bytes(cctx.compress(jsonl_bytes(rendered)))
         written.append(
             {
                 "path": f"{folder.name}/{path.name}",

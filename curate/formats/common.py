@@ -1,0 +1,141 @@
+"""What every shard writer shares: file hashing, shard names, and a shard's records with their tokens.
+
+A shard's records are tokenized at most once (`Shard.tokenized`), however many tokenized formats are
+configured: the rendered text of each record (see `curate.render`) is split at its training-target
+spans, each piece is encoded with the pipeline's tiktoken encoding (special-token text is ordinary
+text), and the encoding's end-of-text token is appended to every document.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import itertools
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import TYPE_CHECKING
+
+import numpy as np
+import polars as pl
+
+from curate.render import apply_render, render_frame
+from curate.tokens import get_encoding
+
+if TYPE_CHECKING:
+    from curate.config import OutputSection
+
+_CHUNK = 1024  # text pieces per encoding task
+
+
+def sha256_file(path: Path) -> str:
+    """Hex SHA-256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while chunk := f.read(1 << 20):
+            h.update(chunk)
+    return h.hexdigest()
+
+
+def shard_stem(split: str, number: int) -> str:
+    """File name of a shard without its suffix: `<split>-<number:05d>` (e.g. `train-00000`)."""
+    return f"{split}-{number:05d}"
+
+
+def token_dtype(n_vocab: int) -> np.dtype:
+    """uint16 where every token id fits, else uint32 (flat token files and MDS token columns)."""
+    return np.dtype(np.uint16) if n_vocab <= 1 << 16 else np.dtype(np.uint32)
+
+
+@dataclass
+class Tokenized:
+    """The documents of one shard as tokens: `tokens` (flat, int64), `offsets` (int64, documents + 1:
+    document i is tokens[offsets[i]:offsets[i+1]], its last token the end-of-document token), `mask`
+    (uint8 per token: 1 = training target), `texts` (the rendered text of each document)."""
+
+    tokens: np.ndarray
+    offsets: np.ndarray
+    mask: np.ndarray
+    texts: list[str]
+    encoding: str
+    eod: int
+    n_vocab: int
+
+    @property
+    def documents(self) -> int:
+        return len(self.offsets) - 1
+
+
+def tokenize(records: pl.DataFrame, render: str, mask: str, encoding: str, threads: int = 4) -> Tokenized:
+    """Render and tokenize records (reads `kind`, `text`, `messages`) in order."""
+    enc = get_encoding(encoding)
+    rendered = render_frame(records, render, mask)
+    texts: list[str] = rendered["text"].to_list()
+    pieces: list[str] = []
+    targets: list[int] = []
+    per_doc: list[int] = []
+    for text, spans in zip(texts, rendered["spans"].to_list(), strict=True):
+        at, count = 0, 0
+        for span in spans:
+            if span["start"] > at:
+                pieces.append(text[at : span["start"]])
+                targets.append(0)
+                count += 1
+            if span["end"] > span["start"]:
+                pieces.append(text[span["start"] : span["end"]])
+                targets.append(1)
+                count += 1
+            at = span["end"]
+        if at < len(text):
+            pieces.append(text[at:])
+            targets.append(0)
+            count += 1
+        per_doc.append(count)
+
+    def encode(chunk: list[str]) -> list[list[int]]:
+        return [enc.encode_ordinary(p) for p in chunk]
+
+    chunks = [pieces[i : i + _CHUNK] for i in range(0, len(pieces), _CHUNK)]
+    with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
+        encoded = [ids for part in pool.map(encode, chunks) for ids in part]
+    eod = enc.eot_token
+    lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+    flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+    flat_mask = np.repeat(np.array(targets, dtype=np.uint8), lengths)
+    doc_of_piece = np.repeat(np.arange(len(per_doc)), per_doc)
+    content = np.bincount(doc_of_piece, weights=lengths, minlength=len(per_doc)).astype(np.int64)
+    ends = np.cumsum(content)
+    tokens = np.insert(flat, ends, eod)  # the end-of-document token after each document
+    mask_out = np.insert(flat_mask, ends, 1)  # ... is a target: the model learns to stop
+    offsets = np.zeros(len(per_doc) + 1, dtype=np.int64)
+    np.cumsum(content + 1, out=offsets[1:])
+    return Tokenized(tokens, offsets, mask_out, texts, encoding, eod, enc.n_vocab)
+
+
+@dataclass
+class Shard:
+    """One shard to write: its records (output order, public columns, not rendered), split and number,
+    the output settings and the pipeline's encoding; `rendered()` and `tokenized()` are computed once
+    and shared by the formats."""
+
+    records: pl.DataFrame
+    split: str
+    number: int
+    output: OutputSection
+    encoding: str
+    _tokens: Tokenized | None = field(default=None, repr=False)
+    _rendered: pl.DataFrame | None = field(default=None, repr=False)
+
+    @property
+    def stem(self) -> str:
+        return shard_stem(self.split, self.number)
+
+    def rendered(self) -> pl.DataFrame:
+        """The records as record shards hold them (`apply_render`)."""
+        if self._rendered is None:
+            self._rendered = apply_render(self.records, self.output.render)
+        return self._rendered
+
+    def tokenized(self) -> Tokenized:
+        if self._tokens is None:
+            self._tokens = tokenize(self.records, self.output.render, self.output.mask, self.encoding)
+        return self._tokens
