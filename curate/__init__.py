@@ -3,8 +3,10 @@
 __version__ = "0.1.0"
 
 from curate import stages
-from curate.api import Pipeline, build, read_source, stages_info, train_classifier, validate, verify
+from curate.api import Pipeline, build, plan, read_source, stages_info, train_classifier, validate, verify
 from curate.errors import ConfigError, CurateError, FatalError, RecordError
+from curate.report import write_report as report  # curate.report(out)
+from curate.results import open_output as open  # curate.open(out): the notebook API
 
 __all__ = [
     "ConfigError",
@@ -14,7 +16,10 @@ __all__ = [
     "RecordError",
     "__version__",
     "build",
+    "open",
+    "plan",
     "read_source",
+    "report",
     "stages",
     "stages_info",
     "train_classifier",

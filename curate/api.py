@@ -17,7 +17,10 @@ from curate.errors import ConfigError, RecordError
 from curate.ingest.convert import convert_batch
 from curate.ingest.source import iter_raw_batches, iter_source_items, spec_for
 from curate.params import type_name
+from curate.planning import PlanResult
+from curate.planning import plan as _plan
 from curate.record import empty_records
+from curate.results import BuildOutput, open_output
 from curate.stages import STAGES, Context
 from curate.stages.tokens import CountTokens
 from curate.tokens import DEFAULT_ENCODING
@@ -58,6 +61,27 @@ def build(
         workers=workers,
         progress=progress,
     )
+
+
+def plan(
+    config: ConfigLike,
+    *,
+    output: str | Path | None = None,
+    work_dir: str | Path | None = None,
+    workers: int = 1,
+    progress: bool = False,
+    base_dir: str | Path | None = None,
+) -> PlanResult:
+    """Run the stages (reusing the build's work-dir cache) and plan the mixture without writing output:
+    per source and group the tokens available, target, sampling rate and epochs; `problem` says why the
+    plan is infeasible (None when it can be built).
+
+    >>> result = curate.plan("pipelines/quickstart.toml")             # doctest: +SKIP
+    >>> result.plan.max_feasible_tokens, result.problem               # doctest: +SKIP
+    """
+    cfg = _config(config, base_dir)
+    out, work = (Path(output) if output else None), (Path(work_dir) if work_dir else None)
+    return _plan(cfg, out, work, workers=workers, progress=progress)
 
 
 @dataclass
@@ -231,3 +255,31 @@ class Pipeline:
         for stage in self.config.stages:
             stage.bind(self.config.base_dir)
         return build(self.config, **options)
+
+    def to_toml(self, path: str | Path | None = None) -> str:
+        """The pipeline as mixture.toml text, with the stages as they are now (edited in Python or not);
+        written to `path` when given. Relative paths stay relative to the original config's folder.
+        `Pipeline.from_toml` of the written file gives the same config (same `config.sha256`)."""
+        from curate.config_toml import config_toml
+
+        text = config_toml(self.config)
+        if path is not None:
+            Path(path).write_text(text, encoding="utf-8")
+        return text
+
+
+def open(output: str | Path) -> BuildOutput:  # curate.open (shadows the builtin here on purpose)
+    """A build output folder for notebooks: `.manifest`, lazy `.records` and `.ledger`, `.templates`,
+    `.explain(id)`, `.to_hf()`.
+
+    >>> out = curate.open("pipelines/out/quickstart")                 # doctest: +SKIP
+    >>> out.records.group_by("source").len().collect()                # doctest: +SKIP
+    """
+    return open_output(output)
+
+
+def report(output: str | Path) -> Path:
+    """(Re)write `report.html` into a build output folder; returns its path."""
+    from curate.report import write_report
+
+    return write_report(output)

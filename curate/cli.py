@@ -101,6 +101,7 @@ def build(
             f"{s['epochs']:.2f}",
         )
     out.print(table)
+    _print_groups(m["mixture"])
     totals = m["totals"]
     out.print(
         f"wrote {totals['records_out']:,} records, {totals['tokens_out']:,} tokens in "
@@ -118,6 +119,38 @@ def build(
         )
 
 
+def _group_definition(definition: dict[str, Any]) -> str:
+    if definition.get("rest"):
+        return "rest"
+    if definition.get("where"):
+        return f"where {definition['where']}"
+    return ", ".join(definition.get("sources", []))
+
+
+def _print_groups(mixture: dict[str, Any] | None) -> None:
+    """The mixture's groups (target vs realized shares) and its validation split, when it has them."""
+    if not mixture:
+        return
+    if mixture.get("groups"):
+        table = Table(title="mixture groups")
+        for col in ("group", "records", "tokens available", "target", "realized", "epochs", "definition"):
+            table.add_column(col, justify="left" if col in ("group", "definition") else "right")
+        for g in mixture["groups"]:
+            table.add_row(
+                g["group"],
+                f"{g['records']:,}",
+                f"{g['available_tokens']:,}",
+                f"{g['target_share']:.2%}",
+                f"{g['realized_share']:.2%}",
+                f"{g['epochs']:.2f}",
+                escape(_group_definition(g["definition"])),
+            )
+        out.print(table)
+    if mixture.get("validation"):
+        v = mixture["validation"]
+        say(f"validation split: {v['records']:,} records, {v['tokens']:,} tokens (no record or cluster in train)")
+
+
 def _print_templates(path: Path, top: int = 10) -> None:
     """The largest near-duplicate / template clusters a `minhash_dedup` stage found."""
     if not path.exists():
@@ -132,6 +165,73 @@ def _print_templates(path: Path, top: int = 10) -> None:
         sources = ", ".join(f"{k} {v}" for k, v in t["sources"].items())
         table.add_row(str(t["size"]), str(t["kept"]), sources, t["skeleton"][:80])
     out.print(table)
+
+
+@main.command(name="plan", epilog="Example: curate plan pipelines/quickstart.toml --json")
+@click.argument("config", type=click.Path(dir_okay=False))
+@click.option("--output", "-o", type=click.Path(file_okay=False), help="Output folder whose work dir to use.")
+@click.option(
+    "--work-dir", type=click.Path(file_okay=False), help="Cache folder (default: .curate/ beside the output)."
+)
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
+@click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
+@user_errors
+def plan_command(
+    config: str, output: str | None, work_dir: str | None, workers: int, as_json: bool, progress: bool | None
+) -> None:
+    """Run CONFIG's stages and print its mixture plan without writing any output.
+
+    Per source and group: tokens available, target tokens, sampling rate (target / available) and
+    epochs. Stage results are cached in the work dir, so a following `curate build` reuses them. Exit
+    code 1 when the mixture is infeasible (the message names the largest feasible total_tokens).
+    """
+    show = sys.stderr.isatty() if progress is None else progress
+    result = api.plan(config, output=output, work_dir=work_dir, workers=workers, progress=show)
+    data = result.to_dict()
+    if as_json:
+        say(json.dumps(data, indent=2, sort_keys=True))
+    else:
+        _print_plan(data)
+    for warning in result.warnings:
+        err.print(f"[yellow]warning:[/yellow] {escape(warning)}", highlight=False)
+    if result.problem:
+        err.print(f"[bold red]error:[/bold red] {escape(result.problem)}", highlight=False, soft_wrap=True)
+        sys.exit(1)
+
+
+def _print_plan(data: dict[str, Any]) -> None:
+    tables = [("source", data["sources"])]
+    if data.get("groups"):
+        tables += [("group", data["groups"]), ("cell", data["cells"])]
+    for kind, lines in tables:
+        table = Table(title=f"plan: {data['pipeline']} ({kind}s)")
+        for col in (kind, "records", "tokens available", "share", "target tokens", "sampling rate", "epochs", "max"):
+            table.add_column(col, justify="left" if col == kind else "right")
+        for line in lines:
+            name = f"{line['group']}/{line['source']}" if kind == "cell" else line[kind]
+            rate = line["sampling_rate"]
+            table.add_row(
+                name,
+                f"{line['records']:,}",
+                f"{line['available_tokens']:,}",
+                f"{line.get('share', line.get('weight', 0.0)):.2%}",
+                f"{line['target_tokens']:,}",
+                "-" if rate is None else f"{rate:.3f}",
+                f"{line['epochs']:.2f}",
+                str(line.get("max_epochs", "")),
+            )
+        out.print(table)
+    if data["weighted"]:
+        source, group = data["binding_source"], data.get("binding_group")
+        bound = f"source {source!r}" if source else f"group {group!r} (no tokens)" if group else "-"
+        bound += f" in group {group!r}" if source and group else ""
+        total, largest = data["total_tokens"], data["max_feasible_tokens"]
+        say(f"total_tokens: {total:,}; largest feasible: {largest:,} (bound by {bound})")
+    else:
+        say(f"no [mixture]: every kept record once, {data['total_tokens']:,} tokens")
+    if data.get("validation_tokens"):
+        say(f"validation split: {data['validation_tokens']:,} tokens held out before the training mixture")
 
 
 @main.command(epilog="Example: curate validate pipelines/quickstart.toml")
@@ -304,6 +404,70 @@ def verify(out: str) -> None:
     click.echo(result.summary())
     if not result.ok:
         sys.exit(1)
+
+
+@main.command(epilog="Example: curate report pipelines/out/quickstart")
+@click.argument("folder", metavar="OUT", type=click.Path(file_okay=False))
+@user_errors
+def report(folder: str) -> None:
+    """Write report.html into the build output folder OUT (again).
+
+    A self-contained page (inline SVG charts, no network): records in and out per source, the ledger
+    funnel, near-duplicate clusters, score and tag distributions, diversity, the mixture, the shards.
+    Every build writes it; run this after changing curate, or on an output from an older version.
+    """
+    say(f"wrote {api.report(folder)}")
+
+
+@main.command(epilog='Example: curate inspect pipelines/out/quickstart --where "cot and n_tokens > 200" --sample 5')
+@click.argument("folder", metavar="OUT", type=click.Path(file_okay=False))
+@click.option("--source", "-s", help="Only records of this source.")
+@click.option("--where", "-w", help="Only records matching this filter expression (over the shard columns).")
+@click.option("--sample", "-n", type=click.IntRange(min=1), help="Show N records picked at random (see --seed).")
+@click.option("--seed", type=int, default=0, show_default=True, help="Seed of --sample.")
+@click.option(
+    "--limit", type=click.IntRange(min=1), default=20, show_default=True, help="Records shown without --sample."
+)
+@click.option(
+    "--cluster", "cluster_id", metavar="ID", help="Every member of a near-duplicate cluster, kept and dropped."
+)
+@click.option("--id", "record_id", metavar="ID", help="One record and every decision made about it.")
+@user_errors
+def inspect(
+    folder: str,
+    source: str | None,
+    where: str | None,
+    sample: int | None,
+    seed: int,
+    limit: int,
+    cluster_id: str | None,
+    record_id: str | None,
+) -> None:
+    """Look into the build output folder OUT: records, clusters, one record's history.
+
+    Without options: the per-source summary and the shard columns. --source, --where and --sample
+    select output records (combine them freely); --cluster ID lists a near-duplicate cluster's members
+    (kept ones from the shards, dropped ones from the ledger); --id ID shows the record, its ledger row
+    (kept, dropped or quarantined, by which stage and why, how many times sampled), every column the
+    stages wrote and its cluster.
+    """
+    from curate import inspect as views
+
+    output = api.open(folder)
+    if record_id:
+        shown = views.explain_views(views.explain(output, record_id))
+    elif cluster_id:
+        shown = views.cluster_views(views.cluster(output, cluster_id))
+    elif source or where or sample:
+        picked = views.select(output, source=source, where=where, sample=sample, seed=seed, limit=limit)
+        what = " and ".join(x for x in (f"source {source}" if source else "", f"where {where}" if where else "") if x)
+        shown = views.selection_views(
+            picked, (f"sample of {sample}" if sample else "records") + (f", {what}" if what else "")
+        )
+    else:
+        shown = views.summary_views(views.summary(output))
+    for view in shown:
+        out.print(view)
 
 
 if __name__ == "__main__":

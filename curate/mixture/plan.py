@@ -111,11 +111,13 @@ class MixturePlan:
         return f"source {self.binding_source!r}" + (f" in group {self.binding_group!r}" if self.binding_group else "")
 
 
-def _cells_by_key(available: pl.DataFrame) -> dict[tuple[str | None, str], dict[str, int]]:
+def _cells_by_key(available: pl.DataFrame, owner: dict[str, str]) -> dict[tuple[str | None, str], dict[str, int]]:
+    """Available records and tokens per (group, source); without a `group` column a source is in the
+    source group listing it (`owner`), if any."""
     has_group = "group" in available.columns
     out = {}
     for row in available.iter_rows(named=True):
-        key = (row["group"] if has_group else None, row["source"])
+        key = (row["group"] if has_group else owner.get(row["source"]), row["source"])
         out[key] = {
             "records": int(row.get("records") or 0),
             "tokens": int(row.get("tokens") or 0),
@@ -139,7 +141,8 @@ def within_group_shares(
 def plan_mixture(available: pl.DataFrame, mixture: MixtureSection | None, names: list[str]) -> MixturePlan:
     """Targets from available tokens: `available` has source, records, tokens (and with groups `group`;
     optionally `max_tokens`, the largest record, for the exactness bound)."""
-    found = _cells_by_key(available)
+    groups = mixture.parsed_groups() if mixture is not None and mixture.groups else {}
+    found = _cells_by_key(available, {s: name for name, g in groups.items() for s in g.sources})
     empty = {"records": 0, "tokens": 0, "max": 0}
     if mixture is None:
         cells = [found.get((None, n), empty) for n in names]
@@ -150,7 +153,6 @@ def plan_mixture(available: pl.DataFrame, mixture: MixtureSection | None, names:
         ]
         return MixturePlan(total, lines, total, None, weighted=False)
     specs: list[tuple[str | None, str, float, int]] = []  # group, source, share, cap
-    groups = mixture.parsed_groups() if mixture.groups else {}
     if not groups:
         specs = [(None, n, mixture.weights.get(n, 0.0), mixture.max_epochs.get(n, 1)) for n in names]
     for gname, g in groups.items():

@@ -1,0 +1,86 @@
+"""`curate plan`: run the stages (reusing the build's work-dir cache) and compute the mixture plan
+without writing any output: per source, group and cell the tokens available, target, sampling rate
+and epochs, and whether the plan is feasible."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+from curate.assemble import read_kept
+from curate.build import _run_pass, check_output_location, default_work_dir
+from curate.config import Config
+from curate.errors import ConfigError
+from curate.executor import LocalExecutor, batch_files, chain_keys, split_passes
+from curate.ingest.source import spec_for
+from curate.mixture import MixturePlan, compile_mixture, infeasibility, mixture_columns
+from curate.progress import Progress
+from curate.stages.base import Context
+from curate.stages.runner import expand
+from curate.workdir import BuildLock, input_key
+
+
+@dataclass
+class PlanResult:
+    """What `curate.plan` returns: the plan, and why it cannot be built (None when it can)."""
+
+    config: Config
+    plan: MixturePlan
+    problem: str | None
+    warnings: list[str] = field(default_factory=list)
+
+    def to_dict(self) -> dict[str, Any]:
+        """Machine-readable plan (`curate plan --json`); sampling rate = target / available tokens."""
+        table = self.plan.to_dict()
+        for line in [*table["sources"], *table.get("groups", []), *table.get("cells", [])]:
+            available = line["available_tokens"]
+            line["sampling_rate"] = round(line["target_tokens"] / available, 6) if available else None
+        return {
+            "pipeline": self.config.pipeline.name,
+            "weighted": self.plan.weighted,
+            "feasible": self.problem is None,
+            "problem": self.problem,
+            **table,
+            "warnings": self.warnings,
+        }
+
+
+def plan(
+    config: Config, output: Path | None = None, work_dir: Path | None = None, workers: int = 1, progress: bool = False
+) -> PlanResult:
+    """Run the config's stages (cached in the work dir, as `build` does) and plan its mixture. Writes
+    nothing to the output folder. Raises FatalError for overlapping groups or ungrouped records."""
+    if workers < 1:
+        raise ConfigError([f"workers: must be >= 1, got {workers}"])
+    out = Path(output).resolve() if output else config.output_dir.resolve()
+    work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
+    check_output_location(config, out, work)
+    ctx = Context(
+        config.pipeline.tokenizer, config.pipeline.seed, token_threads=max(1, (os.cpu_count() or 1) // workers)
+    )
+    try:
+        specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, file=config.file) from None
+    with BuildLock(out, work), Progress(enabled=progress) as bar:
+        passes = split_passes(expand(config.stages))
+        if len(passes) > 1 and not passes[-1].maps:
+            passes.pop()  # the trailing barrier's decisions are applied when the kept rows are read
+        chain_keys(passes, input_key(config, specs, ctx), work)
+        warnings: list[str] = []
+        with LocalExecutor(workers) as executor:
+            for number, p in enumerate(passes):
+                _run_pass(
+                    number, p, passes[number - 1] if number else None, config, specs, ctx, executor, bar, warnings
+                )
+        last = passes[-1]
+        warnings = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
+        decisions = last.folder / "decisions.parquet" if last.barrier else None
+        barrier_name = last.barrier.stage_name if last.barrier else ""
+        rows, _ = read_kept(batch_files(last.folder), decisions, barrier_name, mixture_columns(config.mixture))
+    names = [s.name for s in config.sources]
+    compiled = compile_mixture(rows, config.mixture, names, config.pipeline.seed, plan_only=True)
+    problem = infeasibility(compiled.plan) if config.mixture is not None else None
+    return PlanResult(config, compiled.plan, problem, warnings)
