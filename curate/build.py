@@ -41,6 +41,7 @@ from curate.manifest import build_manifest, decontamination_counts
 from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
 from curate.output import write_json, write_quarantine
 from curate.progress import Progress
+from curate.report import write_report
 from curate.stages.base import ERROR, Context
 from curate.stages.runner import expand
 from curate.workdir import BuildLock, input_key
@@ -218,6 +219,7 @@ def _finish(
         manifest.update(mixture_diversity(config.stages, files, instances, config.pipeline.seed))
         manifest.update(finish_formats(tmp, config.output.formats, manifest["shards"]))  # hf, index files
         write_json(manifest, tmp / "manifest.json")
+        write_report(tmp)  # report.html, from the files above
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
