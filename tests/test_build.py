@@ -29,7 +29,7 @@ def test_output_layout_and_ledger(tmp_path, small_pipeline):
     result = curate.build(small_pipeline, base_dir=tmp_path)
     out = tmp_path / "out"
     assert result.output == out
-    assert {p.name for p in out.iterdir()} == {"manifest.json", "ledger.parquet", "run.json", "shards"}
+    assert {p.name for p in out.iterdir()} == {"manifest.json", "ledger.parquet", "report.html", "run.json", "shards"}
     assert sorted(p.name for p in (out / "shards").iterdir()) == ["train-00000.jsonl.zst", "train-00000.parquet"]
     manifest = json.loads((out / "manifest.json").read_text())
     assert manifest == result.manifest

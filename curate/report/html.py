@@ -375,10 +375,7 @@ def page(d: ReportData) -> str:
     """The whole report as an HTML document."""
     m = d.manifest
     parts = [s for s in (fn(d) for fn in SECTIONS) if s is not None]
-    meta = (
-        f"curate {m.get('curate_version', '?')} · seed {m.get('seed')} · tokenizer {m.get('tokenizer')} · "
-        f"config {str(m.get('config_sha256', ''))[:12]}"
-    )
+    meta = f"curate {m.get('curate_version', '?')} · seed {m.get('seed')} · tokenizer {m.get('tokenizer')}"
     nav = h("nav", [h("a", title, href=f"#{key}") for key, title, _ in parts])
     doc = h(
         "html",
