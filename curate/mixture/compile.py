@@ -51,8 +51,8 @@ def compile_mixture(
     held = pl.Series("_row", [], pl.Int64)
     if mixture is not None and mixture.validation:
         held = select_validation(rows, plan, validation_target(mixture.validation, plan), seed)
-        validation_tokens = int(rows.filter(pl.col("_row").is_in(held))["n_tokens"].sum())
-        rows = rows.filter(~pl.col("_row").is_in(held))
+        validation_tokens = int(rows.filter(pl.col("_row").is_in(held.implode()))["n_tokens"].sum())
+        rows = rows.filter(~pl.col("_row").is_in(held.implode()))
         plan = plan_mixture(available_tokens(rows), mixture, names)
         plan.validation_tokens = validation_tokens
     if plan_only:

@@ -65,4 +65,4 @@ def select_validation(rows: pl.DataFrame, plan: MixturePlan, tokens: int, seed: 
     if not chosen:
         return pl.Series("_row", [], pl.Int64)
     taken = pl.concat(chosen)
-    return units.filter(pl.col("_unit").is_in(taken))["_row"]
+    return units.filter(pl.col("_unit").is_in(taken.implode()))["_row"]
