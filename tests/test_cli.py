@@ -16,7 +16,7 @@ def run(*args: str):
 
 
 def test_command_list():
-    assert COMMANDS == ["build", "plan", "stages", "train-classifier", "validate", "verify"]
+    assert COMMANDS == ["build", "inspect", "plan", "report", "stages", "train-classifier", "validate", "verify"]
 
 
 @pytest.mark.parametrize("command", [[], *[[c] for c in COMMANDS]])
