@@ -265,7 +265,9 @@ def validate(config: str) -> None:
         say(f"{s.name}: " + ", ".join(shown))
     say(f"stages: {steps}")
     if cfg.mixture:
-        weights = ", ".join(f"{k} {v:.0%}" for k, v in cfg.mixture.weights.items())
+        weights = ", ".join(f"{k} {v:.0%}" for k, v in cfg.mixture.weights.items()) or ", ".join(
+            f"group {k} {g.get('weight', 0):.0%}" for k, g in cfg.mixture.groups.items()
+        )
         total = f"{cfg.mixture.total_tokens:,} tokens" if cfg.mixture.total_tokens else "largest feasible total"
         say(f"mixture: {weights}; {total}")
     say(f"output: {', '.join(cfg.output.formats)}; ≤ {cfg.output.shard_max_records:,} records per shard")

@@ -112,3 +112,17 @@ def test_validation_larger_than_a_source_is_refused(tmp_path):
     with pytest.raises(FatalError, match="validation needs"):
         curate.build(cfg, base_dir=tmp_path)
     assert not (tmp_path / "out").exists()
+
+
+def test_each_split_is_cut_into_its_own_numbered_shards(tmp_path):
+    cfg = real_pipeline(tmp_path, weights={"gsm8k": 0.5, "svamp": 0.25, "docs": 0.25}, validation=0.3)
+    cfg["output"] = {"formats": ["parquet"], "shard_max_records": 4, "shard_max_tokens": 400}
+    result = curate.build(cfg, base_dir=tmp_path)
+    for split in ("train", "validation"):
+        rows = [s for s in result.manifest["shards"] if s["split"] == split]
+        assert [s["path"] for s in rows] == [f"shards/{split}-{i:05d}.parquet" for i in range(len(rows))]
+        assert len(rows) > 1
+        for s in rows:
+            shard = pl.read_parquet(result.output / s["path"])
+            assert shard.height <= 4 and (shard["n_tokens"].sum() <= 400 or shard.height == 1)
+        assert sum(s["records"] for s in rows) == result.manifest["splits"][split]["records"]
