@@ -8,6 +8,7 @@ from pathlib import Path
 from typing import Any
 
 from curate.config import MixtureSection, OutputSection, PipelineSection, SourceConfig
+from curate.mixture.section import GroupSection
 from curate.params import json_schema_for
 from curate.record import record_json_schema
 from curate.stages import STAGES
@@ -22,6 +23,8 @@ def config_json_schema() -> dict[str, Any]:
         schema["description"] = (cls.__doc__ or "").strip().splitlines()[0]
         stage_schemas.append(schema)
     source = json_schema_for(SourceConfig)
+    mixture = json_schema_for(MixtureSection)
+    mixture["properties"]["groups"]["additionalProperties"] = json_schema_for(GroupSection)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "$id": "https://github.com/curate/curate/schemas/config.schema.json",
@@ -31,7 +34,7 @@ def config_json_schema() -> dict[str, Any]:
             "pipeline": json_schema_for(PipelineSection),
             "sources": {"type": "array", "minItems": 1, "items": source},
             "stages": {"type": "array", "items": {"oneOf": stage_schemas}},
-            "mixture": json_schema_for(MixtureSection),
+            "mixture": mixture,
             "output": json_schema_for(OutputSection),
         },
         "required": ["pipeline", "sources"],
