@@ -97,7 +97,19 @@ def overview(d: ReportData) -> tuple[str, str, Markup]:
         f"({num(t.get('tokens_out'))} tokens); {num(t.get('records_quarantined'))} quarantined; "
         f"{len(sources)} sources.",
     )
-    return section("overview", "Overview", summary, chart, folded(header, rows, "sources"))
+    splits = m.get("splits") or {}
+    split_line = (
+        h(
+            "p",
+            "splits: "
+            + "; ".join(
+                f"{k} {num(v.get('records'))} records, {num(v.get('tokens'))} tokens" for k, v in splits.items()
+            ),
+        )
+        if splits
+        else None
+    )
+    return section("overview", "Overview", summary, split_line, chart, folded(header, rows, "sources"))
 
 
 def funnel(d: ReportData) -> tuple[str, str, Markup]:
