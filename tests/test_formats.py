@@ -324,3 +324,13 @@ def test_optional_streaming_reader(built, tmp_path):
     ds = streaming.StreamingDataset(local=str(local), shuffle=False, batch_size=1)
     records = shard_records(built)
     assert [ds[i]["id"] for i in range(ds.num_samples)] == records["id"].to_list()
+
+
+def test_formats_are_byte_identical_across_builds(built, tmp_path):
+    again = curate.Pipeline.from_dict(config(tmp_path / "out", ALL)).run(work_dir=tmp_path / "work")
+    for folder in ("hf", "megatron", "tokens", "mds", "shards"):
+        first = {p.relative_to(built.output): p.read_bytes() for p in (built.output / folder).rglob("*") if p.is_file()}
+        second = {
+            p.relative_to(again.output): p.read_bytes() for p in (again.output / folder).rglob("*") if p.is_file()
+        }
+        assert first == second, folder

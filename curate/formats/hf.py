@@ -10,6 +10,7 @@ record batches into Arrow files: the mixture is never held in memory. Columns ar
 from __future__ import annotations
 
 import hashlib
+import json
 import shutil
 from pathlib import Path
 from typing import Any
@@ -40,6 +41,15 @@ def tree_sha256(folder: Path) -> str:
             while chunk := f.read(1 << 20):
                 h.update(chunk)
     return h.hexdigest()
+
+
+def _stable_fingerprint(folder: Path) -> None:
+    """`datasets` fingerprints a dataset built from files by their (temporary) paths; replace it by a
+    hash of the Arrow data, so the same records give byte-identical output."""
+    state_path = folder / "state.json"
+    state = json.loads(state_path.read_text(encoding="utf-8"))
+    state["_fingerprint"] = tree_sha256(folder)[:16]
+    state_path.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
 
 
 def finish(out: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
@@ -74,6 +84,7 @@ def finish(out: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     for split, ds in parts.items():
         tokens = pc.sum(ds.data.column("n_tokens")).as_py() or 0
         path = out / FOLDER / split
+        _stable_fingerprint(path)
         found.append(
             {
                 "path": f"{FOLDER}/{split}",
