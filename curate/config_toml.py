@@ -13,14 +13,19 @@ from curate.config import Config
 from curate.errors import ConfigError
 
 
-def section_table(obj: Any) -> dict[str, Any]:
-    """A config dataclass as a TOML table: its public fields, those equal to their default left out
-    (required fields always kept), None left out (TOML has no null)."""
+def section_table(obj: Any, written: dict[str, Any] | None = None) -> dict[str, Any]:
+    """A config dataclass as a TOML table: its public fields, with their current values; fields equal
+    to their default are left out unless the config file gave them (`written`, so the config hash is
+    kept); None is left out (TOML has no null)."""
+    written = written if isinstance(written, dict) else {}
     table: dict[str, Any] = {}
     for f in dataclasses.fields(obj):
         if f.name.startswith("_"):
             continue
         value = getattr(obj, f.name)
+        if f.name in written and value is not None:
+            table[f.name] = plain(value)
+            continue
         if f.default is not dataclasses.MISSING:
             default: Any = f.default
         elif f.default_factory is not dataclasses.MISSING:
@@ -53,15 +58,19 @@ def config_table(config: Config) -> dict[str, Any]:
         raise ConfigError(
             [f"{w}: in-memory data (a DataFrame or Dataset) cannot be written to TOML" for w in in_memory]
         )
+    raw = config.raw
+    raw_sources = raw.get("sources") or []
     doc: dict[str, Any] = {
-        "pipeline": section_table(config.pipeline),
-        "sources": [section_table(s) for s in config.sources],
+        "pipeline": section_table(config.pipeline, raw.get("pipeline")),
+        "sources": [
+            section_table(s, raw_sources[i] if i < len(raw_sources) else None) for i, s in enumerate(config.sources)
+        ],
     }
     if config.stages:
         doc["stages"] = [plain(s.to_table()) for s in config.stages]
     if config.mixture is not None:
-        doc["mixture"] = section_table(config.mixture)
-    output = section_table(config.output)
+        doc["mixture"] = section_table(config.mixture, raw.get("mixture"))
+    output = section_table(config.output, raw.get("output"))
     if output:
         doc["output"] = output
     return doc
