@@ -1,34 +1,40 @@
 """`curate verify OUT`: recompute an output folder's checksums, counts and shares against its manifest.
 
-Every shard file listed in `manifest.json` is hashed and read back with its format's reader, one file
-at a time and in bounded chunks (memory does not grow with the output). The recomputed record and
-token counts are compared with the shard's manifest row; per format, the records and tokens of every
-source (and group) are summed over all shards and compared with the manifest's per-source figures and
-realized shares; `ledger.parquet` must account for every input record (in = kept + dropped +
-quarantined per source) and its `times_sampled` must add up to the records in the shards. Every
-difference is collected, none stops the check.
+Every file a manifest shard row names (and its companion `files`) is hashed, and the shard is read back
+with its format's reader, one file at a time and in bounded chunks for record shards (memory does not
+grow with the output). Compared with the manifest:
+
+- each row's records and tokens (tokenized formats: the documents and tokens in the file itself);
+- per format and split, the totals (`splits`, `totals`; tokenized formats: documents only);
+- per record format (`jsonl`, `jsonl.zst`, `parquet`): each source's training records, tokens and
+  realized share, its validation records and tokens, and with a mixture the plan's realized tokens
+  and shares per source and, from the Parquet shards (which hold every column a group condition can
+  name), per group and per (group, source) cell; each recomputed share must also meet the mixture's
+  exactness rule (within the manifest's `share_error_bound`, each cell within half a record);
+- `ledger.parquet`: per source in = kept + dropped + quarantined as in the manifest, and the
+  `times_sampled` sums per split equal to the records in the shards; quarantine files line counts.
+
+Every difference is collected (none stops the check) as "<file or part>: <what differs>".
 """
 
 from __future__ import annotations
 
 import json
-from collections.abc import Iterator
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
 
-import orjson
 import polars as pl
 import pyarrow as pa
-import pyarrow.parquet as pq
 import zstandard
 
 from curate.errors import CurateError
-from curate.output import sha256_file
+from curate.expr import ExprError
+from curate.formats import RECORD_FORMATS, TOKENIZED, sha256_file
+from curate.formats.hf import tree_sha256
+from curate.verify_read import Counts, GroupRule, read_counts
 
-_CHUNK = 1 << 22  # bytes read per step
-_READ_ERRORS = (OSError, ValueError, zstandard.ZstdError, pl.exceptions.PolarsError, pa.ArrowException)
-SHARE_TOLERANCE = 0.001  # the mixture's exactness rule: 0.1% of the total tokens (or one record)
+_READ_ERRORS = (OSError, ValueError, KeyError, zstandard.ZstdError, pl.exceptions.PolarsError, pa.ArrowException)
 
 
 class NotAnOutput(CurateError):
@@ -38,55 +44,32 @@ class NotAnOutput(CurateError):
 
 
 @dataclass
-class Counts:
-    """Records and tokens of a file (or of several), in total and per source."""
-
-    records: int = 0
-    tokens: int = 0
-    by_source: dict[str, list[int]] = field(default_factory=dict)  # source -> [records, tokens, largest]
-
-    def add_frame(self, df: pl.DataFrame) -> None:
-        """Count a chunk of records with `source` and `n_tokens` columns."""
-        self.records += df.height
-        self.tokens += int(df["n_tokens"].sum() or 0)
-        parts = df.group_by("source").agg(pl.len(), pl.col("n_tokens").sum().alias("t"), pl.col("n_tokens").max())
-        for source, n, tokens, largest in parts.iter_rows():
-            line = self.by_source.setdefault(source, [0, 0, 0])
-            line[0] += n
-            line[1] += int(tokens or 0)
-            line[2] = max(line[2], int(largest or 0))
-
-    def merge(self, other: Counts) -> None:
-        self.records += other.records
-        self.tokens += other.tokens
-        for source, (n, tokens, largest) in other.by_source.items():
-            line = self.by_source.setdefault(source, [0, 0, 0])
-            line[0] += n
-            line[1] += tokens
-            line[2] = max(line[2], largest)
-
-
-@dataclass
 class VerifyResult:
     """What `curate.verify` returns: every difference found (empty when the output matches)."""
 
     output: Path
     differences: list[str] = field(default_factory=list)
     files: int = 0
-    formats: dict[str, Counts] = field(default_factory=dict)
+    counts: dict[str, dict[str, Counts]] = field(default_factory=dict)  # format -> split -> counts
     ledger_records: int = 0
 
     @property
     def ok(self) -> bool:
         return not self.differences
 
+    def total(self, fmt: str) -> Counts:
+        """A format's counts over every split."""
+        total = Counts()
+        for counts in self.counts.get(fmt, {}).values():
+            total.add(counts)
+        return total
+
     def summary(self) -> str:
         """One line: everything matches, or how many differences."""
-        records = max((c.records for c in self.formats.values()), default=0)
-        tokens = max((c.tokens for c in self.formats.values()), default=0)
+        records = max((self.total(f).records for f in self.counts), default=0)
         seen = (
-            f"{self.files} shard file(s) in {len(self.formats)} format(s), {records:,} records, {tokens:,} tokens"
-            f" per format, ledger of {self.ledger_records:,} records"
+            f"{self.files} shard file(s) in {len(self.counts)} format(s), {records:,} records per format, "
+            f"ledger of {self.ledger_records:,} records"
         )
         if self.ok:
             return f"OK: {self.output}: {seen}; everything matches manifest.json"
@@ -114,158 +97,246 @@ def verify(out: str | Path) -> VerifyResult:
         diffs.append(f"manifest.json: no {', '.join(missing)} (edited, or not written by curate?)")
         return result
     _check_shards(folder, manifest, result)
-    _check_mixture(manifest, result)
+    _check_totals(manifest, result)
+    for fmt in RECORD_FORMATS:
+        if fmt in result.counts:
+            _check_sources(fmt, manifest, result)
+            if manifest.get("mixture"):
+                _check_mixture(fmt, manifest["mixture"], result)
     _check_ledger(folder, manifest, result)
     _check_quarantine(folder, manifest, diffs)
     return result
 
 
+def _num(value: Any) -> str:
+    """A manifest value in a message: integers with thousands separators, anything else as it is."""
+    return f"{value:,}" if isinstance(value, int) and not isinstance(value, bool) else repr(value)
+
+
+def _differs(diffs: list[str], where: str, what: str, got: int, expected: Any) -> None:
+    if got != expected:
+        diffs.append(f"{where}: {got:,} {what}, manifest says {_num(expected)}")
+
+
+# ---------------------------------------------------------------- shards
+
+
 def _check_shards(folder: Path, manifest: dict[str, Any], result: VerifyResult) -> None:
-    """Hash and read every listed shard; flag missing and unlisted files."""
+    """Hash and read every listed shard and companion file; flag missing and unlisted files."""
     diffs = result.differences
-    listed = set()
-    for row in manifest["shards"]:
-        rel, fmt = row.get("path", "?"), row.get("format", "?")
-        listed.add(rel)
+    group = _group_rule(manifest.get("mixture"))
+    listed: set[str] = set()
+    for number, row in enumerate(manifest["shards"]):
+        if not isinstance(row, dict) or not isinstance(row.get("path"), str):
+            diffs.append(f"manifest.json: shards[{number}] is not a shard row with a path (edited?)")
+            continue
+        rel, fmt, split = row["path"], str(row.get("format", "?")), str(row.get("split", "train"))
+        companions = row.get("files") if isinstance(row.get("files"), dict) else {}
+        listed |= {rel, *companions}
+        if not all(_inside(p) for p in (rel, *companions)):
+            diffs.append(f"{rel}: outside the output folder (manifest edited?)")
+            continue
+        counts = result.counts.setdefault(fmt, {}).setdefault(split, Counts())
         path = folder / rel
-        result.formats.setdefault(fmt, Counts())
         if not path.exists():
-            diffs.append(f"{rel}: missing (deleted?); manifest says {row.get('records', 0):,} records")
+            diffs.append(f"{rel}: missing (deleted?); manifest says {_num(row.get('records'))} records")
             continue
         result.files += 1
-        if path.is_file() and sha256_file(path) != row.get("sha256"):
+        if (tree_sha256(path) if path.is_dir() else sha256_file(path)) != row.get("sha256"):
             diffs.append(f"{rel}: sha256 differs (file edited?)")
+        for other, digest in companions.items():
+            if not (folder / other).is_file():
+                diffs.append(f"{other}: missing (deleted?)")
+            elif sha256_file(folder / other) != digest:
+                diffs.append(f"{other}: sha256 differs (file edited?)")
         try:
-            counts = read_counts(path, fmt)
-        except UnknownFormat:
-            diffs.append(f"{rel}: verify has no reader for format {fmt!r}")
+            found = read_counts(path, fmt, group if fmt == "parquet" else None)
+        except ExprError as exc:
+            diffs.append(f"{rel}: a mixture group's condition cannot be evaluated on the shard: {exc}")
             continue
         except _READ_ERRORS as exc:
             diffs.append(f"{rel}: cannot be read as {fmt}: {exc} (truncated or corrupted?)")
             continue
-        result.formats[fmt].merge(counts)
-        if counts.records != row.get("records"):
-            hint = "truncated?" if counts.records < (row.get("records") or 0) else "records added?"
-            diffs.append(f"{rel}: {counts.records:,} records, manifest says {row.get('records')} ({hint})")
-        if counts.tokens != row.get("tokens"):
-            diffs.append(f"{rel}: {counts.tokens:,} tokens, manifest says {row.get('tokens')}")
+        counts.add(found)
+        expected = row.get("records")
+        if found.records != expected:
+            hint = "truncated?" if isinstance(expected, int) and found.records < expected else "records added?"
+            diffs.append(f"{rel}: {found.records:,} records, manifest says {_num(expected)} ({hint})")
+        _differs(diffs, rel, "tokens", found.tokens, row.get("tokens"))
     shards = folder / "shards"
     for path in sorted(shards.rglob("*")) if shards.is_dir() else []:
         rel = path.relative_to(folder).as_posix()
-        covered = rel in listed or any(p.as_posix() in listed for p in PurePosixPath(rel).parents)
-        if path.is_file() and not covered:
+        if path.is_file() and rel not in listed:
             diffs.append(f"{rel}: not listed in manifest.json (extra file?)")
 
 
-def _check_mixture(manifest: dict[str, Any], result: VerifyResult) -> None:
-    """Per format: totals, per-source records/tokens and realized shares against the manifest."""
+def _inside(rel: str) -> bool:
+    path = PurePosixPath(rel)
+    return not path.is_absolute() and ".." not in path.parts
+
+
+def _group_rule(mixture: dict[str, Any] | None) -> GroupRule | None:
+    """The groups' definitions from the manifest's plan (named groups in order, and the rest group)."""
+    groups = (mixture or {}).get("groups") or []
+    named = [(g["group"], g.get("definition") or {}) for g in groups if not (g.get("definition") or {}).get("rest")]
+    rest = next((g["group"] for g in groups if (g.get("definition") or {}).get("rest")), None)
+    return (named, rest) if groups else None
+
+
+# ---------------------------------------------------------------- totals, sources, mixture
+
+
+def _check_totals(manifest: dict[str, Any], result: VerifyResult) -> None:
+    """Per format: all splits against `totals`, each split against `splits` (tokenized: documents only)."""
+    diffs, totals, splits = result.differences, manifest["totals"], manifest.get("splits") or {}
+    for fmt, per_split in result.counts.items():
+        whole = result.total(fmt)
+        _differs(diffs, f"{fmt} shards", "records in all", whole.records, totals.get("records_out"))
+        if fmt not in TOKENIZED:
+            _differs(diffs, f"{fmt} shards", "tokens in all", whole.tokens, totals.get("tokens_out"))
+        for split in sorted(set(per_split) | set(splits)):
+            counts, expected = per_split.get(split, Counts()), splits.get(split)
+            if expected is None:
+                if splits:
+                    diffs.append(f"{fmt} shards: split {split!r} is not in the manifest's splits")
+                continue
+            _differs(diffs, f"{fmt} shards, {split}", "records", counts.records, expected.get("records"))
+            if fmt not in TOKENIZED:
+                _differs(diffs, f"{fmt} shards, {split}", "tokens", counts.tokens, expected.get("tokens"))
+
+
+def _check_sources(fmt: str, manifest: dict[str, Any], result: VerifyResult) -> None:
+    """Per source: training records, tokens and realized share; validation records and tokens."""
     diffs = result.differences
-    totals = manifest["totals"]
-    for fmt, counts in result.formats.items():
-        if counts.records != totals.get("records_out"):
-            diffs.append(
-                f"{fmt} shards: {counts.records:,} records in all, manifest totals say {totals.get('records_out')}"
-            )
-        if counts.tokens != totals.get("tokens_out"):
-            diffs.append(
-                f"{fmt} shards: {counts.tokens:,} tokens in all, manifest totals say {totals.get('tokens_out')}"
-            )
-        for source, line in manifest["sources"].items():
-            n, tokens, _ = counts.by_source.get(source, [0, 0, 0])
-            if n != line.get("records_out"):
-                diffs.append(f"{fmt} shards: source {source}: {n:,} records, manifest says {line.get('records_out')}")
-            if tokens != line.get("tokens_out"):
-                diffs.append(
-                    f"{fmt} shards: source {source}: {tokens:,} tokens, manifest says {line.get('tokens_out')}"
-                )
-            share = round(tokens / counts.tokens, 6) if counts.tokens else 0.0
-            if abs(share - (line.get("realized_share") or 0.0)) > 1e-6:
-                diffs.append(
-                    f"{fmt} shards: source {source}: realized share {share:.6f}, "
-                    f"manifest says {line.get('realized_share')}"
-                )
+    train = result.counts[fmt].get("train", Counts())
+    held = result.counts[fmt].get("validation", Counts())
+    for source, line in manifest["sources"].items():
+        where = f"{fmt} shards: source {source}"
+        n, tokens = train.by_source.get(source, [0, 0])
+        _differs(diffs, where, "records", n, line.get("records_out"))
+        _differs(diffs, where, "tokens", tokens, line.get("tokens_out"))
+        share = round(tokens / train.tokens, 6) if train.tokens else 0.0
+        if abs(share - (line.get("realized_share") or 0.0)) > 1e-6:
+            diffs.append(f"{where}: realized share {share:.6f}, manifest says {_num(line.get('realized_share'))}")
+        n, tokens = held.by_source.get(source, [0, 0])
+        if n or "validation_records" in line:
+            _differs(diffs, where, "validation records", n, line.get("validation_records"))
+            _differs(diffs, where, "validation tokens", tokens, line.get("validation_tokens"))
+    for split, counts in result.counts[fmt].items():
         for source in sorted(set(counts.by_source) - set(manifest["sources"])):
-            diffs.append(
-                f"{fmt} shards: {counts.by_source[source][0]:,} records of source {source!r}, not in the manifest"
-            )
-        if manifest.get("mixture"):
-            diffs += _off_target(fmt, counts, manifest["mixture"])
+            diffs.append(f"{fmt} shards, {split}: {counts.by_source[source][0]:,} records of unknown source {source!r}")
 
 
-def _off_target(fmt: str, counts: Counts, mixture: dict[str, Any]) -> list[str]:
-    """Sources whose tokens miss the plan's target by more than 0.1% of the total and more than their
-    largest record (the mixture's exactness rule)."""
-    problems = []
-    total = mixture.get("total_tokens") or 0
+def _check_mixture(fmt: str, mixture: dict[str, Any], result: VerifyResult) -> None:
+    """The plan's realized tokens and shares per source (and group and cell), and the exactness rule."""
+    diffs = result.differences
+    train = result.counts[fmt].get("train", Counts())
+    bound = (mixture.get("exactness") or {}).get("share_error_bound")
     for line in mixture.get("sources") or []:
-        if "target_tokens" not in line or "source" not in line:
-            continue
-        _, tokens, largest = counts.by_source.get(line["source"], [0, 0, 0])
-        gap = abs(tokens - line["target_tokens"])
-        if gap > SHARE_TOLERANCE * total and gap > largest:
-            problems.append(
-                f"{fmt} shards: source {line['source']}: {tokens:,} tokens, {gap:,} off the planned "
-                f"{line['target_tokens']:,} (more than 0.1% of the total and more than its largest record)"
+        where = f"{fmt} shards: mixture source {line.get('source')}"
+        tokens = train.by_source.get(line.get("source"), [0, 0])[1]
+        if "realized_tokens" in line:
+            _differs(diffs, where, "tokens", tokens, line["realized_tokens"])
+        share = tokens / train.tokens if train.tokens else 0.0
+        if "realized_share" in line and abs(round(share, 6) - line["realized_share"]) > 1e-6:
+            diffs.append(f"{where}: realized share {share:.6f}, manifest says {_num(line['realized_share'])}")
+        if bound is not None and "target_share" in line and abs(share - line["target_share"]) > bound + 1e-6:
+            diffs.append(
+                f"{where}: realized share {share:.4%} misses the target {line['target_share']:.4%} by more "
+                f"than the exactness bound {bound:.4%}"
             )
-    return problems
+    if fmt != "parquet" or train.by_cell is None:
+        return
+    cells = train.by_cell
+    for line in mixture.get("groups") or []:
+        tokens = sum(t for (g, _), t in cells.items() if g == line.get("group"))
+        _differs(
+            diffs, f"{fmt} shards: mixture group {line.get('group')}", "tokens", tokens, line.get("realized_tokens")
+        )
+    for line in mixture.get("cells") or []:
+        where = f"{fmt} shards: mixture group {line.get('group')}, source {line.get('source')}"
+        tokens = cells.get((line.get("group"), line.get("source")), 0)
+        _differs(diffs, where, "tokens", tokens, line.get("realized_tokens"))
+        slack = (line.get("max_record_tokens") or 0) / 2 + 1
+        if "target_tokens" in line and abs(tokens - line["target_tokens"]) > slack:
+            diffs.append(
+                f"{where}: {tokens:,} tokens miss the target {line['target_tokens']:,} by more than half of its "
+                "largest record (exactness rule)"
+            )
+
+
+# ---------------------------------------------------------------- ledger and quarantine
 
 
 def _check_ledger(folder: Path, manifest: dict[str, Any], result: VerifyResult) -> None:
     """ledger.parquet: in = kept + dropped + quarantined per source; times_sampled = shard records."""
     diffs = result.differences
-    path = folder / manifest.get("ledger", "ledger.parquet")
+    name = manifest.get("ledger", "ledger.parquet")
+    path = folder / name
     if not path.is_file():
-        diffs.append(f"{path.name}: missing (deleted?)")
+        diffs.append(f"{name}: missing (deleted?)")
         return
     try:
-        per_source = (
-            pl.scan_parquet(path)
-            .group_by("source", "status")
-            .agg(pl.len().alias("n"), pl.col("times_sampled").sum().alias("sampled"), pl.col("times_sampled").min())
+        ledger = pl.scan_parquet(path)
+        split = pl.col("split") if "split" in ledger.collect_schema() else pl.lit("train")
+        per = (
+            ledger.group_by("source", "status", split.alias("split"))
+            .agg(
+                pl.len().alias("n"),
+                pl.col("times_sampled").sum().alias("sampled"),
+                pl.col("times_sampled").min().alias("least"),
+                pl.col("times_sampled").max().alias("most"),
+            )
             .collect()
         )
     except _READ_ERRORS as exc:
-        diffs.append(f"{path.name}: cannot be read: {exc} (truncated or corrupted?)")
+        diffs.append(f"{name}: cannot be read: {exc} (truncated or corrupted?)")
         return
-    result.ledger_records = int(per_source["n"].sum())
-    if result.ledger_records != manifest["totals"].get("records_in"):
-        diffs.append(
-            f"{path.name}: {result.ledger_records:,} records, "
-            f"manifest totals say {manifest['totals'].get('records_in')} records in"
-        )
+    result.ledger_records = int(per["n"].sum())
+    _differs(diffs, name, "records", result.ledger_records, manifest["totals"].get("records_in"))
     table: dict[str, dict[str, int]] = {}
-    for row in per_source.iter_rows(named=True):
-        line = table.setdefault(row["source"], {"sampled": 0})
-        line[row["status"]] = row["n"]
-        line["sampled"] += int(row["sampled"] or 0)
+    sampled: dict[tuple[str, str], int] = {}
+    for row in per.iter_rows(named=True):
+        line = table.setdefault(row["source"], {})
+        line[row["status"]] = line.get(row["status"], 0) + row["n"]
+        if row["status"] == "kept":
+            key = (row["source"], row["split"] or "train")
+            sampled[key] = sampled.get(key, 0) + int(row["sampled"] or 0)
         if row["status"] not in ("kept", "dropped", "quarantined"):
-            diffs.append(
-                f"{path.name}: source {row['source']}: {row['n']:,} rows with unknown status {row['status']!r}"
-            )
+            diffs.append(f"{name}: source {row['source']}: {row['n']:,} rows with unknown status {row['status']!r}")
         elif row["status"] != "kept" and row["sampled"]:
-            diffs.append(f"{path.name}: source {row['source']}: {row['status']} records have times_sampled > 0")
-        elif row["status"] == "kept" and row["times_sampled"] < 1:
-            diffs.append(f"{path.name}: source {row['source']}: kept records with times_sampled 0")
+            diffs.append(f"{name}: source {row['source']}: {row['status']} records have times_sampled > 0")
+        elif row["status"] == "kept" and row["least"] < 1:
+            diffs.append(f"{name}: source {row['source']}: kept records with times_sampled 0")
+        cap = _epoch_cap(manifest, row["source"])
+        if cap is not None and (row["most"] or 0) > cap:
+            diffs.append(
+                f"{name}: source {row['source']}: a record sampled {row['most']} times, max_epochs is {cap} "
+                "(a record twice in one pass?)"
+            )
     for source in sorted(set(table) | set(manifest["sources"])):
-        line, m = table.get(source, {"sampled": 0}), manifest["sources"].get(source, {})
-        got = {
-            "records_in": sum(v for k, v in line.items() if k != "sampled"),
-            "records_kept": line.get("kept", 0),
-            "records_dropped": line.get("dropped", 0),
-            "records_quarantined": line.get("quarantined", 0),
-            "records_out": line["sampled"],
-        }
-        for key, value in got.items():
-            if value != m.get(key):
-                what = "times_sampled sum" if key == "records_out" else key.removeprefix("records_") + " records"
-                diffs.append(f"{path.name}: source {source}: {value:,} {what}, manifest says {m.get(key)}")
-        for fmt, counts in result.formats.items():
-            shard_records = counts.by_source.get(source, [0, 0, 0])[0]
-            if shard_records != line["sampled"]:
-                diffs.append(
-                    f"{path.name}: source {source}: times_sampled sums to {line['sampled']:,}, "
-                    f"{fmt} shards hold {shard_records:,}"
-                )
+        line, m = table.get(source, {}), manifest["sources"].get(source, {})
+        where = f"{name}: source {source}"
+        _differs(diffs, where, "records in", sum(line.values()), m.get("records_in"))
+        for status in ("kept", "dropped", "quarantined"):
+            _differs(diffs, where, f"{status} records", line.get(status, 0), m.get(f"records_{status}"))
+        _differs(diffs, where, "times_sampled (train)", sampled.get((source, "train"), 0), m.get("records_out"))
+        for fmt in RECORD_FORMATS:
+            for split, counts in result.counts.get(fmt, {}).items():
+                shard_records = counts.by_source.get(source, [0, 0])[0]
+                if shard_records != sampled.get((source, split), 0):
+                    diffs.append(
+                        f"{where}: times_sampled ({split}) sums to {sampled.get((source, split), 0):,}, "
+                        f"{fmt} shards hold {shard_records:,}"
+                    )
+
+
+def _epoch_cap(manifest: dict[str, Any], source: str) -> int | None:
+    """The most passes the mixture allows over a source's records (None without a mixture)."""
+    mixture = manifest.get("mixture") or {}
+    caps = [c.get("max_epochs") for c in mixture.get("cells") or [] if c.get("source") == source]
+    caps += [s.get("max_epochs") for s in mixture.get("sources") or [] if s.get("source") == source and not caps]
+    return max((c for c in caps if isinstance(c, int)), default=None)
 
 
 def _check_quarantine(folder: Path, manifest: dict[str, Any], diffs: list[str]) -> None:
@@ -274,79 +345,9 @@ def _check_quarantine(folder: Path, manifest: dict[str, Any], diffs: list[str]) 
         rel = line.get("quarantine_file")
         if not rel:
             continue
-        path = folder / rel
-        if not path.is_file():
+        if not _inside(rel) or not (folder / rel).is_file():
             diffs.append(f"{rel}: missing (deleted?)")
             continue
-        with open(path, "rb") as fh:
+        with open(folder / rel, "rb") as fh:
             n = sum(1 for _ in fh)
-        if n != line.get("records_quarantined"):
-            diffs.append(f"{rel}: {n:,} lines, manifest says {line.get('records_quarantined')} quarantined records")
-
-
-# ---------------------------------------------------------------- reading shards back
-
-
-class UnknownFormat(Exception):
-    """No reader for a shard format."""
-
-
-def read_counts(path: Path, fmt: str) -> Counts:
-    """Records and tokens (sum of `n_tokens`) of one shard file, read in bounded chunks."""
-    counts = Counts()
-    if fmt == "parquet":
-        for batch in pq.ParquetFile(path).iter_batches(batch_size=65_536):
-            counts.add_frame(pl.from_arrow(batch).select("source", "n_tokens"))
-    elif fmt in ("jsonl", "jsonl.zst"):
-        for lines in _jsonl_chunks(path, compressed=fmt == "jsonl.zst"):
-            counts.add_frame(lines)
-    else:
-        raise UnknownFormat(fmt)
-    return counts
-
-
-def _raw_chunks(path: Path, compressed: bool) -> Iterator[bytes]:
-    """The file's (decompressed) bytes in chunks; a zstd stream that stops inside a frame is an error."""
-    with open(path, "rb") as fh:
-        if not compressed:
-            while chunk := fh.read(_CHUNK):
-                yield chunk
-            return
-        decoder = None  # None between frames (a file may hold several concatenated frames)
-        while chunk := fh.read(_CHUNK):
-            while chunk:
-                decoder = decoder or zstandard.ZstdDecompressor().decompressobj()
-                yield decoder.decompress(chunk)
-                chunk = b""
-                if decoder.eof:
-                    chunk, decoder = decoder.unused_data, None
-        if decoder is not None:
-            raise zstandard.ZstdError("the zstd stream ends inside a frame")
-
-
-def _jsonl_chunks(path: Path, compressed: bool) -> Iterator[pl.DataFrame]:
-    """`source` and `n_tokens` of every line, as frames of up to a chunk's worth of lines."""
-    rest, number = b"", 0
-    for chunk in _raw_chunks(path, compressed):
-        data = rest + chunk
-        cut = data.rfind(b"\n") + 1
-        rest = data[cut:]
-        if cut:
-            frame, number = _parse_lines(data[:cut], number), number + data.count(b"\n", 0, cut)
-            yield frame
-    if rest:
-        raise ValueError(f"line {number + 1}: no final newline (truncated?)")
-
-
-def _parse_lines(data: bytes, before: int) -> pl.DataFrame:
-    sources, tokens = [], []
-    for i, line in enumerate(data.split(b"\n")[:-1], start=before + 1):
-        try:
-            row = orjson.loads(line)
-        except orjson.JSONDecodeError as exc:
-            raise ValueError(f"line {i}: not valid JSON ({exc})") from exc
-        if not isinstance(row, dict) or not isinstance(row.get("n_tokens"), int):
-            raise ValueError(f"line {i}: not a record with an integer n_tokens")
-        sources.append(row.get("source"))
-        tokens.append(row["n_tokens"])
-    return pl.DataFrame({"source": sources, "n_tokens": tokens}, schema={"source": pl.String, "n_tokens": pl.Int64})
+        _differs(diffs, rel, "lines", n, line.get("records_quarantined"))

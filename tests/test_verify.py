@@ -13,7 +13,8 @@ from hypothesis import strategies as st
 
 import curate
 from curate.cli import main
-from curate.verify import NotAnOutput, read_counts, verify
+from curate.verify import NotAnOutput, verify
+from curate.verify_read import read_counts
 from tests.conftest import write_jsonl
 
 
@@ -68,9 +69,10 @@ def test_a_clean_build_verifies(built):
     assert result.differences == []
     assert result.ok and result.summary().startswith("OK: ")
     assert result.files == len(m["shards"])
-    assert set(result.formats) == {"jsonl", "jsonl.zst", "parquet"}
-    for counts in result.formats.values():
-        assert counts.records == m["totals"]["records_out"] and counts.tokens == m["totals"]["tokens_out"]
+    assert set(result.counts) == {"jsonl", "jsonl.zst", "parquet"}
+    for fmt in result.counts:
+        whole = result.total(fmt)
+        assert whole.records == m["totals"]["records_out"] and whole.tokens == m["totals"]["tokens_out"]
     assert result.ledger_records == m["totals"]["records_in"]
 
 
@@ -91,7 +93,7 @@ def test_recompressed_jsonl_zst_with_fewer_records_is_counted(out):
     lines = zstandard.ZstdDecompressor().decompressobj().decompress(path.read_bytes()).splitlines(keepends=True)
     path.write_bytes(zstandard.ZstdCompressor().compress(b"".join(lines[:-3])))
     rel = path.relative_to(out).as_posix()
-    assert f"{rel}: {len(lines) - 3} records, manifest says {len(lines)} (truncated?)" in verify(out).differences
+    assert f"{rel}: {len(lines) - 3:,} records, manifest says {len(lines):,} (truncated?)" in verify(out).differences
 
 
 def test_edited_byte_in_parquet_is_caught(out):
@@ -123,7 +125,7 @@ def test_appended_record_in_jsonl_is_caught(out):
     rel = path.relative_to(out).as_posix()
     n = next(r for r in manifest(out)["shards"] if r["path"] == rel)["records"]
     assert f"{rel}: sha256 differs (file edited?)" in diffs
-    assert f"{rel}: {n + 1} records, manifest says {n} (records added?)" in diffs
+    assert f"{rel}: {n + 1:,} records, manifest says {n:,} (records added?)" in diffs
     assert any(d.startswith(f"{rel}: ") and "tokens, manifest says" in d for d in diffs)
     source = json.loads(first)["source"]
     assert any(d.startswith(f"jsonl shards: source {source}: ") and "records, manifest says" in d for d in diffs)
@@ -147,13 +149,14 @@ def test_changed_manifest_counts_are_caught(out):
     (out / "manifest.json").write_text(json.dumps(m))
     diffs = verify(out).differences
     first, second = m["shards"][0], m["shards"][1]
-    assert f"{first['path']}: {first['records'] - 1} records, manifest says {first['records']} (truncated?)" in diffs
-    assert f"{second['path']}: {second['tokens'] + 5} tokens, manifest says {second['tokens']}" in diffs
+    assert f"{first['path']}: {first['records'] - 1} records, manifest says {first['records']:,} (truncated?)" in diffs
+    assert f"{second['path']}: {second['tokens'] + 5:,} tokens, manifest says {second['tokens']:,}" in diffs
     tokens = m["sources"]["inst"]["tokens_out"]
-    assert f"parquet shards: source inst: {tokens - 7:,} tokens, manifest says {tokens}" in diffs
+    assert f"parquet shards: source inst: {tokens - 7:,} tokens, manifest says {tokens:,}" in diffs
     dropped = m["sources"]["docs"]["records_dropped"]
-    assert f"ledger.parquet: source docs: {dropped - 1} dropped records, manifest says {dropped}" in diffs
-    assert any(d.startswith("ledger.parquet: ") and "manifest totals say" in d for d in diffs)
+    assert f"ledger.parquet: source docs: {dropped - 1:,} dropped records, manifest says {dropped:,}" in diffs
+    records_in = m["totals"]["records_in"]
+    assert f"ledger.parquet: {records_in - 1:,} records, manifest says {records_in:,}" in diffs
 
 
 def test_changed_realized_share_is_caught(out):
@@ -166,10 +169,30 @@ def test_changed_realized_share_is_caught(out):
 
 def test_off_target_mixture_is_caught(out):
     m = manifest(out)
+    bound = m["mixture"]["exactness"]["share_error_bound"]
     line = next(s for s in m["mixture"]["sources"] if s["source"] == "inst")
-    line["target_tokens"] += m["mixture"]["total_tokens"] // 10
+    line["target_share"] += bound + 0.01
     (out / "manifest.json").write_text(json.dumps(m))
-    assert any("source inst: " in d and "off the planned" in d for d in verify(out).differences)
+    diffs = verify(out).differences
+    assert len(diffs) == 3  # once per record format
+    assert all(d.endswith(f"by more than the exactness bound {bound:.4%}") for d in diffs)
+    assert all("mixture source inst: realized share" in d for d in diffs)
+
+
+def test_a_record_sampled_more_than_max_epochs_is_caught(out):
+    ledger = pl.read_parquet(out / "ledger.parquet")
+    row = int(((ledger["source"] == "docs") & (ledger["times_sampled"] == 1)).arg_true()[0])
+    ledger = ledger.with_columns(
+        pl.when(pl.int_range(pl.len()) == row)
+        .then(pl.lit(3, pl.Int64))
+        .otherwise("times_sampled")
+        .alias("times_sampled")
+    )
+    ledger.write_parquet(out / "ledger.parquet")
+    diffs = verify(out).differences
+    assert (
+        "ledger.parquet: source docs: a record sampled 3 times, max_epochs is 2 (a record twice in one pass?)" in diffs
+    )
 
 
 def test_ledger_times_sampled_must_add_up(out):
@@ -182,8 +205,10 @@ def test_ledger_times_sampled_must_add_up(out):
     ledger.write_parquet(out / "ledger.parquet")
     source = ledger["source"][first_kept]
     diffs = verify(out).differences
-    assert any(d.startswith(f"ledger.parquet: source {source}: ") and "times_sampled sum" in d for d in diffs)
-    assert any(d.startswith(f"ledger.parquet: source {source}: times_sampled sums to") for d in diffs)
+    assert any(
+        d.startswith(f"ledger.parquet: source {source}: ") and "times_sampled (train), manifest" in d for d in diffs
+    )
+    assert any(d.startswith(f"ledger.parquet: source {source}: times_sampled (train) sums to") for d in diffs)
 
 
 def test_unlisted_files_and_missing_quarantine_are_caught(out):
@@ -193,6 +218,16 @@ def test_unlisted_files_and_missing_quarantine_are_caught(out):
     diffs = verify(out).differences
     assert "shards/train-00099.parquet: not listed in manifest.json (extra file?)" in diffs
     assert f"{quarantine.relative_to(out).as_posix()}: missing (deleted?)" in diffs
+
+
+def test_shard_rows_pointing_outside_the_output_are_refused(out):
+    m = manifest(out)
+    m["shards"][0]["path"] = "../../etc/hostname"
+    m["shards"][1] = "shards/x.parquet"
+    (out / "manifest.json").write_text(json.dumps(m))
+    diffs = verify(out).differences
+    assert "../../etc/hostname: outside the output folder (manifest edited?)" in diffs
+    assert "manifest.json: shards[1] is not a shard row with a path (edited?)" in diffs
 
 
 def test_not_an_output_is_a_usage_error(tmp_path):
