@@ -45,6 +45,33 @@ def built(tmp_path_factory: pytest.TempPathFactory) -> Path:
     return base / "out"
 
 
+@pytest.fixture(scope="module")
+def grouped(built: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Groups (one by condition, one the rest), a validation split, and every output format."""
+    base = built.parent
+    config = {
+        "pipeline": {"name": "grouped", "seed": 5, "output": "grouped"},
+        "sources": [{"name": "inst", "path": "inst.jsonl"}, {"name": "docs", "path": "docs.jsonl"}],
+        "stages": [{"use": "normalize"}, {"use": "exact_dedup"}],
+        "mixture": {
+            "total_tokens": 1000,
+            "validation": 0.1,
+            "max_epochs": {"inst": 2, "docs": 2},
+            "groups": {
+                "chat": {"where": "kind == 'instruction'", "weight": 0.7},
+                "replay": {"rest": True, "weight": 0.3},
+            },
+        },
+        "output": {
+            "formats": ["jsonl.zst", "parquet", "hf", "megatron", "tokens", "mds"],
+            "render": "chatml",
+            "shard_max_records": 25,
+        },
+    }
+    curate.build(config, base_dir=base, work_dir=tmp_path_factory.mktemp("grouped-work"))
+    return base / "grouped"
+
+
 @pytest.fixture
 def out(built: Path, tmp_path: Path) -> Path:
     """A private copy of the built output to tamper with."""
@@ -74,6 +101,55 @@ def test_a_clean_build_verifies(built):
         whole = result.total(fmt)
         assert whole.records == m["totals"]["records_out"] and whole.tokens == m["totals"]["tokens_out"]
     assert result.ledger_records == m["totals"]["records_in"]
+
+
+def test_groups_validation_and_every_format_verify(grouped):
+    m = manifest(grouped)
+    assert {r["format"] for r in m["shards"]} == {"jsonl.zst", "parquet", "hf", "megatron", "tokens", "mds"}
+    assert {r["split"] for r in m["shards"]} == {"train", "validation"} and len(m["mixture"]["groups"]) == 2
+    result = verify(grouped)
+    assert result.differences == []
+    for fmt in ("jsonl.zst", "parquet", "hf", "megatron", "tokens", "mds"):
+        assert result.counts[fmt]["validation"].records == m["splits"]["validation"]["records"] > 0
+    cells = result.counts["parquet"]["train"].by_cell
+    assert cells is not None and {g for g, _ in cells} == {"chat", "replay"}
+    assert set(cells) == {("chat", "inst"), ("replay", "docs")}
+
+
+def test_group_tokens_are_recomputed_from_the_records(grouped, tmp_path):
+    out = Path(shutil.copytree(grouped, tmp_path / "out"))
+    m = manifest(out)
+    for line in m["mixture"]["groups"]:
+        line["realized_tokens"] += 3
+    cell = m["mixture"]["cells"][0]
+    cell["target_tokens"] += cell["max_record_tokens"] + 10
+    (out / "manifest.json").write_text(json.dumps(m))
+    diffs = verify(out).differences
+    for line in m["mixture"]["groups"]:
+        tokens = line["realized_tokens"]
+        assert (
+            f"parquet shards: mixture group {line['group']}: {tokens - 3:,} tokens, manifest says {tokens:,}" in diffs
+        )
+    where = f"parquet shards: mixture group {cell['group']}, source {cell['source']}: "
+    assert any(d.startswith(where) and "exactness rule" in d for d in diffs)
+
+
+def test_tokenized_shards_and_their_companion_files_are_checked(grouped, tmp_path):
+    out = Path(shutil.copytree(grouped, tmp_path / "out"))
+    rows = {r["format"]: r for r in manifest(out)["shards"] if r["split"] == "train"}
+    index = next(iter(rows["megatron"]["files"]))
+    (out / index).write_bytes((out / index).read_bytes() + b"\0")
+    tokens = out / rows["tokens"]["path"]
+    tokens.write_bytes(tokens.read_bytes()[:-8])
+    hf_file = next(p for p in (out / rows["hf"]["path"]).rglob("*.arrow"))
+    hf_file.write_bytes(hf_file.read_bytes()[:-100])
+    (out / rows["mds"]["path"]).unlink()
+    diffs = verify(out).differences
+    assert f"{index}: sha256 differs (file edited?)" in diffs
+    assert f"{rows['tokens']['path']}: sha256 differs (file edited?)" in diffs
+    assert any(d.startswith(f"{rows['tokens']['path']}: ") and ("cannot be read" in d or "tokens" in d) for d in diffs)
+    assert f"{rows['hf']['path']}: sha256 differs (file edited?)" in diffs
+    assert any(d.startswith(f"{rows['mds']['path']}: missing (deleted?)") for d in diffs)
 
 
 def test_truncated_jsonl_zst_is_caught(out):
