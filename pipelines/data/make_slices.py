@@ -54,6 +54,11 @@ WIKI_MAX_DOCS = 150
 # Take whole articles in file order while the output stays under this size.
 WIKI_MAX_BYTES = 500_000
 
+FLAN_FILES = ("aqua", "creak", "ecqa", "qasc", "sensemaking", "strategyqa")  # not gsm8k: in gsm8k.jsonl already
+FLAN_PER_FILE = 50  # first 50 rows of each cot_data/<task>_train.tsv (question, answer, rationale)
+
+IDENTITY_SRC = "llamafactory_demo/identity.json"  # whole file, byte-identical (91 persona answers)
+
 # Keep the whole folder (slices + this script + LICENSES.md) under ~1.5 MB.
 DISK_BUDGET = 1_500_000
 
@@ -158,6 +163,30 @@ def make_wiki(shared: Path, out: Path, prov) -> int:
     return len(docs)
 
 
+def make_flan_cot(shared: Path, out: Path, prov) -> int:
+    """FLAN chain-of-thought rows as JSON Lines {task, question, answer, rationale, response}, where
+    response = "<rationale> So the answer is <answer>." (the answer-after-rationale form of FLAN's CoT
+    templates), so the pipeline can read it as prompt = question, response = response."""
+    rows = []
+    for task in FLAN_FILES:
+        data = read_source(shared, f"flan_cot/cot_data/{task}_train.tsv", prov).decode("utf-8")
+        lines = [line for line in data.split("\n") if line.strip()][:FLAN_PER_FILE]
+        for line in lines:
+            question, answer, rationale = line.split("\t")
+            response = f"{rationale.strip()} So the answer is {answer.strip()}."
+            rows.append({"task": task, "question": question, "answer": answer, "rationale": rationale,
+                         "response": response})
+    with open(out / "flan_cot.jsonl", "w", encoding="utf-8", newline="\n") as f:
+        f.writelines(json.dumps(r, ensure_ascii=False) + "\n" for r in rows)
+    return len(rows)
+
+
+def make_identity(shared: Path, out: Path, prov) -> int:
+    data = read_source(shared, IDENTITY_SRC, prov)
+    (out / "identity.json").write_bytes(data)
+    return len(json.loads(data))
+
+
 def main() -> None:
     ap = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     ap.add_argument("shared_data", type=Path, help="path to the shared data folder (e.g. ../shared/data)")
@@ -174,6 +203,8 @@ def main() -> None:
         "gsm8k_test.jsonl": make_gsm8k_test(shared, out, prov),
         "web.jsonl.zst": make_web(shared, out, prov),
         "wiki.txt": make_wiki(shared, out, prov),
+        "flan_cot.jsonl": make_flan_cot(shared, out, prov),
+        "identity.json": make_identity(shared, out, prov),
     }
     for name, n in counts.items():
         data = (out / name).read_bytes()
