@@ -235,6 +235,14 @@ def test_hf_load_from_disk(built):
     assert sum(dd["train"]["n_tokens"]) == rows(built, "hf")[0]["tokens"] == built.manifest["totals"]["tokens_out"]
 
 
+def test_parquet_shards_load_with_load_dataset(built, tmp_path):
+    import datasets
+
+    files = [str(built.output / r["path"]) for r in rows(built, "parquet")]
+    ds = datasets.load_dataset("parquet", data_files=files, split="train", cache_dir=str(tmp_path))
+    assert ds["id"] == shard_records(built)["id"].to_list()
+
+
 def test_hf_without_parquet_keeps_messages(tmp_path):
     import datasets
 
