@@ -9,18 +9,18 @@
    (seeded by k and the record) and " (copy k)" appended, so copies are not byte-identical and
    compressors see realistic redundancy. `n_tokens` is the base record's count plus the suffix's (not
    recounted: the writers do not depend on its exact value). One Parquet file per shard.
-2. In a child process, for each shard in turn: the records are read into memory (not timed), then
-   written by curate's shard writer (`curate.output.write_shard`, the function `curate build` calls for
-   every shard after its external shuffle) once per format, and with `pyarrow.parquet.write_table`
-   (default options, `to_arrow()` included) as the baseline; the order of the writers rotates from shard
-   to shard. Every format of `curate.config.OutputFormat` is measured (formats added to curate are
-   measured automatically); a writer that fails is reported as such.
-3. A manifest and ledger are written for the output and `curate.verify` checks it in a second child
-   process (its time and peak memory are reported too).
+2. One child process per format of `curate.config.OutputFormat` (formats added to curate are measured
+   automatically; `--formats` picks some), then one writing every format at once as a build does: for
+   each shard the records are read into memory (not timed) and written with curate's shard writer
+   (`curate.output.write_shard`, which `curate build` calls for every shard after its external
+   shuffle) and, side by side, with `pyarrow.parquet.write_table` (default options, `to_arrow()`
+   included) as the baseline, alternating which goes first; then `curate.formats.finish_formats`.
+3. A manifest and ledger are written for the all-formats output and `curate.verify` checks it in its
+   own child process (its time and peak memory are reported too).
 
-MB/s is the shard's in-memory size (polars `estimated_size`) divided by the write time, so every format
-is measured against the same amount of data; the ratio is a format's MB/s over the baseline's. Peak RSS
-is the summed RSS of the child's whole process tree, sampled from /proc every 0.05 s. Results go to
+MB/s is the records' in-memory size (polars `estimated_size`) divided by the write time, so every format
+is measured against the same amount of data; the ratio is curate's MB/s over the baseline's in the same
+process. Peak RSS is the summed RSS of each child's whole process tree, sampled from /proc every 0.05 s. Results go to
 OUT/results.json and benchmarks/BENCH_WRITE.md; the load average before and after is recorded (the
 machine may be shared).
 """
@@ -129,19 +129,21 @@ def formats() -> list[str]:
     return list(get_args(OutputFormat))
 
 
-def child_write(data: Path, out: Path, result_file: Path) -> None:
-    """Write every data shard in every format and with the baseline; time each write."""
+def child_write(data: Path, out: Path, fmts: list[str], result_file: Path) -> None:
+    """Write every data shard with curate's writer for `fmts` (one call per shard, as a build does) and,
+    side by side, with the baseline; then the formats' `finish` step. Time each."""
     import polars as pl
     import pyarrow.parquet as pq
 
     from curate.config import OutputSection
+    from curate.formats import finish_formats
     from curate.output import write_shard
 
     shutil.rmtree(out, ignore_errors=True)
     (out / "curate" / "shards").mkdir(parents=True)
     (out / "baseline").mkdir(parents=True)
-    writers = ["pyarrow.write_table", *formats()]
-    stats = {w: {"seconds": 0.0, "bytes": 0, "error": None} for w in writers}
+    output = OutputSection(formats=fmts)  # type: ignore[arg-type]
+    stats = {w: {"seconds": 0.0, "bytes": 0} for w in ("baseline", "curate")}
     rows: list[dict[str, Any]] = []
     data_bytes = records_total = 0
     files = sorted(data.glob("shard-*.parquet"))
@@ -149,31 +151,24 @@ def child_write(data: Path, out: Path, result_file: Path) -> None:
         records = pl.read_parquet(path)
         data_bytes += records.estimated_size()
         records_total += records.height
-        turn = number % len(writers)
-        for writer in writers[turn:] + writers[:turn]:
-            if stats[writer]["error"]:
-                continue
+        for writer in ("baseline", "curate") if number % 2 == 0 else ("curate", "baseline"):
             t0 = time.perf_counter()
-            if writer == "pyarrow.write_table":
-                target = out / "baseline" / f"shard-{number:05d}.parquet"
-                pq.write_table(records.to_arrow(), target)
-                written = [target]
+            if writer == "baseline":
+                pq.write_table(records.to_arrow(), out / "baseline" / f"shard-{number:05d}.parquet")
             else:
-                try:
-                    shard_rows = write_shard(
-                        records, number, out / "curate" / "shards", OutputSection(formats=[writer])
-                    )
-                except Exception as exc:  # reported in the results table, the other formats go on
-                    stats[writer]["error"] = f"{type(exc).__name__}: {exc}"
-                    continue
-                rows += shard_rows
-                written = [out / "curate" / r["path"] for r in shard_rows]
+                rows += write_shard(records, number, out / "curate" / "shards", output)
             stats[writer]["seconds"] += time.perf_counter() - t0
-            stats[writer]["bytes"] += sum(_size(p) for p in written)
-        print(f"shard {number + 1}/{len(files)} written", file=sys.stderr, flush=True)
-    _write_manifest(data, out / "curate", rows)
+        del records
+        print(f"{'+'.join(fmts)}: shard {number + 1}/{len(files)} written", file=sys.stderr, flush=True)
+    t0 = time.perf_counter()
+    finished = finish_formats(out / "curate", fmts, rows)
+    stats["curate"]["finish_seconds"] = time.perf_counter() - t0
+    stats["curate"]["seconds"] += stats["curate"]["finish_seconds"]
+    stats["baseline"]["bytes"] = _size(out / "baseline")
+    stats["curate"]["bytes"] = sum(_size(out / "curate" / d) for d in os.listdir(out / "curate"))
+    _write_manifest(data, out / "curate", finished["shards"])
     result_file.write_text(
-        json.dumps({"data_bytes": data_bytes, "records": records_total, "writers": stats, "shards": len(files)})
+        json.dumps({"formats": fmts, "data_bytes": data_bytes, "records": records_total, "shards": len(files), **stats})
     )
 
 
@@ -219,7 +214,14 @@ def child_verify(out: Path, result_file: Path) -> None:
     result = curate.verify(out / "curate")
     seconds = time.perf_counter() - t0
     result_file.write_text(
-        json.dumps({"seconds": seconds, "summary": result.summary(), "differences": result.differences[:20]})
+        json.dumps(
+            {
+                "seconds": seconds,
+                "summary": result.summary(),
+                "differences": result.differences[:20],
+                "shard_files": result.files,
+            }
+        )
     )
 
 
@@ -240,51 +242,55 @@ def run_child(args: list[str]) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    w = report["write"]
-    mb = w["data_bytes"] / 1e6
-    base = w["writers"]["pyarrow.write_table"]
-    base_rate = mb / base["seconds"]
+    first = next(iter(report["runs"].values()))["result"]
+    mb = first["data_bytes"] / 1e6
     lines = [
         "# Writing shards: curate's writers against `pyarrow.parquet.write_table`",
         "",
         f"Generated by `benchmarks/bench_write.py` (`make bench-write`) at commit `{report['git']['commit'][:12]}`"
         + (" (curate/ had uncommitted changes)" if report["git"]["curate_dir_dirty"] else "")
-        + ".",
+        + f" in {report['seconds']:.0f} s.",
         "",
-        f"- {w['records']:,} records ({report['mix']}) in {w['shards']} shards of "
-        f"{report['shard_records']:,}; {mb:,.0f} MB in memory (polars `estimated_size`).",
+        f"- {first['records']:,} records ({report['mix']}) in {first['shards']} shards of "
+        f"{report['shard_records']:,}; {mb:,.0f} MB in memory (polars `estimated_size`), "
+        f"{report['tokens']:,} tokens (`n_tokens`).",
         f"- Machine: {report['machine']['nproc']} cores, {report['machine']['cpu']}, {report['machine']['memory']};"
         f" load average (1/5/15 min) before {_load(report['load_before'])}, after {_load(report['load_after'])}"
         " (shared with other jobs).",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
-        "- Path measured: `curate.output.write_shard(records, n, folder, OutputSection(formats=[fmt]))`, the "
-        "per-shard writer that `curate build` calls after its external shuffle (the shuffle, tokenizing and "
-        "planning are not included); baseline: `pyarrow.parquet.write_table(records.to_arrow(), path)` with "
-        "default options (snappy). Same records, same process, writers rotating per shard.",
+        "- Path measured: `curate.output.write_shard(records, n, shards, OutputSection(formats=...))` per shard,"
+        " then `curate.formats.finish_formats` (hf dataset, MDS index, Megatron data path): the functions"
+        " `curate build` calls after its external shuffle (shuffle, stages and planning not included). Baseline:"
+        " `pyarrow.parquet.write_table(records.to_arrow(), path)`, default options (snappy), on the same"
+        " records in the same process, alternating with curate's writer shard by shard. Each row is its own"
+        " process; `all formats` writes every format in one `write_shard` call per shard, as a build does.",
         "",
-        "| writer | seconds | MB/s | ratio to write_table | on disk MB | disk / memory |",
-        "|---|---:|---:|---:|---:|---:|",
+        "| formats | curate s | MB/s | write_table s | write_table MB/s | ratio | on disk MB | peak RSS MiB |",
+        "|---|---:|---:|---:|---:|---:|---:|---:|",
     ]
-    for name, s in w["writers"].items():
-        if s["error"]:
-            lines.append(f"| {name} | not measured: {s['error']} | | | | |")
-            continue
-        rate = mb / s["seconds"]
+    for name, run in report["runs"].items():
+        r = run["result"]
+        rate, base = mb / r["curate"]["seconds"], mb / r["baseline"]["seconds"]
+        finish = f" (finish {r['curate']['finish_seconds']:.1f})" if r["curate"]["finish_seconds"] >= 0.05 else ""
         lines.append(
-            f"| {name} | {s['seconds']:.2f} | {rate:,.0f} | {rate / base_rate:.2f} | {s['bytes'] / 1e6:,.0f} "
-            f"| {s['bytes'] / w['data_bytes']:.2f} |"
+            f"| {name} | {r['curate']['seconds']:.1f}{finish} | {rate:,.0f} | {r['baseline']['seconds']:.1f} "
+            f"| {base:,.0f} | {rate / base:.2f} | {r['curate']['bytes'] / 1e6:,.0f} "
+            f"| {run['peak_rss_tree_bytes'] / 2**20:,.0f} |"
         )
-    peak = report["write_run"]["peak_rss_tree_bytes"]
-    vpeak = report["verify_run"]["peak_rss_tree_bytes"]
-    v = report["verify"]
+    peak = max(run["peak_rss_tree_bytes"] for run in report["runs"].values())
+    v, vrun = report["verify"], report["verify_run"]
     lines += [
         "",
-        f"Peak RSS of the writing process tree: **{peak / 2**20:,.0f} MiB** (limit 4096 MiB: "
-        f"{'met' if peak < PEAK_RSS_LIMIT else 'EXCEEDED'}); wall time {report['write_run']['wall_s']:.0f} s.",
+        "MB/s = in-memory MB of the records / seconds; ratio = curate's MB/s / write_table's MB/s in the same"
+        " process. Peak RSS: the summed RSS of the process tree (the child, its threads and any children),"
+        " sampled every 0.05 s, including the records of the shard being written and the baseline's copy.",
         "",
-        f"`curate verify` of the written output (every format's shards: sha256, records, tokens, per-source "
-        f"shares, ledger of {w['records']:,} rows): {v['seconds']:.1f} s, peak RSS {vpeak / 2**20:,.0f} MiB; "
-        f"`{v['summary']}`",
+        f"Largest peak RSS: **{peak / 2**20:,.0f} MiB** "
+        f"(limit 4096 MiB: {'met' if peak < PEAK_RSS_LIMIT else 'EXCEEDED'}).",
+        "",
+        f"`curate verify` of the `all formats` output ({v['shard_files']} shard files; sha256 of every file,"
+        f" records and tokens read back per format, per-source shares, ledger of {first['records']:,} rows):"
+        f" {v['seconds']:.1f} s, peak RSS {vrun['peak_rss_tree_bytes'] / 2**20:,.0f} MiB: `{v['summary']}`",
         "",
     ]
     return "\n".join(lines)
@@ -298,6 +304,7 @@ def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--records", type=int, default=1_000_000, help="records to write (default 1000000)")
     parser.add_argument("--shard-records", type=int, default=100_000, help="records per shard (default 100000)")
+    parser.add_argument("--formats", help="comma-separated formats (default: every format curate has)")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "out" / "write", help="scratch and results folder")
     parser.add_argument("--data", type=Path, default=BENCH_DIR / "_data", help="generated records (cached)")
     parser.add_argument("--markdown", type=Path, default=BENCH_DIR / "BENCH_WRITE.md", help="report to write")
@@ -306,24 +313,32 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--input", type=Path, help=argparse.SUPPRESS)
     args = parser.parse_args(argv)
     out = args.out.resolve()
+    fmts = args.formats.split(",") if args.formats else formats()
     if args.child == "write":
-        child_write(args.input, out, args.result)
+        child_write(args.input, out, fmts, args.result)
         return 0
     if args.child == "verify":
         child_verify(out, args.result)
         return 0
 
+    started = time.perf_counter()
     print(f"generating {args.records:,} records into {args.data} (cached) ...", flush=True)
     data = generate(args.records, args.shard_records, args.data.resolve())
     out.mkdir(parents=True, exist_ok=True)
     git, load_before = git_commit(), os.getloadavg()
-    write_run = run_child(
-        ["--child", "write", "--input", str(data), "--out", str(out), "--result", str(out / "w.json")]
-    )
-    verify_run = run_child(["--child", "verify", "--out", str(out), "--result", str(out / "v.json")])
+    runs: dict[str, dict[str, Any]] = {}
+    for name, chosen in [*((f, [f]) for f in fmts), ("all formats", fmts)]:
+        folder = out / ("all" if len(chosen) > 1 else chosen[0])
+        result = folder.parent / f"{folder.name}.json"
+        cmd = ["--child", "write", "--input", str(data), "--out", str(folder), "--formats", ",".join(chosen)]
+        runs[name] = run_child([*cmd, "--result", str(result)]) | {"result": json.loads(result.read_text())}
+        if len(chosen) == 1:
+            shutil.rmtree(folder)  # keep the disk free: only the all-formats output is verified
+    verify_run = run_child(["--child", "verify", "--out", str(out / "all"), "--result", str(out / "verify.json")])
     import polars as pl
 
-    mix = pl.scan_parquet(data / "shard-00000.parquet").group_by("source").len().sort("source").collect()
+    frame = pl.scan_parquet(sorted(data.glob("shard-*.parquet")))
+    mix = frame.group_by("source").len().sort("source").collect()
     report = {
         "git": git,
         "machine": machine(),
@@ -331,16 +346,18 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": list(load_before),
         "load_after": list(os.getloadavg()),
         "shard_records": args.shard_records,
-        "mix": "first shard: " + ", ".join(f"{s} {n:,}" for s, n in mix.iter_rows()),
-        "write": json.loads((out / "w.json").read_text()),
-        "write_run": write_run,
-        "verify": json.loads((out / "v.json").read_text()),
+        "mix": ", ".join(f"{s} {n:,}" for s, n in mix.iter_rows()),
+        "tokens": int(frame.select(pl.col("n_tokens").sum()).collect().item()),
+        "runs": runs,
+        "verify": json.loads((out / "verify.json").read_text()),
         "verify_run": verify_run,
+        "seconds": time.perf_counter() - started,
     }
     (out / "results.json").write_text(json.dumps(report, indent=2))
     args.markdown.write_text(markdown(report))
     print(args.markdown.read_text())
-    return 0 if write_run["peak_rss_tree_bytes"] < PEAK_RSS_LIMIT else 1
+    peak = max(run["peak_rss_tree_bytes"] for run in runs.values())
+    return 0 if peak < PEAK_RSS_LIMIT else 1
 
 
 if __name__ == "__main__":
