@@ -141,7 +141,8 @@ def cluster_size_histogram(sizes: list[int]) -> Histogram:
     for s in sizes:
         i = next(i for i in range(len(counts)) if s < edges[i + 1])
         counts[i] += 1
-    return Histogram("cluster size", edges, counts)
+    first = next(i for i, n in enumerate(counts) if n)  # no empty bins before the smallest cluster
+    return Histogram("cluster size", edges[first:], counts[first:])
 
 
 def _by_source(records: pl.LazyFrame, column: pl.Expr) -> list[tuple[str, float, float, float, float, int]]:

@@ -93,7 +93,7 @@ def histogram(edges: Sequence[float], counts: Sequence[int], title: str, fmt: Fm
     """Vertical bars over bins [edges[i], edges[i+1]); `counts` has one fewer item than `edges`."""
     if not counts or sum(counts) == 0:
         return Markup("")
-    height, left, bottom = 150, 46, 22
+    height, left, bottom = 150, 64, 22
     plot_w, plot_h = width - left - 10, height - bottom - 10
     top = max(counts)
     bar_w = plot_w / len(counts)
@@ -118,8 +118,8 @@ def funnel(steps: Sequence[tuple[str, int, int]], title: str) -> Markup:
     if not steps:
         return Markup("")
     top = max(n for _, n, _ in steps) or 1
-    center = LABEL_W + (WIDTH - LABEL_W - 110) / 2
-    span = WIDTH - LABEL_W - 110
+    span = WIDTH - LABEL_W - 180  # room on the right for "1,234,567  −123,456"
+    center = LABEL_W + span / 2
     row_h = ROW_H + 6
     marks = []
     for i, (label, remaining, removed) in enumerate(steps):
