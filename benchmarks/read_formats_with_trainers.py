@@ -20,6 +20,7 @@ import shutil
 import sys
 import tempfile
 from pathlib import Path
+from types import SimpleNamespace
 
 import numpy as np
 
@@ -71,8 +72,52 @@ def main(out: Path) -> int:
             )
             problems += not same
             print(f"  document order: MDS sample i == Megatron document i for all {len(samples)}: {same}")
+    if megatron:
+        problems += not gpt_blend(out, manifest)
     print("all readers agree with manifest.json" if not problems else f"{problems} problem(s)")
     return 1 if problems else 0
+
+
+def gpt_blend(out: Path, manifest: dict) -> bool:
+    """Build Megatron's GPTDataset blend from `megatron/data_path.txt`, as `--data-path` would."""
+    import os
+
+    import torch
+    from megatron.core.datasets.blended_megatron_dataset_builder import BlendedMegatronDatasetBuilder
+    from megatron.core.datasets.gpt_dataset import GPTDataset, GPTDatasetConfig
+    from megatron.core.datasets.utils import get_blend_from_list
+
+    if not torch.distributed.is_initialized():
+        os.environ.setdefault("MASTER_ADDR", "127.0.0.1")
+        os.environ.setdefault("MASTER_PORT", "29533")
+        torch.distributed.init_process_group("gloo", rank=0, world_size=1)
+    words = (out / "megatron" / "data_path.txt").read_text().split()
+    blend = [w if i % 2 == 0 else str(out / w) for i, w in enumerate(words)]  # prefixes are relative to OUT
+    eod = next(r["eod_token"] for r in manifest["shards"] if r["format"] == "megatron")
+    # GPTDataset reads only these tokenizer attributes
+    tokenizer = SimpleNamespace(
+        unique_identifiers={"encoding": manifest.get("tokenizer", "")}, eod=eod, pad=eod, vocab_size=1 << 20
+    )
+    with tempfile.TemporaryDirectory() as cache:
+        config = GPTDatasetConfig(
+            random_seed=1,
+            sequence_length=256,
+            blend=get_blend_from_list(blend),
+            split="100,0,0",
+            tokenizer=tokenizer,
+            reset_position_ids=False,
+            reset_attention_mask=False,
+            eod_mask_loss=False,
+            path_to_cache=cache,
+        )
+        train, _, _ = BlendedMegatronDatasetBuilder(GPTDataset, [20, 0, 0], lambda: True, config).build()
+        sample = train[0]
+    ok = len(train) >= 20 and tuple(sample["tokens"].shape) == (256,)
+    print(
+        f"megatron-core GPTDataset blend from data_path.txt ({len(words) // 2} prefixes): {type(train).__name__} "
+        f"of {len(train)} samples of 256 tokens: {'OK' if ok else 'DIFFERS'}"
+    )
+    return ok
 
 
 if __name__ == "__main__":

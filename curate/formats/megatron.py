@@ -72,6 +72,7 @@ def write(shard: Shard, out: Path) -> dict[str, Any]:
         "sha256": sha256_file(data),
         "files": {f"{FOLDER}/{index.name}": sha256_file(index)},
         "encoding": tok.encoding,
+        "eod_token": tok.eod,
         "dtype": dtype.name,
     }
 
