@@ -129,19 +129,20 @@ def get_template(render: str) -> Template:
     """The template for a validated `render` value (a built-in name or a custom template string)."""
     if render in TEMPLATES:
         return TEMPLATES[render]
-    before: list[str] = []
-    after: list[str] = []
+    before: list[str | None] = []  # None stands for the {role} slot
+    after: list[str | None] = []
     target = before
     for literal, name, _, _ in string.Formatter().parse(render):
         target.append(literal)
         if name == "content":
             target = after
         elif name == "role":
-            target.append("{role}")
-    return Template(
-        before={r: "".join(before).replace("{role}", r) for r in ROLES},
-        after={r: "".join(after).replace("{role}", r) for r in ROLES},
-    )
+            target.append(None)
+
+    def fill(parts: list[str | None], role: str) -> str:
+        return "".join(role if p is None else p for p in parts)
+
+    return Template(before={r: fill(before, r) for r in ROLES}, after={r: fill(after, r) for r in ROLES})
 
 
 def _lookup(column: str, table: Mapping[str, str]) -> pl.Expr:

@@ -107,6 +107,8 @@ def test_custom_template():
     out = render_frame(df, "[{role}] {content} {{end}}\n")
     assert out["text"][0] == "[user] 2+2? {end}\n[assistant] 4 {end}\n"
     assert targets(out) == ["4"]
+    escaped = render_frame(df, "{{role}} {role}: {content};")["text"][0]
+    assert escaped == "{role} user: 2+2?;{role} assistant: 4;"
 
 
 def test_mask_all_targets_the_whole_text():
