@@ -2,10 +2,9 @@
 
 __version__ = "0.1.0"
 
-from curate import stages
+from curate import report, stages  # curate.report(out) writes report.html (a callable package)
 from curate.api import Pipeline, build, plan, read_source, stages_info, train_classifier, validate, verify
 from curate.errors import ConfigError, CurateError, FatalError, RecordError
-from curate.report import write_report as report  # curate.report(out)
 from curate.results import open_output as open  # curate.open(out): the notebook API
 
 __all__ = [

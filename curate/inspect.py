@@ -79,6 +79,9 @@ def select(
 ) -> Selection:
     """Output record instances of `source` matching the `where` expression (the `filter` stage's language,
     over the shard columns); `sample` picks that many at random (seeded), else the first `limit`."""
+    if not out.has_records:
+        formats = ", ".join(sorted({s["format"] for s in out.manifest.get("shards", [])})) or "none"
+        raise QueryError(f"{out.path} has no record shards to read (formats: {formats}); use parquet or jsonl")
     records = out.records
     if source is not None:
         _check_source(out, source)

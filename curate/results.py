@@ -21,8 +21,10 @@ import polars as pl
 
 from curate.errors import FatalError
 
-#: Shard formats in the order they are preferred for reading (Parquet keeps types and scans lazily).
-READ_ORDER = ("parquet", "jsonl", "jsonl.zst")
+#: Shard formats in the order they are preferred for reading (Parquet keeps types and scans lazily; an
+#: `hf` split folder's Arrow stream files are read eagerly). Token formats (megatron, tokens, mds) hold
+#: no record columns.
+READ_ORDER = ("parquet", "jsonl", "jsonl.zst", "hf")
 CLUSTER_REASON = "near_duplicate:"
 TEMPLATE_SCHEMA = pl.Schema(
     {
@@ -97,13 +99,19 @@ class BuildOutput:
         return list(self.shard_files()[1])
 
     @property
+    def has_records(self) -> bool:
+        """Whether the output has shards with record columns (not only token formats)."""
+        return bool(self.shard_files()[0])
+
+    @property
     def records(self) -> pl.LazyFrame:
         """Every output record instance (a record sampled twice appears twice), lazily. With more than one
-        split, a `split` column says which one a row is in."""
+        split, a `split` column says which one a row is in. Empty when the build wrote only token formats
+        (see `has_records`)."""
         fmt, by_split = self.shard_files()
         frames = []
         for split, files in by_split.items():
-            frame = pl.scan_parquet(files) if fmt == "parquet" else pl.scan_ndjson(files, infer_schema_length=None)
+            frame = _scan(fmt, files)
             if len(by_split) > 1 and "split" not in frame.collect_schema().names():
                 frame = frame.with_columns(pl.lit(split).alias("split"))
             frames.append(frame)
@@ -176,6 +184,15 @@ class BuildOutput:
             f"<curate output {self.path}: {self.manifest.get('pipeline')}, {totals.get('records_out', 0):,} records,"
             f" {totals.get('tokens_out', 0):,} tokens, splits {', '.join(self.splits) or '-'}>"
         )
+
+
+def _scan(fmt: str, files: list[Path]) -> pl.LazyFrame:
+    if fmt == "parquet":
+        return pl.scan_parquet(files)
+    if fmt == "hf":  # save_to_disk folders: Arrow IPC stream files
+        arrows = [f for folder in files for f in sorted(folder.glob("*.arrow"))]
+        return pl.concat([pl.read_ipc_stream(f) for f in arrows], how="diagonal_relaxed").lazy()
+    return pl.scan_ndjson(files, infer_schema_length=None)
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:

@@ -114,3 +114,27 @@ def test_to_toml_refuses_in_memory_sources(tmp_path):
     p = curate.Pipeline.from_dict({"pipeline": {"name": "m"}, "sources": [{"name": "m", "data": frame}]}, tmp_path)
     with pytest.raises(ConfigError, match="in-memory data"):
         p.to_toml()
+
+
+@pytest.mark.parametrize("fmt", ["jsonl", "jsonl.zst", "hf"])
+def test_records_read_from_any_record_format(tmp_path, small_pipeline, fmt):
+    small_pipeline["output"] = {"formats": [fmt]}
+    result = curate.build(small_pipeline, base_dir=tmp_path)
+    out = curate.open(result.output)
+    assert out.has_records
+    records = out.records.collect()
+    assert records.height == result.manifest["totals"]["records_out"]
+    assert sorted(records["id"]) == sorted(result.ledger.filter(pl.col("status") == "kept")["id"])
+    assert "report.html" in {p.name for p in result.output.iterdir()}
+
+
+def test_token_formats_have_no_records_to_read(tmp_path, small_pipeline):
+    from curate.inspect import QueryError, select
+
+    small_pipeline["output"] = {"formats": ["megatron"]}
+    result = curate.build(small_pipeline, base_dir=tmp_path)
+    out = curate.open(result.output)
+    assert not out.has_records and out.records.collect().is_empty()
+    with pytest.raises(QueryError, match="no record shards"):
+        select(out)
+    assert out.explain(result.ledger["id"][0]).ledger  # the ledger still explains every record

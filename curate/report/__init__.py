@@ -6,6 +6,8 @@ Written into every build output, and regenerated with `curate report OUT` (`cura
 
 from __future__ import annotations
 
+import sys
+import types
 from pathlib import Path
 
 from curate.report.data import collect
@@ -24,5 +26,14 @@ def write_report(output: str | Path) -> Path:
     tmp.replace(path)
     return path
 
+
+class _CallablePackage(types.ModuleType):
+    """Makes `curate.report(out)` call `write_report` while `curate.report` stays this package."""
+
+    def __call__(self, output: str | Path) -> Path:
+        return write_report(output)
+
+
+sys.modules[__name__].__class__ = _CallablePackage
 
 __all__ = ["FILE", "write_report"]
