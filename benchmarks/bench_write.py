@@ -9,18 +9,18 @@
    (seeded by k and the record) and " (copy k)" appended, so copies are not byte-identical and
    compressors see realistic redundancy. `n_tokens` is the base record's count plus the suffix's (not
    recounted: the writers do not depend on its exact value). One Parquet file per shard.
-2. One child process per format of `curate.config.OutputFormat` (formats added to curate are measured
-   automatically; `--formats` picks some), then one writing every format at once as a build does: for
-   each shard the records are read into memory (not timed) and written with curate's shard writer
-   (`curate.output.write_shard`, which `curate build` calls for every shard after its external
-   shuffle) and, side by side, with `pyarrow.parquet.write_table` (default options, `to_arrow()`
-   included) as the baseline, alternating which goes first; then `curate.formats.finish_formats`.
-3. A manifest and ledger are written for the all-formats output and `curate.verify` checks it in its
+2. One child process writes every shard in every format of `curate.config.OutputFormat` (formats added
+   to curate are measured automatically; `--formats` picks some) the way `curate.output.write_shard`
+   does (record formats through `write_shard` itself; the others through one `curate.formats.Shard` per
+   shard, whose tokenization the tokenized formats share, and each format's `write`), then each format's
+   `finish`; each step is timed, and so is `pyarrow.parquet.write_table` (default options, `to_arrow()`
+   included) on the same records, side by side, its turn rotating from shard to shard.
+3. A manifest and ledger are written for the output and `curate.verify` checks it in its
    own child process (its time and peak memory are reported too).
 
 MB/s is the records' in-memory size (polars `estimated_size`) divided by the write time, so every format
 is measured against the same amount of data; the ratio is curate's MB/s over the baseline's in the same
-process. Peak RSS is the summed RSS of each child's whole process tree, sampled from /proc every 0.05 s. Results go to
+process. Peak RSS is the summed RSS of the child's whole process tree, sampled from /proc every 0.05 s. Results go to
 OUT/results.json and benchmarks/BENCH_WRITE.md; the load average before and after is recorded (the
 machine may be shared).
 """
@@ -130,20 +130,23 @@ def formats() -> list[str]:
 
 
 def child_write(data: Path, out: Path, fmts: list[str], result_file: Path) -> None:
-    """Write every data shard with curate's writer for `fmts` (one call per shard, as a build does) and,
-    side by side, with the baseline; then the formats' `finish` step. Time each."""
+    """Write every data shard in every format in one process, as `curate.output.write_shard` does (one
+    `Shard` per shard, its rendering and tokenization shared by the formats), timing each format's
+    writer, the shared tokenization and, side by side, the baseline; then each format's finish step."""
     import polars as pl
     import pyarrow.parquet as pq
 
     from curate.config import OutputSection
-    from curate.formats import finish_formats
+    from curate.formats import FORMATS, TOKENIZED, Shard, finish_formats
     from curate.output import write_shard
 
     shutil.rmtree(out, ignore_errors=True)
-    (out / "curate" / "shards").mkdir(parents=True)
-    (out / "baseline").mkdir(parents=True)
+    shards, baseline = out / "curate" / "shards", out / "baseline"
+    shards.mkdir(parents=True)
+    baseline.mkdir(parents=True)
     output = OutputSection(formats=fmts)  # type: ignore[arg-type]
-    stats = {w: {"seconds": 0.0, "bytes": 0} for w in ("baseline", "curate")}
+    seconds = dict.fromkeys(["baseline", "tokenize (shared)", *fmts], 0.0)
+    finish = dict.fromkeys(fmts, 0.0)
     rows: list[dict[str, Any]] = []
     data_bytes = records_total = 0
     files = sorted(data.glob("shard-*.parquet"))
@@ -151,25 +154,38 @@ def child_write(data: Path, out: Path, fmts: list[str], result_file: Path) -> No
         records = pl.read_parquet(path)
         data_bytes += records.estimated_size()
         records_total += records.height
-        for writer in ("baseline", "curate") if number % 2 == 0 else ("curate", "baseline"):
+        shard = Shard(records, "train", number, output, output.tokenizer)
+        order = ["baseline", "tokenize (shared)", *fmts]
+        for step in order if number % 2 == 0 else order[1:] + order[:1]:
             t0 = time.perf_counter()
-            if writer == "baseline":
-                pq.write_table(records.to_arrow(), out / "baseline" / f"shard-{number:05d}.parquet")
+            if step == "baseline":
+                pq.write_table(records.to_arrow(), baseline / f"shard-{number:05d}.parquet")
+            elif step == "tokenize (shared)":
+                if any(f in TOKENIZED for f in fmts):
+                    shard.tokenized()
+            elif step in FORMATS:
+                row = FORMATS[step].write(shard, shards.parent)
+                rows += [{"format": step, "split": "train", **row}] if row else []
             else:
-                rows += write_shard(records, number, out / "curate" / "shards", output)
-            stats[writer]["seconds"] += time.perf_counter() - t0
-        del records
-        print(f"{'+'.join(fmts)}: shard {number + 1}/{len(files)} written", file=sys.stderr, flush=True)
-    t0 = time.perf_counter()
-    finished = finish_formats(out / "curate", fmts, rows)
-    stats["curate"]["finish_seconds"] = time.perf_counter() - t0
-    stats["curate"]["seconds"] += stats["curate"]["finish_seconds"]
-    stats["baseline"]["bytes"] = _size(out / "baseline")
-    stats["curate"]["bytes"] = sum(_size(out / "curate" / d) for d in os.listdir(out / "curate"))
-    _write_manifest(data, out / "curate", finished["shards"])
-    result_file.write_text(
-        json.dumps({"formats": fmts, "data_bytes": data_bytes, "records": records_total, "shards": len(files), **stats})
-    )
+                rows += write_shard(records, number, shards, OutputSection(formats=[step]))  # type: ignore[list-item]
+            seconds[step] += time.perf_counter() - t0
+        del records, shard
+        print(f"shard {number + 1}/{len(files)} written", file=sys.stderr, flush=True)
+    for fmt in fmts:
+        t0 = time.perf_counter()
+        rows = finish_formats(out / "curate", [fmt], rows)["shards"]
+        finish[fmt] = time.perf_counter() - t0
+    on_disk = {fmt: sum(_size(out / "curate" / r["path"]) for r in rows if r["format"] == fmt) for fmt in fmts}
+    on_disk |= {
+        fmt: on_disk[fmt]
+        + sum((out / "curate" / f).stat().st_size for r in rows if r["format"] == fmt for f in r["files"])
+        for fmt in fmts
+        if any("files" in r for r in rows if r["format"] == fmt)
+    }
+    on_disk["baseline"] = _size(baseline)
+    _write_manifest(data, out / "curate", rows)
+    result = {"data_bytes": data_bytes, "records": records_total, "shards": len(files), "seconds": seconds}
+    result_file.write_text(json.dumps(result | {"finish_seconds": finish, "bytes": on_disk}))
 
 
 def _size(path: Path) -> int:
@@ -242,8 +258,10 @@ def run_child(args: list[str]) -> dict[str, Any]:
 
 
 def markdown(report: dict[str, Any]) -> str:
-    first = next(iter(report["runs"].values()))["result"]
-    mb = first["data_bytes"] / 1e6
+    r = report["result"]
+    mb = r["data_bytes"] / 1e6
+    base = mb / r["seconds"]["baseline"]
+    tokenize = r["seconds"]["tokenize (shared)"]
     lines = [
         "# Writing shards: curate's writers against `pyarrow.parquet.write_table`",
         "",
@@ -251,45 +269,55 @@ def markdown(report: dict[str, Any]) -> str:
         + (" (curate/ had uncommitted changes)" if report["git"]["curate_dir_dirty"] else "")
         + f" in {report['seconds']:.0f} s.",
         "",
-        f"- {first['records']:,} records ({report['mix']}) in {first['shards']} shards of "
-        f"{report['shard_records']:,}; {mb:,.0f} MB in memory (polars `estimated_size`), "
-        f"{report['tokens']:,} tokens (`n_tokens`).",
+        f"- {r['records']:,} records ({report['mix']}) in {r['shards']} shards of {report['shard_records']:,};"
+        f" {mb:,.0f} MB in memory (polars `estimated_size`), {report['tokens']:,} tokens (`n_tokens`).",
         f"- Machine: {report['machine']['nproc']} cores, {report['machine']['cpu']}, {report['machine']['memory']};"
         f" load average (1/5/15 min) before {_load(report['load_before'])}, after {_load(report['load_after'])}"
-        " (shared with other jobs).",
+        " (shared with other jobs: timings are slower than on an idle machine).",
         f"- Versions: {', '.join(f'{k} {v}' for k, v in report['versions'].items())}.",
-        "- Path measured: `curate.output.write_shard(records, n, shards, OutputSection(formats=...))` per shard,"
-        " then `curate.formats.finish_formats` (hf dataset, MDS index, Megatron data path): the functions"
-        " `curate build` calls after its external shuffle (shuffle, stages and planning not included). Baseline:"
-        " `pyarrow.parquet.write_table(records.to_arrow(), path)`, default options (snappy), on the same"
-        " records in the same process, alternating with curate's writer shard by shard. Each row is its own"
-        " process; `all formats` writes every format in one `write_shard` call per shard, as a build does.",
+        "- Path measured, in one process: for each shard, `curate.output.write_shard(records, n, shards,"
+        " OutputSection(formats=[fmt]))` for the record formats, and for the other formats what `write_shard`"
+        " does for them: one `curate.formats.Shard` per shard (rendering and tokenization computed once and"
+        " shared, timed as `tokenize (shared)`) and each format's `write`; after all shards each format's"
+        " `finish` (hf: build and save the DatasetDict from the Parquet shards; MDS index; Megatron data path)."
+        " These are the functions `curate build` runs after its external shuffle; the shuffle, stages and"
+        " planning are not included. Baseline: `pyarrow.parquet.write_table(records.to_arrow(), path)`,"
+        " default options (snappy), on the same records in the same process, its turn rotating shard by shard.",
         "",
-        "| formats | curate s | MB/s | write_table s | write_table MB/s | ratio | on disk MB | peak RSS MiB |",
-        "|---|---:|---:|---:|---:|---:|---:|---:|",
+        "| writer | seconds | MB/s | ratio to write_table | with shared tokenization: MB/s, ratio | on disk MB |",
+        "|---|---:|---:|---:|---:|---:|",
+        f"| pyarrow.parquet.write_table | {r['seconds']['baseline']:.1f} | {base:,.0f} | 1.00 | | "
+        f"{r['bytes']['baseline'] / 1e6:,.0f} |",
+        f"| tokenize (shared by megatron, tokens, mds) | {tokenize:.1f} | {mb / tokenize:,.0f} | "
+        f"{mb / tokenize / base:.2f} | | |",
     ]
-    for name, run in report["runs"].items():
-        r = run["result"]
-        rate, base = mb / r["curate"]["seconds"], mb / r["baseline"]["seconds"]
-        finish = f" (finish {r['curate']['finish_seconds']:.1f})" if r["curate"]["finish_seconds"] >= 0.05 else ""
+    tokenized = report["tokenized"]
+    for fmt in report["formats"]:
+        total = r["seconds"][fmt] + r["finish_seconds"][fmt]
+        finish = f" (finish {r['finish_seconds'][fmt]:.1f})" if r["finish_seconds"][fmt] >= 0.05 else ""
+        rate = mb / total
+        with_tok = f"{mb / (total + tokenize):,.1f}, {mb / (total + tokenize) / base:.3f}" if fmt in tokenized else ""
         lines.append(
-            f"| {name} | {r['curate']['seconds']:.1f}{finish} | {rate:,.0f} | {r['baseline']['seconds']:.1f} "
-            f"| {base:,.0f} | {rate / base:.2f} | {r['curate']['bytes'] / 1e6:,.0f} "
-            f"| {run['peak_rss_tree_bytes'] / 2**20:,.0f} |"
+            f"| {fmt} | {total:.1f}{finish} | {rate:,.0f} | {rate / base:.2f} | {with_tok} "
+            f"| {r['bytes'][fmt] / 1e6:,.0f} |"
         )
-    peak = max(run["peak_rss_tree_bytes"] for run in report["runs"].values())
+    everything = sum(r["seconds"][f] + r["finish_seconds"][f] for f in report["formats"]) + tokenize
+    peak = report["write_run"]["peak_rss_tree_bytes"]
     v, vrun = report["verify"], report["verify_run"]
     lines += [
+        f"| **all formats** | {everything:.1f} | {mb / everything:,.1f} | {mb / everything / base:.3f} | | "
+        f"{sum(r['bytes'][f] for f in report['formats']) / 1e6:,.0f} |",
         "",
-        "MB/s = in-memory MB of the records / seconds; ratio = curate's MB/s / write_table's MB/s in the same"
-        " process. Peak RSS: the summed RSS of the process tree (the child, its threads and any children),"
-        " sampled every 0.05 s, including the records of the shard being written and the baseline's copy.",
+        "MB/s = in-memory MB of the records / seconds; ratio = that over write_table's MB/s in the same"
+        " process. Tokenized formats (megatron, tokens, mds) tokenize the rendered text once per shard;"
+        " their own row is the writing alone, the next column adds the shared tokenization.",
         "",
-        f"Largest peak RSS: **{peak / 2**20:,.0f} MiB** "
-        f"(limit 4096 MiB: {'met' if peak < PEAK_RSS_LIMIT else 'EXCEEDED'}).",
+        f"Peak RSS of the process tree (summed RSS of the process and any children, sampled every 0.05 s): "
+        f"**{peak / 2**20:,.0f} MiB** (limit 4096 MiB: {'met' if peak < PEAK_RSS_LIMIT else 'EXCEEDED'});"
+        f" wall time {report['write_run']['wall_s']:.0f} s.",
         "",
-        f"`curate verify` of the `all formats` output ({v['shard_files']} shard files; sha256 of every file,"
-        f" records and tokens read back per format, per-source shares, ledger of {first['records']:,} rows):"
+        f"`curate verify` of this output ({v['shard_files']} shard files: sha256 of every file, records and"
+        f" tokens read back per format, per-source shares, ledger of {r['records']:,} rows):"
         f" {v['seconds']:.1f} s, peak RSS {vrun['peak_rss_tree_bytes'] / 2**20:,.0f} MiB: `{v['summary']}`",
         "",
     ]
@@ -326,16 +354,12 @@ def main(argv: list[str] | None = None) -> int:
     data = generate(args.records, args.shard_records, args.data.resolve())
     out.mkdir(parents=True, exist_ok=True)
     git, load_before = git_commit(), os.getloadavg()
-    runs: dict[str, dict[str, Any]] = {}
-    for name, chosen in [*((f, [f]) for f in fmts), ("all formats", fmts)]:
-        folder = out / ("all" if len(chosen) > 1 else chosen[0])
-        result = folder.parent / f"{folder.name}.json"
-        cmd = ["--child", "write", "--input", str(data), "--out", str(folder), "--formats", ",".join(chosen)]
-        runs[name] = run_child([*cmd, "--result", str(result)]) | {"result": json.loads(result.read_text())}
-        if len(chosen) == 1:
-            shutil.rmtree(folder)  # keep the disk free: only the all-formats output is verified
-    verify_run = run_child(["--child", "verify", "--out", str(out / "all"), "--result", str(out / "verify.json")])
+    cmd = ["--child", "write", "--input", str(data), "--out", str(out), "--formats", ",".join(fmts)]
+    write_run = run_child([*cmd, "--result", str(out / "write.json")])
+    verify_run = run_child(["--child", "verify", "--out", str(out), "--result", str(out / "verify.json")])
     import polars as pl
+
+    from curate.formats import TOKENIZED
 
     frame = pl.scan_parquet(sorted(data.glob("shard-*.parquet")))
     mix = frame.group_by("source").len().sort("source").collect()
@@ -346,9 +370,12 @@ def main(argv: list[str] | None = None) -> int:
         "load_before": list(load_before),
         "load_after": list(os.getloadavg()),
         "shard_records": args.shard_records,
+        "formats": fmts,
+        "tokenized": list(TOKENIZED),
         "mix": ", ".join(f"{s} {n:,}" for s, n in mix.iter_rows()),
         "tokens": int(frame.select(pl.col("n_tokens").sum()).collect().item()),
-        "runs": runs,
+        "result": json.loads((out / "write.json").read_text()),
+        "write_run": write_run,
         "verify": json.loads((out / "verify.json").read_text()),
         "verify_run": verify_run,
         "seconds": time.perf_counter() - started,
@@ -356,8 +383,7 @@ def main(argv: list[str] | None = None) -> int:
     (out / "results.json").write_text(json.dumps(report, indent=2))
     args.markdown.write_text(markdown(report))
     print(args.markdown.read_text())
-    peak = max(run["peak_rss_tree_bytes"] for run in runs.values())
-    return 0 if peak < PEAK_RSS_LIMIT else 1
+    return 0 if write_run["peak_rss_tree_bytes"] < PEAK_RSS_LIMIT else 1
 
 
 if __name__ == "__main__":
