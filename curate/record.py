@@ -29,10 +29,15 @@ RECORD_COLUMNS: dict[str, tuple[pl.DataType, str]] = {
         pl.String(),
         "'pretrain' (a document in `text`) or 'instruction' (a conversation in `messages`).",
     ),
-    "text": (pl.String(), "The document text (pretrain records; null for instruction records)."),
+    "text": (
+        pl.String(),
+        "The document text (pretrain records); for instruction records null, or the rendered conversation in "
+        "shards written with a chat template (`[output] render`).",
+    ),
     "messages": (
         pl.List(MESSAGE),
-        "The conversation (instruction records; null for pretrain): a list of {role, content}.",
+        "The conversation (instruction records; null for pretrain, and in shards rendered with a chat "
+        "template): a list of {role, content}.",
     ),
     "n_tokens": (pl.Int64(), "Token count of the training text with the pipeline's tiktoken encoding."),
     "meta": (pl.String(), "The source's leftover fields as a JSON object (JSON text in Parquet)."),
@@ -102,9 +107,14 @@ def record_json_schema() -> dict[str, Any]:
                 "if": {"properties": {"kind": {"const": "pretrain"}}},
                 "then": {"properties": {"text": {"type": "string", "minLength": 1}, "messages": {"type": "null"}}},
             },
-            {
+            {  # a conversation, or (with `[output] render = "chatml"` etc.) its rendered text
                 "if": {"properties": {"kind": {"const": "instruction"}}},
-                "then": {"properties": {"text": {"type": "null"}, "messages": {"type": "array"}}},
+                "then": {
+                    "oneOf": [
+                        {"properties": {"text": {"type": "null"}, "messages": {"type": "array"}}},
+                        {"properties": {"text": {"type": "string", "minLength": 1}, "messages": {"type": "null"}}},
+                    ]
+                },
             },
         ],
     }

@@ -17,17 +17,24 @@ def test_schema_file_matches_code(name):
     assert on_disk == render(name), f"schemas/{name} is stale: run `make schemas`"
 
 
-def test_output_records_validate_against_record_schema(tmp_path, small_pipeline):
+@pytest.mark.parametrize("render", ["messages", "chatml"])
+def test_output_records_validate_against_record_schema(tmp_path, small_pipeline, render):
     import curate
 
+    small_pipeline["output"] = {"render": render}
     result = curate.build(small_pipeline, base_dir=tmp_path)
     schema = json.loads((REPO / "schemas" / "record.schema.json").read_text())
     validator = jsonschema.Draft202012Validator(schema)
     shard = next(result.output.glob("shards/*.jsonl.zst"))
     lines = zstandard.ZstdDecompressor().stream_reader(shard.open("rb")).read().splitlines()
-    assert lines
-    for line in lines:
-        validator.validate(orjson.loads(line))
+    records = [orjson.loads(line) for line in lines]
+    assert any(r["kind"] == "instruction" for r in records)
+    for record in records:
+        validator.validate(record)
+        if record["kind"] == "instruction":
+            assert (record["messages"] is None) == (render == "chatml")
+    broken = {**records[0], "text": None, "messages": None}
+    assert not validator.is_valid(broken)
 
 
 def test_quickstart_config_validates_against_config_schema():
