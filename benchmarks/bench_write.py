@@ -48,6 +48,7 @@ GENERATOR_VERSION = 1
 SEED = 0
 DATA = ROOT / "pipelines" / "data"
 PEAK_RSS_LIMIT = 4 * 2**30
+NOTES = "## Notes"
 
 
 # ---------------------------------------------------------------- input generation
@@ -171,10 +172,12 @@ def child_write(data: Path, out: Path, fmts: list[str], result_file: Path) -> No
             seconds[step] += time.perf_counter() - t0
         del records, shard
         print(f"shard {number + 1}/{len(files)} written", file=sys.stderr, flush=True)
+    peaks = {"after the shards": _maxrss_mib()}  # the process's own high-water mark, for attribution
     for fmt in fmts:
         t0 = time.perf_counter()
         rows = finish_formats(out / "curate", [fmt], rows)["shards"]
         finish[fmt] = time.perf_counter() - t0
+        peaks[f"after {fmt} finish"] = _maxrss_mib()
     on_disk = {fmt: sum(_size(out / "curate" / r["path"]) for r in rows if r["format"] == fmt) for fmt in fmts}
     on_disk |= {
         fmt: on_disk[fmt]
@@ -185,7 +188,13 @@ def child_write(data: Path, out: Path, fmts: list[str], result_file: Path) -> No
     on_disk["baseline"] = _size(baseline)
     _write_manifest(data, out / "curate", rows)
     result = {"data_bytes": data_bytes, "records": records_total, "shards": len(files), "seconds": seconds}
-    result_file.write_text(json.dumps(result | {"finish_seconds": finish, "bytes": on_disk}))
+    result_file.write_text(json.dumps(result | {"finish_seconds": finish, "bytes": on_disk, "maxrss_mib": peaks}))
+
+
+def _maxrss_mib() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
 
 
 def _size(path: Path) -> int:
@@ -314,7 +323,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         f"Peak RSS of the process tree (summed RSS of the process and any children, sampled every 0.05 s): "
         f"**{peak / 2**20:,.0f} MiB** (limit 4096 MiB: {'met' if peak < PEAK_RSS_LIMIT else 'EXCEEDED'});"
-        f" wall time {report['write_run']['wall_s']:.0f} s.",
+        f" wall time {report['write_run']['wall_s']:.0f} s. The process's own high-water mark (`ru_maxrss`, MiB): "
+        + ", ".join(f"{k} {v:,.0f}" for k, v in r["maxrss_mib"].items())
+        + ".",
         "",
         f"`curate verify` of this output ({v['shard_files']} shard files: sha256 of every file, records and"
         f" tokens read back per format, per-source shares, ledger of {r['records']:,} rows):"
@@ -381,7 +392,9 @@ def main(argv: list[str] | None = None) -> int:
         "seconds": time.perf_counter() - started,
     }
     (out / "results.json").write_text(json.dumps(report, indent=2))
-    args.markdown.write_text(markdown(report))
+    old = args.markdown.read_text() if args.markdown.exists() else ""
+    notes = old[old.index(NOTES) :] if NOTES in old else ""  # hand-written analysis survives reruns
+    args.markdown.write_text(markdown(report) + ("\n" + notes if notes else ""))
     print(args.markdown.read_text())
     return 0 if write_run["peak_rss_tree_bytes"] < PEAK_RSS_LIMIT else 1
 
