@@ -1,8 +1,8 @@
 """Golden runs: every pipelines/*.toml builds, and its result matches tests/golden/<name>.json.
 
 The golden file holds what a reviewer should look at when it changes: per-source counts and shares,
-totals, drop reasons, and a digest of the decompressed JSONL records (independent of compressor
-versions). Regenerate with `pytest tests/test_golden.py --update-golden` and review the diff.
+totals, drop reasons, a digest of the decompressed JSONL records (independent of compressor
+versions), and the checksums of tokenized shards (megatron, tokens, mds). Regenerate with `pytest tests/test_golden.py --update-golden` and review the diff.
 """
 
 import hashlib
@@ -24,7 +24,13 @@ def summary(result) -> dict:
         if shard["format"] == "jsonl.zst":
             raw = (result.output / shard["path"]).read_bytes()
             digest.update(zstandard.ZstdDecompressor().stream_reader(raw).read())
+    token_files = {  # tokenized formats are plain bytes we write ourselves: compared exactly
+        row["path"]: {"sha256": row["sha256"], "tokens": row["tokens"], "files": row.get("files")}
+        for row in m["shards"]
+        if row["format"] in ("megatron", "tokens", "mds")
+    }
     return {
+        "token_files": token_files,
         "sources": m["sources"],
         "totals": m["totals"],
         "mixture": m["mixture"],
