@@ -2,7 +2,8 @@
 
 The golden file holds what a reviewer should look at when it changes: per-source counts and shares,
 totals, drop reasons, a digest of the decompressed JSONL records (independent of compressor
-versions), and the checksums of tokenized shards (megatron, tokens, mds). Regenerate with `pytest tests/test_golden.py --update-golden` and review the diff.
+versions), and the checksums of tokenized shards (megatron, tokens, mds). Regenerate with
+`pytest tests/test_golden.py --update-golden` and review the diff.
 """
 
 import hashlib
