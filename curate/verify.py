@@ -20,6 +20,7 @@ Every difference is collected (none stops the check) as "<file or part>: <what d
 from __future__ import annotations
 
 import json
+import struct
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 from typing import Any
@@ -34,7 +35,15 @@ from curate.formats import RECORD_FORMATS, TOKENIZED, sha256_file
 from curate.formats.hf import tree_sha256
 from curate.verify_read import Counts, GroupRule, read_counts
 
-_READ_ERRORS = (OSError, ValueError, KeyError, zstandard.ZstdError, pl.exceptions.PolarsError, pa.ArrowException)
+_READ_ERRORS = (
+    OSError,
+    ValueError,
+    KeyError,
+    struct.error,
+    zstandard.ZstdError,
+    pl.exceptions.PolarsError,
+    pa.ArrowException,
+)  # what the format readers raise on a damaged file
 
 
 class NotAnOutput(CurateError):
@@ -249,10 +258,12 @@ def _check_mixture(fmt: str, mixture: dict[str, Any], result: VerifyResult) -> N
         return
     cells = train.by_cell
     for line in mixture.get("groups") or []:
+        where = f"{fmt} shards: mixture group {line.get('group')}"
         tokens = sum(t for (g, _), t in cells.items() if g == line.get("group"))
-        _differs(
-            diffs, f"{fmt} shards: mixture group {line.get('group')}", "tokens", tokens, line.get("realized_tokens")
-        )
+        _differs(diffs, where, "tokens", tokens, line.get("realized_tokens"))
+        share = tokens / train.tokens if train.tokens else 0.0
+        if "realized_share" in line and abs(round(share, 6) - line["realized_share"]) > 1e-6:
+            diffs.append(f"{where}: realized share {share:.6f}, manifest says {_num(line['realized_share'])}")
     for line in mixture.get("cells") or []:
         where = f"{fmt} shards: mixture group {line.get('group')}, source {line.get('source')}"
         tokens = cells.get((line.get("group"), line.get("source")), 0)

@@ -134,6 +134,19 @@ def test_group_tokens_are_recomputed_from_the_records(grouped, tmp_path):
     assert any(d.startswith(where) and "exactness rule" in d for d in diffs)
 
 
+def test_a_group_condition_the_shards_cannot_evaluate_is_reported(grouped, tmp_path):
+    out = Path(shutil.copytree(grouped, tmp_path / "out"))
+    m = manifest(out)
+    chat = next(g for g in m["mixture"]["groups"] if g["group"] == "chat")
+    chat["definition"]["where"] = "quality > 0.5"
+    (out / "manifest.json").write_text(json.dumps(m))
+    diffs = verify(out).differences
+    parquet = [r["path"] for r in m["shards"] if r["format"] == "parquet"]
+    for path in parquet:
+        assert any(d.startswith(f"{path}: a mixture group's condition cannot be evaluated") for d in diffs)
+    assert any("quality" in d for d in diffs)
+
+
 def test_tokenized_shards_and_their_companion_files_are_checked(grouped, tmp_path):
     out = Path(shutil.copytree(grouped, tmp_path / "out"))
     rows = {r["format"]: r for r in manifest(out)["shards"] if r["split"] == "train"}
@@ -150,6 +163,19 @@ def test_tokenized_shards_and_their_companion_files_are_checked(grouped, tmp_pat
     assert any(d.startswith(f"{rows['tokens']['path']}: ") and ("cannot be read" in d or "tokens" in d) for d in diffs)
     assert f"{rows['hf']['path']}: sha256 differs (file edited?)" in diffs
     assert any(d.startswith(f"{rows['mds']['path']}: missing (deleted?)") for d in diffs)
+
+
+@pytest.mark.parametrize("fmt", ["megatron", "tokens", "mds"])
+@pytest.mark.parametrize("keep", [3, 0.5])
+def test_truncated_tokenized_shards_cannot_be_read(grouped, tmp_path, fmt, keep):
+    out = Path(shutil.copytree(grouped, tmp_path / "out"))
+    row = next(r for r in manifest(out)["shards"] if r["format"] == fmt)
+    path = out / row["path"]
+    data = path.read_bytes()
+    path.write_bytes(data[: keep if isinstance(keep, int) else int(len(data) * keep)])
+    diffs = verify(out).differences
+    assert f"{row['path']}: sha256 differs (file edited?)" in diffs
+    assert any(d.startswith(f"{row['path']}: cannot be read as {fmt}: ") for d in diffs), diffs
 
 
 def test_truncated_jsonl_zst_is_caught(out):
