@@ -214,7 +214,10 @@ def test_deleted_shard_is_caught(out):
     rel = path.relative_to(out).as_posix()
     assert any(d.startswith(f"{rel}: missing (deleted?)") for d in result.differences)
     assert any(d.startswith("parquet shards: ") and "records in all" in d for d in result.differences)
-    assert any(d.startswith("ledger.parquet: ") and "parquet shards hold" in d for d in result.differences)
+    note = "parquet shards: per-source, mixture and ledger figures not compared (1 file(s) missing or unreadable)"
+    assert note in result.differences
+    assert not any("parquet shards hold" in d or d.startswith("parquet shards: source") for d in result.differences)
+    assert not any(d.startswith("jsonl shards: ") for d in result.differences)  # other formats still match
     assert not result.ok and result.summary().startswith("FAILED: ")
 
 
