@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test lint bench bench-write bench-minhash eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
+.PHONY: demo test test-ray lint bench bench-write bench-minhash eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -21,6 +21,15 @@ demo: $(STAMP)
 test: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks
 	$(BIN)/python -m pytest
+
+# The ray executor's tests (skipped by `make test` when ray is not installed): installs the ray extra.
+RAY_STAMP := $(VENV)/.installed-ray
+$(RAY_STAMP): pyproject.toml $(STAMP)
+	$(BIN)/python -m pip install --quiet -e '.[dev,ray]'
+	touch $(RAY_STAMP)
+
+test-ray: $(RAY_STAMP)
+	$(BIN)/python -m pytest tests/test_ray.py
 
 lint: $(STAMP)
 	$(BIN)/ruff check curate tests benchmarks

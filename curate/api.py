@@ -46,8 +46,12 @@ def build(
     workers: int = 1,
     progress: bool = False,
     base_dir: str | Path | None = None,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> BuildResult:
     """Build a mixture from a TOML path or a config dict; returns `manifest` (dict) and `ledger` (polars).
+    `executor="ray"` (default: `pipeline.executor`) runs the batches on Ray, on the cluster at `address`
+    or on a local Ray with `workers` CPUs (default: every core); the output is the same.
 
     >>> result = curate.build("pipelines/quickstart.toml")            # doctest: +SKIP
     >>> result.ledger.group_by("status").len()                        # doctest: +SKIP
@@ -60,6 +64,8 @@ def build(
         strict=strict,
         workers=workers,
         progress=progress,
+        executor=executor,
+        address=address,
     )
 
 
@@ -71,6 +77,8 @@ def plan(
     workers: int = 1,
     progress: bool = False,
     base_dir: str | Path | None = None,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> PlanResult:
     """Run the stages (reusing the build's work-dir cache) and plan the mixture without writing output:
     per source and group the tokens available, target, sampling rate and epochs; `problem` says why the
@@ -81,7 +89,7 @@ def plan(
     """
     cfg = _config(config, base_dir)
     out, work = (Path(output) if output else None), (Path(work_dir) if work_dir else None)
-    return _plan(cfg, out, work, workers=workers, progress=progress)
+    return _plan(cfg, out, work, workers=workers, progress=progress, executor=executor, address=address)
 
 
 @dataclass
@@ -248,7 +256,7 @@ class Pipeline:
 
     def run(self, **options: Any) -> BuildResult:
         """Validate the (possibly edited) stages, then build; options as for `curate.build` (output,
-        work_dir, strict, workers, progress)."""
+        work_dir, strict, workers, progress, executor, address)."""
         problems = check_stages(self.config.stages)
         if problems:
             raise ConfigError(problems, file=self.config.file)

@@ -22,7 +22,6 @@ from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
 from curate.executor import (
     REMOVED_SCHEMA,
-    LocalExecutor,
     Pass,
     batch_files,
     chain_keys,
@@ -33,6 +32,7 @@ from curate.executor import (
     run_barrier,
     split_passes,
 )
+from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
@@ -58,6 +58,11 @@ class BuildResult:
     run: dict[str, Any] = field(default_factory=dict)
 
 
+def token_threads(executor: str, workers: int) -> int:
+    """Tokenizer threads per batch: the cores a local worker has to itself; one per Ray task (one CPU)."""
+    return 1 if executor == "ray" else max(1, (os.cpu_count() or 1) // workers)
+
+
 def default_work_dir(output: Path) -> Path:
     """`.curate/` beside the output folder."""
     return output.parent / ".curate"
@@ -70,19 +75,20 @@ def build(
     strict: bool = False,
     workers: int = 1,
     progress: bool = False,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> BuildResult:
-    """Build the config's mixture. Raises FatalError when the build cannot complete."""
+    """Build the config's mixture. `executor` (default: `pipeline.executor`) is "local" or "ray";
+    `address` is the Ray cluster to connect to. Raises FatalError when the build cannot complete."""
     started = time.perf_counter()
     if workers < 1:
         raise ConfigError([f"workers: must be >= 1, got {workers}"])
     out = Path(output).resolve() if output else config.output_dir.resolve()
     work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
     check_output_location(config, out, work)
-    ctx = Context(
-        config.pipeline.tokenizer,
-        config.pipeline.seed,
-        token_threads=max(1, (os.cpu_count() or 1) // workers),
-    )
+    kind = executor or config.pipeline.executor
+    runner = make_executor(kind, workers, address, work)
+    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
     try:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
     except ConfigError as exc:
@@ -96,11 +102,11 @@ def build(
         warnings: list[str] = []
         timings: dict[str, float] = {}
         cached: list[str] = []
-        with LocalExecutor(workers) as executor:
+        with runner:
             for number, p in enumerate(passes):
                 t0 = time.perf_counter()
                 previous = passes[number - 1] if number else None
-                if _run_pass(number, p, previous, config, specs, ctx, executor, bar, warnings):
+                if _run_pass(number, p, previous, config, specs, ctx, runner, bar, warnings):
                     cached.append(p.folder.name)
                 timings[f"pass_{number}"] = round(time.perf_counter() - t0, 3)
         t0 = time.perf_counter()
@@ -108,6 +114,7 @@ def build(
         timings["finish"] = round(time.perf_counter() - t0, 3)
     run = {
         "curate_version": __version__,
+        "executor": kind,
         "workers": workers,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": timings,
@@ -129,7 +136,7 @@ def _run_pass(
     config: Config,
     specs: list[SourceSpec],
     ctx: Context,
-    executor: LocalExecutor,
+    executor: Executor,
     bar: Progress,
     warnings: list[str],
 ) -> bool:

@@ -45,6 +45,18 @@ def user_errors(fn: Callable) -> Callable:
     return wrapper
 
 
+def executor_options(fn: Callable) -> Callable:
+    """`--executor` and `--address` (build and plan)."""
+    fn = click.option(
+        "--address", help="Ray cluster to connect to (e.g. ray://head:10001 or auto); default: a local Ray."
+    )(fn)
+    return click.option(
+        "--executor",
+        type=click.Choice(["local", "ray"]),
+        help="Where batches run (overrides pipeline.executor): local processes, or Ray (pip install curate[ray]).",
+    )(fn)
+
+
 @click.group(
     context_settings={"help_option_names": ["-h", "--help"]},
     epilog="Example: curate build pipelines/quickstart.toml",
@@ -61,11 +73,26 @@ def main() -> None:
     "--work-dir", type=click.Path(file_okay=False), help="Cache folder (default: .curate/ beside the output)."
 )
 @click.option("--strict", is_flag=True, help="Fail instead of quarantining unreadable records.")
-@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@click.option(
+    "--workers",
+    "-j",
+    type=click.IntRange(min=1),
+    default=1,
+    show_default=True,
+    help="Worker processes (with --executor ray and no --address: CPUs of the local Ray; 1 = every core).",
+)
+@executor_options
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @user_errors
 def build(
-    config: str, output: str | None, work_dir: str | None, strict: bool, workers: int, progress: bool | None
+    config: str,
+    output: str | None,
+    work_dir: str | None,
+    strict: bool,
+    workers: int,
+    executor: str | None,
+    address: str | None,
+    progress: bool | None,
 ) -> None:
     """Build the mixture described by CONFIG (a mixture.toml) into its output folder.
 
@@ -73,7 +100,16 @@ def build(
     cached stage results; a killed build resumes where it stopped.
     """
     show = sys.stderr.isatty() if progress is None else progress
-    result = api.build(config, output=output, work_dir=work_dir, strict=strict, workers=workers, progress=show)
+    result = api.build(
+        config,
+        output=output,
+        work_dir=work_dir,
+        strict=strict,
+        workers=workers,
+        progress=show,
+        executor=executor,
+        address=address,
+    )
     m = result.manifest
     table = Table(title=f"mixture: {m['pipeline']}")
     for col in (
@@ -174,11 +210,19 @@ def _print_templates(path: Path, top: int = 10) -> None:
     "--work-dir", type=click.Path(file_okay=False), help="Cache folder (default: .curate/ beside the output)."
 )
 @click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
+@executor_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
 @user_errors
 def plan_command(
-    config: str, output: str | None, work_dir: str | None, workers: int, as_json: bool, progress: bool | None
+    config: str,
+    output: str | None,
+    work_dir: str | None,
+    workers: int,
+    executor: str | None,
+    address: str | None,
+    as_json: bool,
+    progress: bool | None,
 ) -> None:
     """Run CONFIG's stages and print its mixture plan without writing any output.
 
@@ -187,7 +231,9 @@ def plan_command(
     code 1 when the mixture is infeasible (the message names the largest feasible total_tokens).
     """
     show = sys.stderr.isatty() if progress is None else progress
-    result = api.plan(config, output=output, work_dir=work_dir, workers=workers, progress=show)
+    result = api.plan(
+        config, output=output, work_dir=work_dir, workers=workers, progress=show, executor=executor, address=address
+    )
     data = result.to_dict()
     if as_json:
         say(json.dumps(data, indent=2, sort_keys=True))

@@ -16,6 +16,7 @@ from pathlib import Path
 from typing import Any, Literal
 
 from curate.errors import ConfigError
+from curate.executors import ExecutorName
 from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
@@ -41,6 +42,9 @@ class PipelineSection:
     tokenizer: str = param(DEFAULT_ENCODING, "tiktoken encoding used for n_tokens")
     batch_size: int = param(5000, "records per batch at most (memory per worker grows with it)")
     batch_bytes: int = param(16_000_000, "input bytes per batch at most (a batch ends once it reaches this)")
+    executor: ExecutorName = param(
+        "local", "where batches run: local processes, or ray (a Ray cluster; `pip install curate[ray]`)"
+    )
 
 
 @dataclass
@@ -117,6 +121,8 @@ class Config:
         """Hash of the configuration (stable across key order and formatting); stages edited in Python
         after loading count as they are now."""
         raw = {**self.raw, "stages": [s.to_table() for s in self.stages]}
+        if isinstance(raw.get("pipeline"), dict):  # where it runs does not change what it builds
+            raw["pipeline"] = {k: v for k, v in raw["pipeline"].items() if k != "executor"}
         return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
 
 

@@ -4,16 +4,16 @@ and epochs, and whether the plan is feasible."""
 
 from __future__ import annotations
 
-import os
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
 from curate.assemble import read_kept
-from curate.build import _run_pass, check_output_location, default_work_dir
+from curate.build import _run_pass, check_output_location, default_work_dir, token_threads
 from curate.config import Config
 from curate.errors import ConfigError
-from curate.executor import LocalExecutor, batch_files, chain_keys, split_passes
+from curate.executor import batch_files, chain_keys, split_passes
+from curate.executors import make_executor
 from curate.ingest.source import spec_for
 from curate.mixture import MixturePlan, compile_mixture, infeasibility, mixture_columns
 from curate.progress import Progress
@@ -48,18 +48,25 @@ class PlanResult:
 
 
 def plan(
-    config: Config, output: Path | None = None, work_dir: Path | None = None, workers: int = 1, progress: bool = False
+    config: Config,
+    output: Path | None = None,
+    work_dir: Path | None = None,
+    workers: int = 1,
+    progress: bool = False,
+    executor: str | None = None,
+    address: str | None = None,
 ) -> PlanResult:
-    """Run the config's stages (cached in the work dir, as `build` does) and plan its mixture. Writes
-    nothing to the output folder. Raises FatalError for overlapping groups or ungrouped records."""
+    """Run the config's stages (cached in the work dir, as `build` does, on the same executors) and plan
+    its mixture. Writes nothing to the output folder. Raises FatalError for overlapping groups or
+    ungrouped records."""
     if workers < 1:
         raise ConfigError([f"workers: must be >= 1, got {workers}"])
     out = Path(output).resolve() if output else config.output_dir.resolve()
     work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
     check_output_location(config, out, work)
-    ctx = Context(
-        config.pipeline.tokenizer, config.pipeline.seed, token_threads=max(1, (os.cpu_count() or 1) // workers)
-    )
+    kind = executor or config.pipeline.executor
+    runner = make_executor(kind, workers, address, work)
+    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
     try:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
     except ConfigError as exc:
@@ -70,11 +77,9 @@ def plan(
             passes.pop()  # the trailing barrier's decisions are applied when the kept rows are read
         chain_keys(passes, input_key(config, specs, ctx), work)
         warnings: list[str] = []
-        with LocalExecutor(workers) as executor:
+        with runner:
             for number, p in enumerate(passes):
-                _run_pass(
-                    number, p, passes[number - 1] if number else None, config, specs, ctx, executor, bar, warnings
-                )
+                _run_pass(number, p, passes[number - 1] if number else None, config, specs, ctx, runner, bar, warnings)
         last = passes[-1]
         warnings = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
         decisions = last.folder / "decisions.parquet" if last.barrier else None
