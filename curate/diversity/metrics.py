@@ -24,8 +24,6 @@ from typing import Any
 
 import numpy as np
 import polars as pl
-from scipy.sparse import coo_matrix
-from scipy.sparse.csgraph import connected_components
 
 from curate.diversity.vectors import hashed_vectors, tokens
 
@@ -68,6 +66,9 @@ def vector_clusters(vectors: np.ndarray, similarity: float) -> np.ndarray:
     """Connected components of the pairs with cosine >= similarity (the sample is small: one product)."""
     sims = vectors @ vectors.T
     left, right = np.nonzero(np.triu(sims >= similarity, k=1) & vectors.any(axis=1)[:, None])
+    from scipy.sparse import coo_matrix  # imported here: scipy.sparse takes 0.15 s, workers never need it
+    from scipy.sparse.csgraph import connected_components
+
     graph = coo_matrix((np.ones(len(left)), (left, right)), shape=(len(vectors), len(vectors)))
     return connected_components(graph, directed=False)[1]
 
