@@ -4,6 +4,7 @@ the same config and inputs give byte-identical files."""
 from __future__ import annotations
 
 import json
+from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
 
@@ -36,12 +37,31 @@ def shard_numbers(n_tokens: np.ndarray, max_records: int, max_tokens: int | None
 
 def jsonl_bytes(df: pl.DataFrame) -> bytes:
     """JSON Lines of the frame; `meta` (JSON text) is embedded as an object."""
-    lines = []
-    for row in df.iter_rows(named=True):
-        if row.get("meta") is not None:
-            row["meta"] = orjson.Fragment(row["meta"])
-        lines.append(orjson.dumps(row))
-    return b"\n".join(lines) + (b"\n" if lines else b"")
+    return b"".join(jsonl_chunks(df))
+
+
+def jsonl_chunks(df: pl.DataFrame, rows: int = 4096) -> Iterator[bytes]:
+    """JSON Lines of the frame, `rows` records at a time (so a shard is never all Python dicts at once)."""
+    for start in range(0, df.height, rows):
+        lines = []
+        for row in df.slice(start, rows).iter_rows(named=True):
+            if row.get("meta") is not None:
+                row["meta"] = orjson.Fragment(row["meta"])
+            lines.append(orjson.dumps(row))
+        yield b"\n".join(lines) + b"\n"
+
+
+def write_jsonl(df: pl.DataFrame, path: Path, zstd_level: int | None = None) -> None:
+    """Write JSON Lines, zstd-compressed (one frame, with its content size) when `zstd_level` is given."""
+    chunks = list(jsonl_chunks(df))  # compact bytes only; their total size goes into the frame header
+    with open(path, "wb") as f:
+        if zstd_level is None:
+            f.writelines(chunks)
+            return
+        cctx = zstandard.ZstdCompressor(level=zstd_level, threads=0)
+        with cctx.stream_writer(f, size=sum(len(c) for c in chunks), closefd=False) as writer:
+            for chunk in chunks:
+                writer.write(chunk)
 
 
 def write_shard(
@@ -64,10 +84,9 @@ def write_shard(
         if fmt == "parquet":
             rendered.write_parquet(path, compression="zstd", statistics=True)
         elif fmt == "jsonl":
-            path.write_bytes(jsonl_bytes(rendered))
+            write_jsonl(rendered, path)
         else:
-            cctx = zstandard.ZstdCompressor(level=output.zstd_level, threads=0)
-            path.write_bytes(cctx.compress(jsonl_bytes(rendered)))
+            write_jsonl(rendered, path, output.zstd_level)
         written.append(
             {
                 "path": f"{folder.name}/{path.name}",

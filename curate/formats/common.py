@@ -91,15 +91,22 @@ def tokenize(records: pl.DataFrame, render: str, mask: str, encoding: str, threa
             count += 1
         per_doc.append(count)
 
-    def encode(chunk: list[str]) -> list[list[int]]:
-        return [enc.encode_ordinary(p) for p in chunk]
+    def encode(chunk: list[str]) -> tuple[np.ndarray, np.ndarray]:
+        """Token ids of a chunk of pieces as numpy arrays at once (Python int lists of a whole shard
+        would take gigabytes): (piece lengths, flat ids)."""
+        encoded = [enc.encode_ordinary(p) for p in chunk]
+        lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
+        flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint32, count=int(lengths.sum()))
+        return lengths, flat
 
     chunks = [pieces[i : i + _CHUNK] for i in range(0, len(pieces), _CHUNK)]
     with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
-        encoded = [ids for part in pool.map(encode, chunks) for ids in part]
+        parts = list(pool.map(encode, chunks))
+    del pieces, chunks
     eod = enc.eot_token
-    lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
-    flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.int64, count=int(lengths.sum()))
+    lengths = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
+    flat = (np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.uint32)).astype(np.int64)
+    del parts
     flat_mask = np.repeat(np.array(targets, dtype=np.uint8), lengths)
     doc_of_piece = np.repeat(np.arange(len(per_doc)), per_doc)
     content = np.bincount(doc_of_piece, weights=lengths, minlength=len(per_doc)).astype(np.int64)
