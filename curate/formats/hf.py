@@ -52,9 +52,23 @@ def _stable_fingerprint(folder: Path) -> None:
     state_path.write_text(json.dumps(state, indent=2, sort_keys=True), encoding="utf-8")
 
 
+def _release_freed_memory() -> None:
+    """Hand memory freed by the shard loop back to the OS before `datasets` maps the Arrow files (glibc
+    keeps freed heap otherwise, and the process's RSS would be the loop's high-water mark plus this)."""
+    import contextlib
+    import ctypes
+    import gc
+
+    gc.collect()
+    with contextlib.suppress(OSError, AttributeError):  # not glibc: nothing to trim
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+
+
 def finish(out: Path, rows: list[dict[str, Any]]) -> list[dict[str, Any]]:
     """Build and save the DatasetDict; return one manifest row per split (path = `hf/<split>`)."""
     import datasets
+
+    _release_freed_memory()
     from datasets import utils as hf_tqdm
 
     splits: dict[str, list[str]] = {}
