@@ -31,7 +31,7 @@ from curate.cli import main
 from curate.config import Config, load_config
 from curate.errors import ConfigError, FatalError
 from curate.executors import make_executor
-from curate.executors.ray_executor import RayExecutor
+from curate.executors.ray_executor import RayExecutor, check_reachable
 from curate.stages.base import Context, MapStep, Stage
 from tests.conftest import REPO, write_jsonl
 from tests.test_build import output_bytes
@@ -291,6 +291,14 @@ def test_missing_ray_is_a_clean_error(tmp_path, small_pipeline, monkeypatch):
     result = CliRunner().invoke(main, ["build", str(toml), "--executor", "ray", "--no-progress"])
     assert result.exit_code == 1
     assert "pip install curate[ray]" in result.output and "Traceback" not in result.output
+
+
+def test_an_unreachable_cluster_address_fails_fast():
+    started = time.perf_counter()
+    with pytest.raises(FatalError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1"):
+        check_reachable("127.0.0.1:1")
+    assert time.perf_counter() - started < 10
+    check_reachable("auto")  # left to ray.init
 
 
 def test_executor_choice_is_checked():

@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import logging
 import os
+import socket
 import uuid
 from collections import deque
 from collections.abc import Callable, Iterator
@@ -38,6 +39,17 @@ def import_ray() -> ModuleType:
     except ImportError as exc:
         raise FatalError(f"{INSTALL_HINT} ({exc})") from None
     return ray
+
+
+def check_reachable(address: str | None, timeout: float = 10.0) -> None:
+    """Fail fast when a `host:port` cluster address does not answer (`ray.init` would wait for minutes)."""
+    if not address or "://" in address or address == "auto" or ":" not in address:
+        return  # `auto`, ray:// (Ray Client has its own timeout) and other forms are left to ray.init
+    host, _, port = address.rpartition(":")
+    try:
+        socket.create_connection((host, int(port)), timeout=timeout).close()
+    except (OSError, ValueError) as exc:
+        raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
 
 
 def _read_probe(path: str) -> str:
@@ -80,6 +92,7 @@ class RayExecutor:
             options: dict[str, Any] = {"logging_level": logging.WARNING}
             if self.address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of our own
                 options.update(num_cpus=self.num_cpus, include_dashboard=False)
+            check_reachable(self.address)
             try:
                 ray.init(address=self.address, **options)
             except (ConnectionError, ValueError, RuntimeError) as exc:
