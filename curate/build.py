@@ -68,6 +68,65 @@ def default_work_dir(output: Path) -> Path:
     return output.parent / ".curate"
 
 
+@dataclass
+class RunSetup:
+    """What `build` and `plan` share before any data is read: the resolved output and work folders,
+    the executor (kind and instance), the steps' context and the sources' read specs."""
+
+    out: Path
+    work: Path
+    kind: str
+    runner: Any
+    ctx: Context
+    specs: list[SourceSpec]
+
+
+def prepare_run(
+    config: Config,
+    output: Path | None,
+    work_dir: Path | None,
+    workers: int,
+    executor: str | None,
+    address: str | None,
+) -> RunSetup:
+    """Check the run's options and folders and create (not start) its executor."""
+    if workers < 1:
+        raise ConfigError([f"workers: must be >= 1, got {workers}"])
+    out = Path(output).resolve() if output else config.output_dir.resolve()
+    work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
+    check_output_location(config, out, work)
+    kind = executor or config.pipeline.executor
+    runner = make_executor(kind, workers, address, work)
+    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
+    try:
+        specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
+    except ConfigError as exc:
+        raise ConfigError(exc.problems, file=config.file) from None
+    return RunSetup(out, work, kind, runner, ctx, specs)
+
+
+def run_stages(
+    config: Config, setup: RunSetup, bar: Progress, warnings: list[str]
+) -> tuple[list[Pass], dict[str, float], list[str]]:
+    """Run (or reuse from the work dir) every pass of the config's stages; return the passes, the
+    seconds per pass and the names of the passes found cached. A trailing barrier's decisions are
+    not applied here: they are joined on when the kept rows are read."""
+    passes = split_passes(expand(config.stages))
+    if len(passes) > 1 and not passes[-1].maps:
+        passes.pop()
+    chain_keys(passes, input_key(config, setup.specs, setup.ctx), setup.work)
+    timings: dict[str, float] = {}
+    cached: list[str] = []
+    with setup.runner:
+        for number, p in enumerate(passes):
+            t0 = time.perf_counter()
+            previous = passes[number - 1] if number else None
+            if _run_pass(number, p, previous, config, setup.specs, setup.ctx, setup.runner, bar, warnings):
+                cached.append(p.folder.name)
+            timings[f"pass_{number}"] = round(time.perf_counter() - t0, 3)
+    return passes, timings, cached
+
+
 def build(
     config: Config,
     output: Path | None = None,
@@ -81,34 +140,12 @@ def build(
     """Build the config's mixture. `executor` (default: `pipeline.executor`) is "local" or "ray";
     `address` is the Ray cluster to connect to. Raises FatalError when the build cannot complete."""
     started = time.perf_counter()
-    if workers < 1:
-        raise ConfigError([f"workers: must be >= 1, got {workers}"])
-    out = Path(output).resolve() if output else config.output_dir.resolve()
-    work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
-    check_output_location(config, out, work)
-    kind = executor or config.pipeline.executor
-    runner = make_executor(kind, workers, address, work)
-    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
-    try:
-        specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, file=config.file) from None
+    setup = prepare_run(config, output, work_dir, workers, executor, address)
+    out, work, kind = setup.out, setup.work, setup.kind
     with BuildLock(out, work), Progress(enabled=progress) as bar:
         _remove_leftovers(out)
-        passes = split_passes(expand(config.stages))
-        if len(passes) > 1 and not passes[-1].maps:
-            passes.pop()  # a trailing barrier's decisions are applied while the output is assembled
-        chain_keys(passes, input_key(config, specs, ctx), work)
         warnings: list[str] = []
-        timings: dict[str, float] = {}
-        cached: list[str] = []
-        with runner:
-            for number, p in enumerate(passes):
-                t0 = time.perf_counter()
-                previous = passes[number - 1] if number else None
-                if _run_pass(number, p, previous, config, specs, ctx, runner, bar, warnings):
-                    cached.append(p.folder.name)
-                timings[f"pass_{number}"] = round(time.perf_counter() - t0, 3)
+        passes, timings, cached = run_stages(config, setup, bar, warnings)
         t0 = time.perf_counter()
         result = _finish(config, passes, out, strict, warnings, bar)
         timings["finish"] = round(time.perf_counter() - t0, 3)

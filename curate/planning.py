@@ -9,17 +9,12 @@ from pathlib import Path
 from typing import Any
 
 from curate.assemble import read_kept
-from curate.build import _run_pass, check_output_location, default_work_dir, token_threads
+from curate.build import prepare_run, run_stages
 from curate.config import Config
-from curate.errors import ConfigError
-from curate.executor import batch_files, chain_keys, split_passes
-from curate.executors import make_executor
-from curate.ingest.source import spec_for
+from curate.executor import batch_files
 from curate.mixture import MixturePlan, compile_mixture, infeasibility, mixture_columns
 from curate.progress import Progress
-from curate.stages.base import Context
-from curate.stages.runner import expand
-from curate.workdir import BuildLock, input_key
+from curate.workdir import BuildLock
 
 
 @dataclass
@@ -59,27 +54,10 @@ def plan(
     """Run the config's stages (cached in the work dir, as `build` does, on the same executors) and plan
     its mixture. Writes nothing to the output folder. Raises FatalError for overlapping groups or
     ungrouped records."""
-    if workers < 1:
-        raise ConfigError([f"workers: must be >= 1, got {workers}"])
-    out = Path(output).resolve() if output else config.output_dir.resolve()
-    work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
-    check_output_location(config, out, work)
-    kind = executor or config.pipeline.executor
-    runner = make_executor(kind, workers, address, work)
-    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
-    try:
-        specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
-    except ConfigError as exc:
-        raise ConfigError(exc.problems, file=config.file) from None
-    with BuildLock(out, work), Progress(enabled=progress) as bar:
-        passes = split_passes(expand(config.stages))
-        if len(passes) > 1 and not passes[-1].maps:
-            passes.pop()  # the trailing barrier's decisions are applied when the kept rows are read
-        chain_keys(passes, input_key(config, specs, ctx), work)
+    setup = prepare_run(config, output, work_dir, workers, executor, address)
+    with BuildLock(setup.out, setup.work), Progress(enabled=progress) as bar:
         warnings: list[str] = []
-        with runner:
-            for number, p in enumerate(passes):
-                _run_pass(number, p, passes[number - 1] if number else None, config, specs, ctx, runner, bar, warnings)
+        passes, _, _ = run_stages(config, setup, bar, warnings)
         last = passes[-1]
         warnings = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
         decisions = last.folder / "decisions.parquet" if last.barrier else None
