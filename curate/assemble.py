@@ -9,7 +9,9 @@ shard, whatever the input size.
 
 from __future__ import annotations
 
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
 from typing import Any
 
@@ -75,29 +77,35 @@ def write_shards(
     shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`)."""
     scratch = folder.parent / ".scatter"
     by_row = plan.select("_row", "_pos", "split", "_shard").sort("_row")
-    rows = by_row["_row"]
-    columns: list[str] | None = None
-    for index, path in enumerate(files):
+
+    def scatter(index: int) -> None:
+        """Batch file `index`: its planned instances, into one scratch file per (split, shard)."""
+        path = files[index]
         wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
         batch = pl.read_parquet(path, columns=wanted_columns)
         if decisions is not None:
             batch, _ = apply_decisions(batch, decisions, barrier_name)
         if batch.is_empty():
-            continue
+            return
+        rows = by_row["_row"]
         low, high = batch["_row"].min(), batch["_row"].max()
         start, stop = rows.search_sorted(low, side="left"), rows.search_sorted(high, side="right")
         wanted = by_row.slice(start, stop - start)
         if wanted.is_empty():
-            continue
+            return
         batch = batch.drop("id", DROP, ERROR, strict=False).join(ids, on="_row", how="left")
-        if columns is None:
-            extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
-            columns = [*RECORD_COLUMNS, *extra]
-        placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *columns)
+        extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
+        placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *RECORD_COLUMNS, *extra)
         for (split, shard), part in placed.group_by("split", "_shard"):
             target = scratch / f"{split}-{shard:06d}"
             target.mkdir(parents=True, exist_ok=True)
             part.drop("split", "_shard").write_parquet(target / f"part-{index:06d}.parquet", compression="lz4")
+
+    # Batches are independent and polars releases the GIL while it reads, joins and writes: scatter a few
+    # at once (the scratch files are named by batch, and the gather below sorts by position, so the
+    # output does not depend on the order they finish in).
+    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        list(pool.map(scatter, range(len(files))))
     shards: list[dict[str, Any]] = []
     folder.mkdir(parents=True, exist_ok=True)
     for split in SPLITS:
