@@ -20,6 +20,7 @@ from curate.executors import ExecutorName
 from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
+from curate.ingest.remote import RemoteError, is_url
 from curate.mixture.section import MixtureSection, check_mixture
 from curate.params import below_minimum, check_params, did_you_mean, param
 from curate.record import RECORD_COLUMNS
@@ -238,10 +239,14 @@ def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> 
         return out
     if not src.path:
         return [*out, f"{where}.path: required key is missing (a file, a folder or a glob)"]
-    files = resolve_paths(src.path, base)
+    try:
+        files = resolve_paths(src.path, base)
+    except RemoteError as exc:  # unknown protocol, missing backend package, failed listing
+        return [*out, f"{where}.path: {exc}"]
     if not files:
         kind = "no file matches" if any(c in src.path for c in "*?[") else "not found:"
-        out.append(f"{where}.path: {kind} {src.path!r} (relative to {base})")
+        relative = "" if is_url(src.path) else f" (relative to {base})"
+        out.append(f"{where}.path: {kind} {src.path!r}{relative}")
     for f in files:
         if not is_hf_dataset_dir(f) and not split_suffix(f)[0]:
             supported = ", ".join(DATA_SUFFIXES)

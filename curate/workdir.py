@@ -18,6 +18,8 @@ from curate import __version__
 from curate.config import Config
 from curate.errors import FatalError
 from curate.ingest.convert import SourceSpec
+from curate.ingest.remote import RemoteFile
+from curate.ingest.remote import fingerprint as remote_fingerprint
 from curate.stages.base import Context
 
 
@@ -64,6 +66,7 @@ def _data_fingerprint(data: object) -> str:
 def input_key(config: Config, specs: list[SourceSpec], ctx: Context) -> str:
     """Key of everything pass 0 reads: curate's code, sources, their files (path, size, mtime), format,
     tokenizer. Files are identified by size and modification time (as make does): editing an input re-runs.
+    Remote (fsspec URL) files by size and the version fields their backend reports, else their bytes.
     """
     parts = [
         f"curate {code_fingerprint()}",
@@ -75,6 +78,9 @@ def input_key(config: Config, specs: list[SourceSpec], ctx: Context) -> str:
         if src.data is not None:
             parts.append(_data_fingerprint(src.data))
         for path in src.files:
+            if isinstance(path, RemoteFile):  # size plus mtime/ETag/LastModified, or a hash of the bytes
+                parts.append(remote_fingerprint(path))
+                continue
             for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
                 if file.is_file():
                     stat = file.stat()

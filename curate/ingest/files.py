@@ -3,13 +3,17 @@
 from __future__ import annotations
 
 import glob
-import io
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
 import zstandard
+
+from curate.ingest.remote import RemoteFile, is_url, open_remote, resolve_url
+
+#: An input file: a local path, or a file behind an fsspec URL.
+InputFile = Path | RemoteFile
 
 #: Record file extensions curate reads (each may end in .gz or .zst as well).
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
@@ -22,9 +26,9 @@ class TruncatedInput(Exception):
     """A compressed stream ended before its end-of-stream marker (the file was cut short)."""
 
 
-def split_suffix(path: str | Path) -> tuple[str, str | None]:
+def split_suffix(path: str | InputFile) -> tuple[str, str | None]:
     """Return (data suffix, compression suffix) of a file name, e.g. ('.jsonl', '.zst')."""
-    name = Path(path).name.lower()
+    name = (path.name if isinstance(path, RemoteFile) else Path(path).name).lower()
     compression = None
     for comp in COMPRESSION_SUFFIXES:
         if name.endswith(comp):
@@ -35,21 +39,29 @@ def split_suffix(path: str | Path) -> tuple[str, str | None]:
     return "", compression
 
 
-def is_hf_dataset_dir(path: Path) -> bool:
+def is_hf_dataset_dir(path: InputFile) -> bool:
     """True for a folder written by `datasets.Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."""
-    return path.is_dir() and (
-        ((path / "dataset_info.json").exists() and (path / "state.json").exists())
-        or (path / "dataset_dict.json").exists()
+    return (
+        isinstance(path, Path)
+        and path.is_dir()
+        and (
+            ((path / "dataset_info.json").exists() and (path / "state.json").exists())
+            or (path / "dataset_dict.json").exists()
+        )
     )
 
 
-def resolve_paths(pattern: str, base: Path) -> list[Path]:
+def resolve_paths(pattern: str, base: Path) -> list[InputFile]:
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
+
+    A path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot be used).
 
     A folder is searched recursively for supported files, skipping hidden files and folders (names
     starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
     which records are read (and hence which duplicate is kept) does not depend on the file system.
     """
+    if is_url(pattern):
+        return list(resolve_url(pattern))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
         full = base / full
@@ -69,7 +81,7 @@ def resolve_paths(pattern: str, base: Path) -> list[Path]:
     return []
 
 
-def _frames(raw: io.BufferedReader, new_decoder: Callable[[], Any], name: str) -> Iterator[bytes]:
+def _frames(raw: IO[bytes], new_decoder: Callable[[], Any], name: str) -> Iterator[bytes]:
     """Decompress a stream of one or more frames (gzip members, zstd frames) with a decoder that has
     `decompress`, `eof` and `unused_data`. Yields everything before a cut, then raises TruncatedInput."""
     decoder, pending = new_decoder(), False
@@ -91,24 +103,29 @@ def _frames(raw: io.BufferedReader, new_decoder: Callable[[], Any], name: str) -
         raise TruncatedInput(f"the {name} stream ends before its end-of-stream marker (file truncated?)")
 
 
-def _gzip_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+def _gzip_chunks(raw: IO[bytes]) -> Iterator[bytes]:
     return _frames(raw, lambda: zlib.decompressobj(wbits=31), ".gz")
 
 
-def _zstd_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+def _zstd_chunks(raw: IO[bytes]) -> Iterator[bytes]:
     return _frames(raw, zstandard.ZstdDecompressor().decompressobj, ".zst")
 
 
-def _raw_chunks(raw: io.BufferedReader) -> Iterator[bytes]:
+def _raw_chunks(raw: IO[bytes]) -> Iterator[bytes]:
     while chunk := raw.read(_CHUNK):
         yield chunk
 
 
-def iter_chunks(path: Path) -> Iterator[bytes]:
+def open_binary(path: InputFile) -> IO[bytes]:
+    """The one place input files are opened: a local file, or a remote one streamed through fsspec."""
+    return open_remote(path) if isinstance(path, RemoteFile) else open(path, "rb")
+
+
+def iter_chunks(path: InputFile) -> Iterator[bytes]:
     """Decompressed bytes of a file in chunks, without a leading UTF-8 byte-order mark."""
     compression = split_suffix(path)[1]
     decompress = {".gz": _gzip_chunks, ".zst": _zstd_chunks}.get(compression or "", _raw_chunks)
-    with open(path, "rb") as raw:
+    with open_binary(path) as raw:
         first = True
         for chunk in decompress(raw):
             if first and chunk.startswith(BOM):
@@ -117,7 +134,7 @@ def iter_chunks(path: Path) -> Iterator[bytes]:
             yield chunk
 
 
-def iter_lines(path: Path) -> Iterator[bytes]:
+def iter_lines(path: InputFile) -> Iterator[bytes]:
     """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
     pieces: list[bytes] = []  # the unfinished line, in pieces (joining once keeps huge lines linear)
     for chunk in iter_chunks(path):
@@ -134,6 +151,6 @@ def iter_lines(path: Path) -> Iterator[bytes]:
         yield tail[:-1] if tail.endswith(b"\r") else tail
 
 
-def read_all(path: Path) -> bytes:
+def read_all(path: InputFile) -> bytes:
     """The whole decompressed content of a file."""
     return b"".join(iter_chunks(path))

@@ -17,12 +17,20 @@ import sys
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, Literal
+from typing import IO, Any, Literal
 
 import pyarrow as pa
 import pyarrow.parquet as pq
 
-from curate.ingest.files import TruncatedInput, is_hf_dataset_dir, iter_lines, read_all, split_suffix
+from curate.ingest.files import (
+    InputFile,
+    TruncatedInput,
+    is_hf_dataset_dir,
+    iter_lines,
+    open_binary,
+    read_all,
+    split_suffix,
+)
 
 TxtMode = Literal["file", "blocks"]
 Payload = Any  # bytes | dict | str | Problem
@@ -36,7 +44,7 @@ class Problem:
     raw: str = ""
 
 
-def iter_file(path: Path, txt_mode: TxtMode = "blocks", split: str | None = None) -> Iterator[tuple[int, Payload]]:
+def iter_file(path: InputFile, txt_mode: TxtMode = "blocks", split: str | None = None) -> Iterator[tuple[int, Payload]]:
     """Raw items of one input file (or HF dataset folder), in file order."""
     if is_hf_dataset_dir(path):
         yield from _iter_hf(path, split)
@@ -52,13 +60,13 @@ def iter_file(path: Path, txt_mode: TxtMode = "blocks", split: str | None = None
         yield -1, Problem(f"truncated_file: {exc}")
 
 
-def _iter_jsonl(path: Path) -> Iterator[tuple[int, Payload]]:
+def _iter_jsonl(path: InputFile) -> Iterator[tuple[int, Payload]]:
     for number, line in enumerate(iter_lines(path), start=1):
         if line.strip():
             yield number, line
 
 
-def _iter_json(path: Path) -> Iterator[tuple[int, Payload]]:
+def _iter_json(path: InputFile) -> Iterator[tuple[int, Payload]]:
     content = read_all(path)
     if not content.strip():
         return
@@ -97,15 +105,21 @@ def _json_type(value: Any) -> str:
     )
 
 
-def _iter_parquet(path: Path) -> Iterator[tuple[int, Payload]]:
-    source = path if split_suffix(path)[1] is None else io.BytesIO(read_all(path))
-    if isinstance(source, Path) and source.stat().st_size == 0:
+def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
+    if split_suffix(path)[1] is not None:  # compressed: parquet needs random access, so decompress whole
+        yield from _parquet_rows(io.BytesIO(read_all(path)))
         return
+    with open_binary(path) as raw:  # local or remote, read by row group through a seekable file
+        yield from _parquet_rows(raw)
+
+
+def _parquet_rows(source: IO[bytes]) -> Iterator[tuple[int, Payload]]:
+    if source.seek(0, io.SEEK_END) == 0:  # an empty file holds no records
+        return
+    source.seek(0)
     try:
         reader = pq.ParquetFile(source)
     except pa.ArrowInvalid as exc:
-        if isinstance(source, io.BytesIO) and not source.getbuffer().nbytes:
-            return
         yield 1, Problem(f"invalid_parquet: {exc}; file not read")
         return
     number = 0
@@ -118,7 +132,7 @@ def _iter_parquet(path: Path) -> Iterator[tuple[int, Payload]]:
 _BAD_BYTE = re.compile("[\udc80-\udcff]")
 
 
-def _iter_csv(path: Path) -> Iterator[tuple[int, Payload]]:
+def _iter_csv(path: InputFile) -> Iterator[tuple[int, Payload]]:
     # Undecodable bytes become lone surrogates, so one bad row is quarantined instead of the whole file.
     text = io.TextIOWrapper(io.BytesIO(read_all(path)), encoding="utf-8", errors="surrogateescape", newline="")
     csv.field_size_limit(sys.maxsize)  # documents can be long; the default limit is 128 KiB
@@ -146,7 +160,7 @@ def _iter_csv(path: Path) -> Iterator[tuple[int, Payload]]:
         yield reader.line_num, Problem(f"invalid_csv: {exc}; the rest of the file was not read")
 
 
-def _iter_txt(path: Path, mode: TxtMode) -> Iterator[tuple[int, Payload]]:
+def _iter_txt(path: InputFile, mode: TxtMode) -> Iterator[tuple[int, Payload]]:
     if mode == "file":
         content = read_all(path)
         if content.strip():

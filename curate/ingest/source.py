@@ -11,22 +11,25 @@ import orjson
 from curate.config import SourceConfig
 from curate.errors import ConfigError
 from curate.ingest.convert import RawBatch, SourceSpec
-from curate.ingest.files import split_suffix
+from curate.ingest.files import InputFile, split_suffix
 from curate.ingest.formats import detect_format
 from curate.ingest.readers import Payload, iter_file, iter_rows
+from curate.ingest.remote import RemoteFile
 
 _DETECT_LOOKAHEAD = 50
 
 
-def display_path(path: Path, base: Path) -> str:
-    """A file name as the ledger shows it: relative to the config folder when inside it."""
+def display_path(path: InputFile, base: Path) -> str:
+    """A file name as the ledger shows it: relative to the config folder when inside it; a URL as is."""
+    if isinstance(path, RemoteFile):
+        return path.url
     try:
         return str(path.resolve().relative_to(base.resolve()))
     except ValueError:
         return str(path)
 
 
-def iter_source_items(src: SourceConfig) -> Iterator[tuple[Path | None, bool, Iterator[tuple[int, Payload]]]]:
+def iter_source_items(src: SourceConfig) -> Iterator[tuple[InputFile | None, bool, Iterator[tuple[int, Payload]]]]:
     """(file, is_text, items) for each input of a source, files in sorted order."""
     if src.data is not None:
         yield None, False, iter_rows(src.data)

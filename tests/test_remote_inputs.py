@@ -1,0 +1,192 @@
+"""Sources named by fsspec URLs (memory://, file://): same shards as local files, config errors with the
+location, cache keys that follow remote edits, quarantine entries that name the URL."""
+
+from __future__ import annotations
+
+import importlib.util
+import io
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import fsspec
+import polars as pl
+import pytest
+import zstandard
+
+import curate
+from curate.ingest.files import iter_lines, resolve_paths
+from curate.ingest.remote import RemoteFile, fingerprint
+from tests.test_build import output_bytes
+
+FIXTURE = Path(__file__).parent / "fixtures" / "remote_inputs" / "gsm8k.jsonl"
+ROWS = [json.loads(line) for line in FIXTURE.read_text(encoding="utf-8").splitlines()]
+
+
+def _jsonl(rows: list[dict[str, Any]]) -> bytes:
+    return "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in rows).encode()
+
+
+def _parquet(rows: list[dict[str, Any]]) -> bytes:
+    buf = io.BytesIO()
+    pl.DataFrame(rows).write_parquet(buf)
+    return buf.getvalue()
+
+
+#: A folder of three formats; a.jsonl repeats one record of c.parquet so exact dedup has work to do.
+FILES = {
+    "data/a.jsonl": _jsonl(ROWS[:8] + ROWS[16:17]),
+    "data/b.jsonl.zst": zstandard.ZstdCompressor().compress(_jsonl(ROWS[8:16])),
+    "data/c.parquet": _parquet(ROWS[16:]),
+    "data/.hidden/skip.jsonl": _jsonl(ROWS[:2]),
+}
+
+
+@pytest.fixture
+def mem() -> Iterator[fsspec.AbstractFileSystem]:
+    """The process-wide memory file system, emptied before and after each test."""
+    fs = fsspec.filesystem("memory")
+    fs.store.clear()
+    fs.pseudo_dirs[:] = [""]
+    yield fs
+    fs.store.clear()
+    fs.pseudo_dirs[:] = [""]
+
+
+def put(fs: fsspec.AbstractFileSystem, root: str, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        fs.pipe(f"{root}/{name}", data)
+
+
+def write_local(folder: Path, files: dict[str, bytes]) -> None:
+    for name, data in files.items():
+        (folder / name).parent.mkdir(parents=True, exist_ok=True)
+        (folder / name).write_bytes(data)
+
+
+def config(path: str) -> dict[str, Any]:
+    return {
+        "pipeline": {"name": "remote", "seed": 3, "output": "out", "batch_size": 5},
+        "sources": [
+            {
+                "name": "gsm",
+                "path": path,
+                "format": "prompt_response",
+                "fields": {"prompt": "question", "response": "answer"},
+            }
+        ],
+        "stages": [{"use": "normalize"}, {"use": "exact_dedup"}],
+    }
+
+
+def shards(out: Path) -> dict[str, bytes]:
+    return {name: data for name, data in output_bytes(out).items() if name.startswith("shards/")}
+
+
+def build(base: Path, path: str) -> curate.BuildResult:
+    base.mkdir(parents=True, exist_ok=True)
+    return curate.build(config(path), base_dir=base)
+
+
+@pytest.mark.parametrize(
+    ("local", "remote"), [("data/*.jsonl", "memory://bucket/data/*.jsonl"), ("data", "memory://bucket/data")]
+)
+def test_memory_url_builds_the_same_shards_as_local_files(tmp_path, mem, local, remote):
+    write_local(tmp_path / "local", FILES)
+    put(mem, "/bucket", FILES)
+    on_disk = build(tmp_path / "local", local)
+    from_url = build(tmp_path / "remote", remote)
+    assert shards(on_disk.output) and shards(on_disk.output) == shards(from_url.output)
+    assert on_disk.manifest["sources"]["gsm"]["records_in"] == from_url.manifest["sources"]["gsm"]["records_in"]
+    # the ledger names each file by its URL; hidden names inside a folder are skipped
+    files = sorted(set(from_url.ledger["file"]))
+    expected = ["a.jsonl"] if "*" in remote else ["a.jsonl", "b.jsonl.zst", "c.parquet"]
+    assert files == [f"memory:///bucket/data/{name}" for name in expected]
+    assert from_url.manifest["sources"]["gsm"]["records_in"] == (9 if "*" in remote else 25)
+
+
+def test_file_url_builds_the_same_shards_as_a_local_path(tmp_path):
+    write_local(tmp_path, FILES)
+    on_disk = build(tmp_path / "local", str(tmp_path / "data"))
+    from_url = build(tmp_path / "remote", f"file://{tmp_path / 'data'}")
+    assert shards(on_disk.output) == shards(from_url.output)
+    assert set(from_url.ledger["file"]) == {
+        f"file://{tmp_path / 'data' / n}" for n in ("a.jsonl", "b.jsonl.zst", "c.parquet")
+    }
+
+
+def test_resolving_and_reading_stream_through_fsspec(mem):
+    put(mem, "/bucket", FILES)
+    files = resolve_paths("memory://bucket/data", Path("/unused"))
+    assert all(isinstance(f, RemoteFile) for f in files)
+    assert [f.name for f in files] == ["a.jsonl", "b.jsonl.zst", "c.parquet"]
+    assert list(iter_lines(files[1])) == _jsonl(ROWS[8:16]).splitlines()  # .zst decompressed on the fly
+    assert resolve_paths("memory://bucket/data/*.csv", Path("/unused")) == []
+
+
+@pytest.mark.parametrize(
+    ("path", "expected"),
+    [
+        ("memory://bucket/missing.jsonl", "sources[0].path: not found: 'memory://bucket/missing.jsonl'"),
+        ("memory://bucket/data/*.csv", "sources[0].path: no file matches 'memory://bucket/data/*.csv'"),
+        ("nosuchproto://bucket/a.jsonl", "sources[0].path: 'nosuchproto://bucket/a.jsonl': Protocol not known"),
+        ("memory://bucket/notes/*", "sources[0].path: 'readme.md' is not a supported file"),
+    ],
+)
+def test_bad_urls_are_config_errors_with_the_location(tmp_path, mem, path, expected):
+    put(mem, "/bucket", {**FILES, "notes/readme.md": b"# hi\n"})
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(config(path), base_dir=tmp_path)
+    problems = info.value.problems
+    assert any(p.startswith(expected) for p in problems), problems
+    assert not any("relative to" in p for p in problems)
+
+
+@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
+def test_a_missing_backend_names_the_package_to_install(tmp_path):
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(config("s3://bucket/data/*.jsonl"), base_dir=tmp_path)
+    [problem] = info.value.problems
+    assert problem.startswith("sources[0].path: 's3://bucket/data/*.jsonl' needs an optional package")
+    assert "s3fs" in problem
+
+
+def test_a_changed_remote_file_invalidates_the_cache(tmp_path, mem):
+    put(mem, "/bucket", FILES)
+    first = build(tmp_path, "memory://bucket/data")
+    before = shards(first.output)
+    again = build(tmp_path, "memory://bucket/data")
+    assert first.run["cached_passes"] == [] and len(again.run["cached_passes"]) == 1
+    # same size, and the memory file system reports no mtime/ETag: only the content hash can tell
+    old = mem.cat("/bucket/data/a.jsonl")
+    first_answer = ROWS[0]["answer"]
+    new = old.replace(first_answer[:10].encode(), first_answer[:10].upper().encode(), 1)
+    assert new != old and len(new) == len(old)
+    mem.pipe("/bucket/data/a.jsonl", new)
+    edited = build(tmp_path, "memory://bucket/data")
+    assert edited.run["cached_passes"] == []
+    assert shards(edited.output) != before
+
+
+def test_remote_fingerprints_use_version_fields_or_the_bytes(tmp_path, mem):
+    mem.pipe("/bucket/x.jsonl", b'{"text": "one"}\n')
+    memory_key = fingerprint(RemoteFile("memory:///bucket/x.jsonl"))
+    assert "sha256=" in memory_key
+    mem.pipe("/bucket/x.jsonl", b'{"text": "two"}\n')
+    assert fingerprint(RemoteFile("memory:///bucket/x.jsonl")) != memory_key
+    (tmp_path / "x.jsonl").write_bytes(b"{}\n")
+    file_key = fingerprint(RemoteFile(f"file://{tmp_path / 'x.jsonl'}"))
+    assert "mtime=" in file_key and "sha256=" not in file_key
+
+
+def test_a_bad_remote_record_is_quarantined_with_the_url_and_line(tmp_path, mem):
+    lines = _jsonl(ROWS[:4]).splitlines()
+    lines[2] = b'{"question": "cut short'
+    mem.pipe("/bucket/bad.jsonl", b"\n".join(lines) + b"\n")
+    result = build(tmp_path, "memory://bucket/bad.jsonl")
+    rows = [json.loads(line) for line in (result.output / "quarantine" / "gsm.jsonl").read_text().splitlines()]
+    assert [(r["file"], r["line"]) for r in rows] == [("memory:///bucket/bad.jsonl", 3)]
+    bad = result.ledger.filter(pl.col("status") == "quarantined")
+    assert bad.select("file", "line").rows() == [("memory:///bucket/bad.jsonl", 3)]
+    assert result.manifest["sources"]["gsm"]["records_kept"] == 3
