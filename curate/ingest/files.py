@@ -51,16 +51,17 @@ def is_hf_dataset_dir(path: InputFile) -> bool:
     )
 
 
-def resolve_paths(pattern: str, base: Path) -> list[InputFile]:
+def resolve_paths(pattern: str, base: Path, urls: bool = True) -> list[InputFile]:
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
 
-    A path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot be used).
+    With `urls`, a path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot
+    be used); without, it is a local path like any other (for callers that need `Path`s).
 
     A folder is searched recursively for supported files, skipping hidden files and folders (names
     starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
     which records are read (and hence which duplicate is kept) does not depend on the file system.
     """
-    if is_url(pattern):
+    if urls and is_url(pattern):
         return list(resolve_url(pattern))
     full = Path(pattern).expanduser()
     if not full.is_absolute():

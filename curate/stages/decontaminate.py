@@ -127,7 +127,7 @@ class Decontaminate(Stage, MapStep):
     def _files(self, path: str) -> list[Path]:
         from curate.ingest.files import resolve_paths
 
-        return resolve_paths(path, self._folder)
+        return resolve_paths(path, self._folder, urls=False)  # eval sets are local files
 
     def _stamps(self) -> str:
         """Path, size and modification time of every eval file."""
