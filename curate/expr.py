@@ -280,9 +280,7 @@ class Expression:
 
     @property
     def columns(self) -> list[str]:
-        out: list[str] = []
-        _walk_columns(self.tree, out)
-        return list(dict.fromkeys(out))
+        return list(dict.fromkeys(name for name, _ in self.column_positions()))
 
     def column_positions(self) -> list[tuple[str, int]]:
         out: list[Column] = []
@@ -311,12 +309,6 @@ def _walk_nodes(node: Node, out: list[Column]) -> None:
         _walk_nodes(child, out)
 
 
-def _walk_columns(node: Node, out: list[str]) -> None:
-    nodes: list[Column] = []
-    _walk_nodes(node, nodes)
-    out.extend(c.name for c in nodes)
-
-
 def _children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, Compare | In):
         return (node.left, node.right)
@@ -325,10 +317,6 @@ def _children(node: Node) -> tuple[Node, ...]:
     if isinstance(node, BoolOp):
         return node.items
     return ()
-
-
-def _is_numeric(dtype: pl.DataType) -> bool:
-    return dtype.is_numeric()
 
 
 class _Compiler:
@@ -396,7 +384,7 @@ class _Compiler:
             dtype = self.dtype(side)
             if dtype is None or not isinstance(other, Literal) or other.value is None:
                 continue
-            if _is_numeric(dtype) and not isinstance(other.value, int | float):
+            if dtype.is_numeric() and not isinstance(other.value, int | float):
                 raise self.error(f"column {side.name!r} is a number, compared with {self.text(other)}", other)
             if dtype == pl.String and not isinstance(other.value, str):
                 raise self.error(f"column {side.name!r} is a string, compared with {self.text(other)}", other)

@@ -35,11 +35,6 @@ def shard_numbers(n_tokens: np.ndarray, max_records: int, max_tokens: int | None
     return numbers
 
 
-def jsonl_bytes(df: pl.DataFrame) -> bytes:
-    """JSON Lines of the frame; `meta` (JSON text) is embedded as an object."""
-    return b"".join(jsonl_chunks(df))
-
-
 def jsonl_chunks(df: pl.DataFrame, rows: int = 4096) -> Iterator[bytes]:
     """JSON Lines of the frame, `rows` records at a time (so a shard is never all Python dicts at once)."""
     for start in range(0, df.height, rows):

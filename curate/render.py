@@ -26,7 +26,6 @@ from curate.params import did_you_mean
 from curate.record import ROLES
 
 BUILTIN_RENDERS = ("messages", "chatml", "llama3", "alpaca")
-MASKS = ("assistant", "all")
 SLOTS = ("role", "content")
 SPAN = pl.Struct({"start": pl.Int64, "end": pl.Int64})
 

@@ -95,14 +95,6 @@ def read_index(path: Path) -> dict[str, Any]:
     return {"dtype": CODE_DTYPES[code], "lengths": lengths, "pointers": pointers, "documents": doc_index}
 
 
-def read_documents(bin_path: Path) -> list[np.ndarray]:
-    """The token arrays of every document of a `.bin`/`.idx` pair (memory-mapped)."""
-    index = read_index(bin_path.with_suffix(".idx"))
-    data = np.memmap(bin_path, dtype=index["dtype"], mode="r")
-    size = index["dtype"].itemsize
-    return [data[p // size : p // size + n] for p, n in zip(index["pointers"], index["lengths"], strict=True)]
-
-
 def read_back(path: Path) -> tuple[int, int]:
     """(documents, tokens) of the shard whose `.bin` is `path`, checked against the `.bin`'s size."""
     index = read_index(path.with_suffix(".idx"))

@@ -93,6 +93,7 @@ def by_words(folded: pl.Expr, unit: str) -> pl.Expr:
 def units(folded: pl.Expr, unit: str, split: pl.Expr | None = None) -> pl.Expr:
     """List of units per record (see the module doc); a placeholder is one unit in either mode. With
     `auto`, `split` may give `by_words` already computed (a column), else it is computed here."""
+
     def words(text: pl.Expr) -> pl.Expr:
         return text.str.split(" ").list.eval(pl.element().filter(pl.element() != ""))
 

@@ -36,7 +36,6 @@ class FasttextClassifier(Stage, MapStep):
 
     name: ClassVar[str] = "fasttext_classifier"
     reads: ClassVar[tuple[str, ...]] = ("text", "messages", "kind")
-    writes: ClassVar[tuple[str, ...]] = ("fasttext_<label>",)  # an instance writes (column,)
     drops_rows: ClassVar[bool] = False
 
     model: str = param("", "path of a fastText classifier, .bin or .ftz (default: bundled reasoning_v1.ftz)")
@@ -45,8 +44,10 @@ class FasttextClassifier(Stage, MapStep):
     field: Field = param("response", "what the model reads: response, prompt or all (pretrain: text)")
     max_chars: int = param(2000, "characters of each record the model reads")
 
-    def __post_init__(self) -> None:
-        self.writes = (self.output_column,)
+    @property
+    def writes(self) -> tuple[str, ...]:  # type: ignore[override]
+        """The one column it adds, named by `column` (or `label`): always current, even after edits."""
+        return (self.output_column,)
 
     @property
     def output_column(self) -> str:
@@ -57,7 +58,6 @@ class FasttextClassifier(Stage, MapStep):
         return self.model or str(bundled_model())
 
     def problems(self, where: str) -> list[str]:
-        self.writes = (self.output_column,)  # `column`/`label` may have been edited after construction
         out = below_minimum(where, self, max_chars=1)
         col = self.output_column
         if col in RECORD_COLUMNS or col in INTERNAL_COLUMNS or not COLUMN.fullmatch(col):

@@ -9,7 +9,7 @@ from typing import ClassVar, Literal
 import polars as pl
 
 from curate.errors import FatalError
-from curate.expr import ExprError, Expression
+from curate.expr import ExprError, Expression, check_columns
 from curate.params import did_you_mean, param
 from curate.record import RECORD_SCHEMA, public_columns
 from curate.stages.base import DROP, Context, MapStep, Stage, mark
@@ -62,15 +62,14 @@ class Filter(Stage, MapStep):
         except ExprError:
             return []  # reported by problems()
         out = []
-        for name, pos in expr.column_positions():
-            if name not in available:
-                err = ExprError(
-                    f"no column {name!r} at this point{did_you_mean(name, available)}",
-                    self.where,
-                    pos,
-                    f"columns: {', '.join(sorted(available))}",
-                )
-                out.append(f"{where}.where: {err}")
+        for name, pos in check_columns(expr, available):
+            err = ExprError(
+                f"no column {name!r} at this point{did_you_mean(name, available)}",
+                self.where,
+                pos,
+                f"columns: {', '.join(sorted(available))}",
+            )
+            out.append(f"{where}.where: {err}")
         if out:
             return out
         known = {c: RECORD_SCHEMA[c] for c in public_columns(pl.DataFrame(schema=RECORD_SCHEMA))}
