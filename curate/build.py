@@ -201,7 +201,7 @@ def _run_pass(
         bar.advance(task)
     if p.barrier is not None:
         bar.note(f"pass {number}: {p.barrier.stage_name} (barrier)")
-        run_barrier(p.barrier, p.folder, ctx)
+        run_barrier(p.barrier, p.folder, ctx, executor)
     if previous is None:
         (p.folder / "warnings.txt").write_text("".join(w + "\n" for w in warnings))
     mark_done(p.folder, len(batch_files(p.folder)))

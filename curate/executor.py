@@ -159,6 +159,11 @@ class LocalExecutor:
         self.workers = max(1, workers)
         self._pool: ProcessPoolExecutor | None = None
 
+    @property
+    def parallelism(self) -> int:
+        """How many tasks run at the same time."""
+        return self.workers
+
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
@@ -191,15 +196,25 @@ def batch_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("batch-*.parquet"))
 
 
-def run_barrier(step: BarrierStep, folder: Path, ctx: Context) -> Path:
-    """Run a barrier over every kept row of a pass; write its decision table sorted by `_row`."""
+def run_barrier(step: BarrierStep, folder: Path, ctx: Context, executor: Any = None) -> Path:
+    """Run a barrier over every kept row of a pass; write its decision table sorted by `_row`.
+
+    With an executor (entered), the step's `parallel_work` tasks run on it and `decide_with` combines
+    their results; otherwise (or when the step has none) `decide` runs here."""
     files = batch_files(folder)
     artifacts = folder / "artifacts"
     shutil.rmtree(artifacts, ignore_errors=True)
     artifacts.mkdir()
     if files:
         rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
-        decisions = step.decide(rows, replace(ctx, artifacts=artifacts)).sort("_row")
+        ctx = replace(ctx, artifacts=artifacts)
+        work = step.parallel_work(files, executor.parallelism) if executor is not None else None
+        if work is not None:
+            fn, tasks = work
+            decisions = step.decide_with(rows, ctx, list(executor.map(fn, iter(tasks))))
+        else:
+            decisions = step.decide(rows, ctx)
+        decisions = decisions.sort("_row")
     else:
         decisions = pl.DataFrame(schema={"_row": pl.Int64(), DROP: pl.String()})
     path = folder / "decisions.parquet"

@@ -246,3 +246,48 @@ def test_candidate_pairs_follow_the_bucket_rule(n, bands, distinct, seed):
     got = candidate_pairs(keys, scope, eligible)
     assert got.dtype == np.int64 and got.shape[1] == 2
     assert [tuple(p) for p in got.tolist()] == sorted(_reference_pairs(keys, scope, eligible))
+
+
+@settings(max_examples=15, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    parallelism=st.integers(1, 12),
+    scope=st.sampled_from(["global", "source"]),
+    verify=st.booleans(),
+)
+def test_band_tasks_decide_exactly_like_the_whole_barrier(tmp_path_factory, seed, parallelism, scope, verify):
+    """The band buckets split over any number of tasks (reading batch files, as on an executor) give
+    the decisions, stats and templates.jsonl that `decide` gives over all rows in one process."""
+    from curate.stages.base import Context
+
+    rng = np.random.default_rng(seed)
+    words = [f"w{i}" for i in range(60)]
+    base = [" ".join(rng.choice(words, size=12)) for _ in range(25)]
+    prompts = base + [p.replace(p.split()[int(rng.integers(12))], "zz", 1) for p in base[:15]] + base[:5] + [""]
+    frame = chats(prompts).with_columns(
+        pl.Series("source", ["a", "b"] * (len(prompts) // 2) + ["a"] * (len(prompts) % 2)),
+        pl.int_range(pl.len(), dtype=pl.Int64).mul(3).alias("_row"),
+    )
+    shingle, cluster = MinhashDedup(fields="prompt", threshold=0.7, scope=scope, verify=verify).steps()
+    shingled = shingle.apply(frame, Context())
+    folder = tmp_path_factory.mktemp("pass")
+    files = []
+    for i, part in enumerate([shingled[:17], shingled[17:30], shingled[30:]]):
+        files.append(folder / f"batch-{i:06d}.parquet")
+        part.write_parquet(files[-1])
+    rows = pl.scan_parquet(files)
+    whole, split = folder / "whole", folder / "split"
+    whole.mkdir(), split.mkdir()
+    expected = cluster.decide(rows, Context(artifacts=whole))
+    fn, tasks = cluster.parallel_work(files, parallelism)
+    assert len(tasks) == min(parallelism, cluster.bands)
+    got = cluster.decide_with(rows, Context(artifacts=split), [fn(t) for t in tasks])
+    assert got.equals(expected)
+    for name in ("templates.jsonl", "minhash_dedup.stats.json"):
+        assert (split / name).read_text() == (whole / name).read_text()
+    assert expected["dup_cluster_size"].max() > 1  # the planted near-copies were found
+
+
+def test_template_mode_has_no_parallel_work(tmp_path):
+    _, cluster = MinhashDedup(fields="prompt", template=True).steps()
+    assert cluster.parallel_work([tmp_path / "batch-000000.parquet"], 4) is None

@@ -33,6 +33,11 @@ class Executor(Protocol):
         """`fn(task)` for every task, in task order, with a bounded number in flight."""
         ...
 
+    @property
+    def parallelism(self) -> int:
+        """How many tasks run at the same time."""
+        ...
+
 
 def check_executor(name: str, address: str | None) -> list[str]:
     """Problems with an executor choice (empty when valid)."""

@@ -11,8 +11,10 @@ A task whose worker process dies (killed, out of memory, its node lost) is retri
 way again) and reaches the caller as it was raised. Ray reuses worker processes between tasks, so the
 models that steps cache per process (fastText, tiktoken) load once per worker.
 
-Barrier steps and the final assembly (mixture plan, shuffle, shards) run in the driver, as with the
-local executor.
+A barrier step that offers `parallel_work` (MinHash's band buckets) runs those tasks on the cluster
+too and only their small results (the candidate pairs) come back to the driver, which combines them
+(connected components, keep decisions). Other barriers and the final assembly (mixture plan,
+shuffle, shards) run in the driver, as with the local executor.
 """
 
 from __future__ import annotations
@@ -106,6 +108,11 @@ class RayExecutor:
             self.__exit__(None, None, None)
             raise
         return self
+
+    @property
+    def parallelism(self) -> int:
+        """How many tasks run at the same time: the cluster's CPUs (known once entered)."""
+        return max(1, self._in_flight // 2)
 
     def __exit__(self, *exc: object) -> None:
         if self._started:

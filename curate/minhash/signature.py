@@ -106,15 +106,16 @@ def lsh_params(threshold: float, num_perm: int, verify: bool = True) -> tuple[in
     return _optimal_param(threshold, num_perm, fp, fn)
 
 
-def band_keys(sig: np.ndarray, bands: int, rows: int) -> np.ndarray:
-    """One 64-bit key per record and band (n_records x bands): a mix of the band's `rows` values."""
+def band_keys(sig: np.ndarray, bands: int, rows: int, first: int = 0) -> np.ndarray:
+    """One 64-bit key per record and band (n_records x bands): a mix of the band's `rows` values.
+    `first` > 0 gives the keys of bands first..first+bands-1 only (the same keys as in the full set)."""
     n = sig.shape[0]
     keys = np.zeros((n, bands), dtype=np.uint64)
     with np.errstate(over="ignore"):
         for band in range(bands):
-            h = np.full(n, np.uint64(0x9E3779B97F4A7C15) + np.uint64(band), dtype=np.uint64)
+            h = np.full(n, np.uint64(0x9E3779B97F4A7C15) + np.uint64(first + band), dtype=np.uint64)
             for r in range(rows):
-                h ^= sig[:, band * rows + r].astype(np.uint64)
+                h ^= sig[:, (first + band) * rows + r].astype(np.uint64)
                 h *= np.uint64(0xBF58476D1CE4E5B9)
                 h ^= h >> np.uint64(31)
             keys[:, band] = h

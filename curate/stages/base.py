@@ -19,9 +19,10 @@ marked rows to the ledger; nothing disappears without a reason.
 from __future__ import annotations
 
 import dataclasses
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import ClassVar
+from typing import Any, ClassVar
 
 import polars as pl
 
@@ -69,6 +70,18 @@ class BarrierStep(Step):
     """
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
+        raise NotImplementedError
+
+    def parallel_work(self, files: list[Path], parallelism: int) -> tuple[Callable[[Any], Any], list[Any]] | None:
+        """Independent pieces of the decision that the executor may run at the same time (in worker
+        processes, or on other Ray nodes), as (a picklable module-level function, its tasks); each task
+        reads what it needs from `files`, the pass's batch files. None (the default): `decide` does all.
+        `parallelism` is how many tasks the executor runs at once; the result must not depend on it."""
+        return None
+
+    def decide_with(self, rows: pl.LazyFrame, ctx: Context, results: list[Any]) -> pl.DataFrame:
+        """The decision table from the results of `parallel_work`'s tasks (in task order); equal to
+        what `decide` returns for the same rows."""
         raise NotImplementedError
 
 

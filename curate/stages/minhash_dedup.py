@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import json
+from collections.abc import Callable
 from dataclasses import asdict, dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import numpy as np
@@ -11,6 +13,7 @@ import polars as pl
 import pyarrow as pa
 
 from curate.minhash import shingles
+from curate.minhash.bands import COUNT, SIG, BandTask, band_groups, band_pairs, merge_pairs, scope_codes
 from curate.minhash.clusters import candidate_pairs, components, verified
 from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
 from curate.minhash.skeleton import template_mask
@@ -18,7 +21,6 @@ from curate.params import below_minimum, param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
 
 GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
-SIG, COUNT = "_mh_sig", "_mh_count"
 _CONTENT = ("kind", "text", "messages", "meta")  # what the compared text is made from
 START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
@@ -108,15 +110,11 @@ class _Cluster(BarrierStep):
         data = rows.select("_row", *self._compared).collect().sort("_row")
         n = data.height
         lengths = data[COUNT].to_numpy()
-        owner = np.repeat(np.arange(n), lengths)
-        scope = (
-            data["source"].rank("dense").cast(pl.Int64).to_numpy()
-            if self.scope == "source"
-            else np.zeros(n, dtype=np.int64)
-        )
+        scope = scope_codes(data["source"], self.scope == "source")
         stats: dict = {"records": n, "bands": self.bands, "rows": self.rows}
-        keep = np.ones(len(owner), dtype=bool)
+        keep = None
         if self.template:
+            owner = np.repeat(np.arange(n), lengths)
             grams = data[GRAMS].explode().drop_nulls().to_numpy().astype(np.uint32)
             keep, skeleton = template_mask(owner, grams, scope)
             # Unstructured records (no template text) are compared by all their n-grams instead, so
@@ -125,12 +123,49 @@ class _Cluster(BarrierStep):
             keep |= unstructured[owner]
             stats.update(asdict(skeleton), unstructured=int((unstructured & (lengths > 0)).sum()))
             sig = signatures(owner[keep], grams[keep], n, self.num_perm, self.seed)
+            shingled = np.bincount(owner[keep], minlength=n) > 0
         else:
             sig = data[SIG].to_numpy().reshape(n, self.num_perm)
-        shingled = np.bincount(owner[keep], minlength=n) > 0
+            shingled = lengths > 0
         keys = band_keys(sig, self.bands, self.rows)
         pairs = candidate_pairs(keys, scope, shingled)
         edges = verified(pairs, sig, self.threshold) if self.verify else pairs
+        return self._decisions(rows, data.drop(SIG, GRAMS, strict=False), pairs, edges, shingled, keep, ctx, stats)
+
+    def parallel_work(self, files: list[Path], parallelism: int) -> tuple[Callable, list[BandTask]] | None:
+        """Without `template`, the band buckets run as tasks on the executor (see `curate.minhash.bands`);
+        with it, the template n-grams need every record at once and `decide` does all the work."""
+        if self.template or not files:
+            return None
+        threshold = self.threshold if self.verify else None
+        names = tuple(str(f) for f in files)
+        by_source = self.scope == "source"
+        return band_pairs, [
+            BandTask(names, first, count, self.rows, self.num_perm, by_source, threshold)
+            for first, count in band_groups(self.bands, parallelism)
+        ]
+
+    def decide_with(self, rows: pl.LazyFrame, ctx: Context, results: list) -> pl.DataFrame:
+        """`decide` from the band tasks' pairs: the signatures never come to this process."""
+        data = rows.select("_row", *[c for c in self._compared if c != SIG]).collect().sort("_row")
+        pairs, passed = merge_pairs(results, data.height)
+        stats: dict = {"records": data.height, "bands": self.bands, "rows": self.rows}
+        shingled = data[COUNT].to_numpy() > 0
+        return self._decisions(rows, data, pairs, pairs[passed], shingled, None, ctx, stats)
+
+    def _decisions(
+        self,
+        rows: pl.LazyFrame,
+        data: pl.DataFrame,
+        pairs: np.ndarray,
+        edges: np.ndarray,
+        shingled: np.ndarray,
+        keep: np.ndarray | None,
+        ctx: Context,
+        stats: dict,
+    ) -> pl.DataFrame:
+        """Clusters from the verified pairs, the keep/drop decisions, and the report files."""
+        n = data.height
         labels = components(n, edges)
         stats.update(
             shingled=int(shingled.sum()),
@@ -145,7 +180,7 @@ class _Cluster(BarrierStep):
             dropped=int(decisions[DROP].is_not_null().sum()),
         )
         if ctx.artifacts is not None:
-            self._write_report(rows, data, decisions, owner, keep, ctx, stats)
+            self._write_report(rows, data, decisions, keep, ctx, stats)
         return decisions.select("_row", DROP, "dup_cluster", "dup_cluster_size")
 
     def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
@@ -170,12 +205,12 @@ class _Cluster(BarrierStep):
         rows: pl.LazyFrame,
         data: pl.DataFrame,
         decisions: pl.DataFrame,
-        owner: np.ndarray,
-        keep: np.ndarray,
+        keep: np.ndarray | None,
         ctx: Context,
         stats: dict,
     ) -> None:
-        """`templates.jsonl` (largest clusters: size, sources, skeleton, three examples) and stats."""
+        """`templates.jsonl` (largest clusters: size, sources, skeleton, three examples) and stats.
+        `keep` marks the n-grams compared (template mode), in record order; None: all of them."""
         assert ctx.artifacts is not None
         clusters = (
             decisions.join(data.select("_row", "source"), on="_row")
@@ -190,7 +225,7 @@ class _Cluster(BarrierStep):
             .sort(["size", "dup_cluster"], descending=[True, False])
             .head(self.top_templates)
         )
-        starts = np.r_[0, np.cumsum(np.bincount(owner, minlength=data.height))]
+        starts = np.r_[0, np.cumsum(data[COUNT].to_numpy())]
         shown = pl.Series("_row", [r for members in clusters["rows"].to_list() for r in members[:3]], pl.Int64)
         content = rows.filter(pl.col("_row").is_in(shown.implode())).select("_row", *_CONTENT).collect()
         texts = compared_text(content, self.fields, self.include_input, self.template, self.unit)
@@ -210,7 +245,9 @@ class _Cluster(BarrierStep):
                     "sources": {s["source"]: s["count"] for s in cluster["sources"]},
                     "skeleton": self._skeleton(
                         texts.row(int(texts["_row"].search_sorted(members[0])), named=True),
-                        keep[starts[index] : starts[index + 1]],
+                        np.ones(starts[index + 1] - starts[index], dtype=bool)
+                        if keep is None
+                        else keep[starts[index] : starts[index + 1]],
                     ),
                     "examples": [
                         {"id": r["id"], "source": r["source"], "text": r[TEXT]} for r in examples.iter_rows(named=True)
