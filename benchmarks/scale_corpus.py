@@ -1,0 +1,477 @@
+"""A deterministic corpus of N records scaled from the real sets in ../shared/data (issue 6, "Scaling").
+
+    .venv/bin/python benchmarks/scale_corpus.py 100000 [--data benchmarks/_data]
+
+Written once into `benchmarks/_data/scale-N/` (git-ignored, never committed: several sources are
+CC BY-NC 4.0 or other non-redistributable licenses, see LICENSES below) and reused while
+`GENERATOR_VERSION` and the file sizes match `inputs.json`.
+
+Mix by records: ~30% pretraining text (`{"id", "text"}` JSONL) and ~70% instruction records, each
+source in its own format and fields; one JSONL per source, split into parts for the large ones.
+Every record has an `id` (the configs read it with `id_field = "id"`). Kinds (`truth.parquet`: id,
+source, origin, kind, cycle, jaccard, jaccard_full):
+
+- `original`: a real record (sources are sampled without replacement while N is below their size).
+- `cycled`: a real record perturbed with word edits towards a word-5-gram Jaccard uniform in
+  [0.25, 0.45] with its original (prompt and response alike), so it is distinct for dedup at 0.8;
+  line structure, GSM8K `<<calc>>` annotations and `####` answer lines are kept.
+- `exact_dup` (~3%): a byte copy (new id) of an earlier record of the same source.
+- `near_dup` (~8%): a copy of an earlier record of the same source perturbed towards a Jaccard uniform
+  in [0.85, 1.0] on the prompt (pretraining: the text); a prompt too short for one edit to stay
+  above 0.85 is kept and only the response is perturbed. `jaccard` is the achieved Jaccard on the
+  prompt/text, `jaccard_full` on prompt + response.
+- `templated` (~10% before duplication): T0/P3 promptsource records (`origin` = template file) and
+  synthetic skeletons filled with passages, sentences, names and numbers (`origin` = skeleton name).
+
+Generation streams to the files; memory is bounded by the base sets plus a reservoir of earlier
+records per source for the duplicates.
+
+LICENSES of the inputs: Alpaca 52k and Code Alpaca CC BY-NC 4.0; GSM8K MIT; FLAN CoT, Self-Instruct,
+T0/P3 (self-instruct repo) and LLaMA-Factory demos Apache-2.0; DCLM MIT; Dolma samples Apache-2.0;
+WikiText-2 CC BY-SA; Gutenberg Project Gutenberg license; Tiny Shakespeare public domain.
+"""
+
+from __future__ import annotations
+
+import argparse
+import csv
+import hashlib
+import json
+import math
+import random
+import re
+import shutil
+import sys
+import time
+from collections.abc import Callable, Iterator
+from pathlib import Path
+from typing import Any
+
+ROOT = Path(__file__).resolve().parent.parent
+SHARED = ROOT.parent / "shared" / "data"
+GENERATOR_VERSION = 1
+SEED = 0
+NGRAM = 5
+PRETRAIN_SHARE, TEMPLATED_SHARE, EXACT_SHARE, NEAR_SHARE = 0.30, 0.10, 0.03, 0.08
+P3_SHARE_OF_TEMPLATED = 0.6
+CYCLED_J, NEAR_J = (0.25, 0.45), (0.85, 1.0)
+PART_RECORDS = 150_000  # records per file part; sources above 20k records get at least two parts
+RESERVOIR = 20_000
+CYCLED_CHECK = 20  # every 20th cycled record gets its achieved Jaccard in truth.parquet
+
+Record = dict[str, Any]
+# source name -> (format, prompt keys, response keys); text sources have prompt key "text"
+SOURCES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
+    "alpaca": ("alpaca", ("instruction", "input"), ("output",)),
+    "code_alpaca": ("alpaca", ("instruction", "input"), ("output",)),
+    "gsm8k": ("prompt_response", ("question",), ("answer",)),
+    "flan_cot": ("prompt_response", ("question",), ("response",)),
+    "self_instruct": ("alpaca", ("instruction", "input"), ("output",)),
+    "llamafactory": ("alpaca", ("instruction", "input"), ("output",)),
+    "p3": ("prompt_response", ("prompt",), ("completion",)),
+    "templates": ("prompt_response", ("prompt",), ("completion",)),
+    "web": ("text", ("text",), ()),
+    "c4": ("text", ("text",), ()),
+    "wiki": ("text", ("text",), ()),
+    "books": ("text", ("text",), ()),
+}
+INSTRUCTION = ["alpaca", "code_alpaca", "gsm8k", "flan_cot", "self_instruct", "llamafactory"]
+PRETRAIN = ["web", "c4", "wiki", "books"]
+
+# ---------------------------------------------------------------- the shared shingling
+
+_NON_WORD = re.compile(r"[^\w⟨⟩]+")
+
+
+def shingles(text: str, n: int = NGRAM) -> set[str]:
+    """Word n-grams of the lower-cased text (as curate folds); a text of at most n words is one n-gram."""
+    words = _NON_WORD.sub(" ", text.lower()).split()
+    if len(words) <= n:
+        return {" ".join(words)} if words else set()
+    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
+
+
+def jaccard(a: str, b: str) -> float:
+    x, y = shingles(a), shingles(b)
+    return len(x & y) / len(x | y) if x or y else 1.0
+
+
+# ---------------------------------------------------------------- perturbation
+
+_PIECES = re.compile(r"\S+|\s+")
+
+
+def perturb(text: str, target: float, rng: random.Random, vocab: list[str]) -> str:
+    """Word edits (replace, swap, delete, insert) whose count aims at word-5-gram Jaccard `target`.
+
+    Whitespace runs (newlines included) stay in place; words holding `<<`, `>>` or `####` and the
+    whole `####` line are never touched. k edits change about 5k of S shingles: J ~ (S - 5k) / (S + 5k).
+    """
+    pieces = _PIECES.findall(text)
+    words = [i for i, p in enumerate(pieces) if not p.isspace()]
+    if not words or target >= 1.0:
+        return text
+    locked, line_locked = set(), False
+    for i, p in enumerate(pieces):
+        if "\n" in p:
+            line_locked = False
+        if p.startswith("####"):
+            line_locked = True
+        if line_locked or "<<" in p or ">>" in p:
+            locked.add(i)
+    free = [i for i in words if i not in locked]
+    if not free:
+        return text
+    total = max(1, len(words) - NGRAM + 1)
+    edits = max(1, round(total * (1 - target) / (NGRAM * (1 + target))))
+    for _ in range(edits):
+        i = rng.choice(free)
+        op = rng.randrange(4)
+        if op == 1:  # swap with the next free word
+            k = free.index(i)
+            if k + 1 < len(free):
+                j = free[k + 1]
+                pieces[i], pieces[j] = pieces[j], pieces[i]
+                continue
+        if op == 2 and pieces[i]:  # delete (keeps the separators around it)
+            pieces[i] = ""
+            continue
+        if op == 3:  # insert before
+            pieces[i] = f"{rng.choice(vocab)} {pieces[i]}"
+            continue
+        pieces[i] = rng.choice(vocab)
+    out = "".join(pieces)
+    return re.sub(r"(?<=\S) {2,}(?=\S)", " ", out)
+
+
+def prompt_text(rec: Record, source: str) -> str:
+    return "\n".join(str(rec.get(k) or "") for k in SOURCES[source][1]).strip()
+
+
+def full_text(rec: Record, source: str) -> str:
+    keys = SOURCES[source][1] + SOURCES[source][2]
+    return "\n".join(str(rec.get(k) or "") for k in keys).strip()
+
+
+def perturb_record(rec: Record, source: str, target: float, rng: random.Random, vocab: list[str], near: bool) -> Record:
+    """A copy of `rec` with every text field perturbed towards `target`. With `near`, a prompt that one
+    edit would push below the target stays as it is (then only the response changes)."""
+    out = dict(rec)
+    for key in SOURCES[source][1] + SOURCES[source][2]:
+        value = rec.get(key)
+        if not isinstance(value, str) or not value.strip():
+            continue
+        new = perturb(value, target, rng, vocab)
+        if near and key in SOURCES[source][1] and SOURCES[source][2] and jaccard(value, new) < NEAR_J[0]:
+            new = value
+        out[key] = new
+    return out
+
+
+# ---------------------------------------------------------------- the real base sets
+
+
+def _json_items(path: Path) -> list[Record]:
+    text = path.read_text("utf-8").strip()
+    return json.loads(text) if text.startswith("[") else [json.loads(x) for x in text.splitlines() if x.strip()]
+
+
+def _alpaca(items: list[Record]) -> list[Record]:
+    return [{"instruction": o["instruction"], "input": o.get("input") or "", "output": o["output"]} for o in items]
+
+
+def _chunks(text: str, rng: random.Random, low: int = 200, high: int = 600) -> list[str]:
+    """`text` cut into documents of `low`..`high` words (whitespace kept)."""
+    pieces = _PIECES.findall(text)
+    docs, start = [], 0
+    while start < len(pieces):
+        want, count, end = rng.randint(low, high), 0, start
+        while end < len(pieces) and count < want:
+            count += not pieces[end].isspace()
+            end += 1
+        doc = "".join(pieces[start:end]).strip()
+        if count >= low // 2 and doc:
+            docs.append(doc)
+        start = end
+    return docs
+
+
+def load_base(rng: random.Random) -> dict[str, list[Record]]:
+    """Real records per source, without ids, in their source's fields."""
+    d = SHARED
+    base: dict[str, list[Record]] = {}
+    base["alpaca"] = _alpaca(_json_items(d / "alpaca_52k" / "alpaca_data.json"))
+    base["code_alpaca"] = _alpaca(
+        _json_items(d / "code_alpaca" / "code_alpaca_2k.json") + _json_items(d / "code_alpaca" / "new_codealpaca.json")
+    )
+    base["gsm8k"] = [
+        {"question": o["question"], "answer": o["answer"]} for o in _json_items(d / "gsm8k" / "train.jsonl")
+    ]
+    flan = []
+    for path in sorted((d / "flan_cot" / "cot_data").glob("*.tsv")):
+        with open(path, encoding="utf-8", newline="") as fh:
+            for row in csv.reader(fh, delimiter="\t", quoting=csv.QUOTE_NONE):
+                if len(row) >= 3:
+                    q, a, r = row[0], row[1], row[2]
+                    flan.append({"question": q, "answer": a, "rationale": r, "response": f"{r} So the answer is {a}."})
+    base["flan_cot"] = flan
+    tasks = []
+    for name in ("seed_tasks.jsonl", "user_oriented_instructions.jsonl"):
+        for task in _json_items(d / "self_instruct" / name):
+            for inst in task.get("instances", []):
+                tasks.append(
+                    {"instruction": task["instruction"], "input": inst.get("input", ""), "output": inst["output"]}
+                )
+    base["self_instruct"] = tasks
+    base["llamafactory"] = _alpaca(_json_items(d / "llamafactory_demo" / "alpaca_en_demo.json"))
+    p3 = []
+    for path in sorted((d / "t0_p3_templated" / "data_per_template").glob("*.jsonl")):
+        p3 += [{"prompt": o["prompt"], "completion": o["completion"], "template": path.stem} for o in _json_items(path)]
+    base["p3"] = p3
+    web = d / "web_pretrain_samples"
+    base["web"] = [
+        {"text": o["text"]}
+        for name in ("dclm_agreement_data", "dclm_majority_data", "dolma_cc_en_head-0091", "dolma_cc_en_head-0174")
+        for o in _json_items(web / f"{name}.jsonl")
+        if len(o.get("text", "").split()) >= 50
+    ]
+    base["c4"] = [{"text": o["text"]} for o in _json_items(d / "llamafactory_demo" / "c4_demo.jsonl")]
+    wiki_texts = (d / "llamafactory_demo" / "wiki_demo.txt").read_text("utf-8").splitlines()
+    wiki_texts += [(d / "wikitext2_pytorch_examples" / f"{s}.txt").read_text("utf-8") for s in ("valid", "test")]
+    base["wiki"] = [{"text": t} for text in wiki_texts for t in _chunks(text, rng)]
+    books = [p.read_text("utf-8", errors="replace") for p in sorted((d / "gutenberg_gitenberg").glob("*.txt"))]
+    books.append((d / "tinyshakespeare" / "input.txt").read_text("utf-8"))
+    base["books"] = [{"text": t} for text in books for t in _chunks(text, rng)]
+    return base
+
+
+# ---------------------------------------------------------------- synthetic templates
+
+SKELETONS: dict[str, Callable[[random.Random, dict[str, list[str]]], tuple[str, str]]] = {
+    "summarize": lambda r, f: (
+        f"Summarize the following text in one sentence.\n\n{r.choice(f['passages'])}",
+        r.choice(f["sentences"]),
+    ),
+    "sentiment": lambda r, f: (
+        f"Is the sentiment of this review positive or negative?\nReview: {r.choice(f['sentences'])}",
+        r.choice(["positive", "negative"]),
+    ),
+    "passive": lambda r, f: (
+        f"Rewrite the following sentence in the passive voice: {r.choice(f['sentences'])}",
+        r.choice(f["sentences"]),
+    ),
+    "arithmetic": lambda r, f: (
+        lambda a, b, n: (
+            f"{n} has {a} apples and buys {b} more. How many apples does {n} have now?",
+            f"{n} has {a} + {b} = {a + b} apples.\n#### {a + b}",
+        )
+    )(r.randint(2, 999), r.randint(2, 999), r.choice(f["names"])),
+    "email": lambda r, f: (
+        f"Write a short email to {r.choice(f['names'])} about {r.choice(f['topics'])}.",
+        f"Dear {r.choice(f['names'])},\n\n{r.choice(f['sentences'])}\n\nBest regards,\n{r.choice(f['names'])}",
+    ),
+    "qa": lambda r, f: (
+        f"Read the passage and answer the question.\nPassage: {r.choice(f['passages'])}\n"
+        "Question: What is the passage mainly about?",
+        r.choice(f["sentences"]),
+    ),
+}
+
+
+def fillers(base: dict[str, list[Record]], rng: random.Random) -> dict[str, list[str]]:
+    docs = [r["text"] for r in rng.sample(base["web"] + base["wiki"] + base["c4"], 600)]
+    sentences = [s.strip() for t in docs for s in re.split(r"(?<=[.!?])\s+", t) if 6 <= len(s.split()) <= 30]
+    passages = [" ".join(t.split()[i : i + 60]) for t in docs for i in range(0, max(1, len(t.split()) - 60), 60)]
+    names = sorted({w for s in sentences for w in s.split()[1:] if w.istitle() and w.isalpha() and len(w) > 3})[:2000]
+    topics = [" ".join(s.split()[:4]).lower() for s in sentences[:3000]]
+    return {"sentences": sentences, "passages": passages, "names": names, "topics": topics}
+
+
+# ---------------------------------------------------------------- generation
+
+
+def plan_counts(n: int, base: dict[str, list[Record]]) -> dict[str, int]:
+    """Records (slots, duplicates included) per source summing to `n`."""
+    dup = EXACT_SHARE + NEAR_SHARE
+    templated = round(TEMPLATED_SHARE * n / (1 - dup))
+    p3 = min(len(base["p3"]), round(P3_SHARE_OF_TEMPLATED * templated))
+    counts = {"p3": p3, "templates": templated - p3}
+    pretrain = round(PRETRAIN_SHARE * n)
+    rest = n - pretrain - templated
+    for group, total in ((PRETRAIN, pretrain), (INSTRUCTION, rest)):
+        sizes = {s: len(base[s]) for s in group}
+        whole = sum(sizes.values())
+        shares = {s: total * v // whole for s, v in sizes.items()}
+        shares[group[0]] += total - sum(shares.values())
+        counts.update(shares)
+    return {s: counts[s] for s in SOURCES}
+
+
+def _records(
+    source: str, slots: int, base: list[Record], rng: random.Random, vocab: list[str], fill: dict
+) -> Iterator[tuple[Record, dict]]:
+    """(record, truth) for every slot of `source`, duplicates of earlier records included."""
+    dups = rng.sample(range(1, slots), min(slots - 1, round((EXACT_SHARE + NEAR_SHARE) * slots))) if slots > 1 else []
+    n_exact = round(EXACT_SHARE * slots)
+    kind_of = {pos: ("exact_dup" if k < n_exact else "near_dup") for k, pos in enumerate(dups)}
+    order = list(range(len(base)))
+    rng.shuffle(order)
+    reservoir: list[tuple[Record, str]] = []
+    fresh = 0
+    for pos in range(slots):
+        rid = f"{source}-{pos:07d}"
+        kind = kind_of.get(pos)
+        if kind and reservoir:
+            rec, origin = reservoir[rng.randrange(len(reservoir))]
+            truth = {"origin": origin, "kind": kind, "cycle": None, "jaccard": None, "jaccard_full": None}
+            if kind == "near_dup":
+                copy = perturb_record(rec, source, rng.uniform(*NEAR_J), rng, vocab, near=True)
+                truth["jaccard"] = round(jaccard(prompt_text(rec, source), prompt_text(copy, source)), 4)
+                truth["jaccard_full"] = round(jaccard(full_text(rec, source), full_text(copy, source)), 4)
+                rec = copy
+            yield {"id": rid, **rec}, truth
+            continue
+        if source == "templates":
+            name = rng.choice(sorted(SKELETONS))
+            prompt, completion = SKELETONS[name](rng, fill)
+            rec = {"prompt": prompt, "completion": completion}
+            truth = {"origin": name, "kind": "templated", "cycle": 0, "jaccard": None, "jaccard_full": None}
+        else:
+            cycle, i = divmod(fresh, len(base))
+            rec = base[order[i]]
+            origin = f"{source}:{order[i]}"
+            if source == "p3":
+                origin = f"p3:{rec['template']}"
+                rec = {"prompt": rec["prompt"], "completion": rec["completion"]}
+            kind = "templated" if source == "p3" else ("original" if cycle == 0 else "cycled")
+            truth = {"origin": origin, "kind": kind, "cycle": cycle, "jaccard": None, "jaccard_full": None}
+            if cycle:
+                copy = perturb_record(rec, source, rng.uniform(*CYCLED_J), rng, vocab, near=False)
+                if fresh % CYCLED_CHECK == 0:  # a sample: the achieved Jaccard with the original
+                    truth["jaccard"] = round(jaccard(prompt_text(rec, source), prompt_text(copy, source)), 4)
+                    truth["jaccard_full"] = round(jaccard(full_text(rec, source), full_text(copy, source)), 4)
+                rec = copy
+        fresh += 1
+        if len(reservoir) < RESERVOIR:
+            reservoir.append((rec, rid))
+        elif rng.random() < RESERVOIR / (pos + 1):
+            reservoir[rng.randrange(RESERVOIR)] = (rec, rid)
+        yield {"id": rid, **rec}, truth
+
+
+def _cached(folder: Path) -> dict[str, Any] | None:
+    stamp = folder / "inputs.json"
+    if not stamp.exists():
+        return None
+    info = json.loads(stamp.read_text())
+    ok = info.get("generator_version") == GENERATOR_VERSION and all(
+        (folder / name).exists() and (folder / name).stat().st_size == size for name, size in info["bytes"].items()
+    )
+    return info if ok else None
+
+
+def generate(n: int, data_root: Path) -> dict[str, Any]:
+    """The corpus of `n` records in `data_root/scale-n/` (cached); returns inputs.json's content."""
+    import polars as pl
+
+    folder = data_root / f"scale-{n}"
+    if info := _cached(folder):
+        return info
+    started = time.perf_counter()
+    shutil.rmtree(folder, ignore_errors=True)
+    (folder / "data").mkdir(parents=True)
+    rng = random.Random(SEED)
+    base = load_base(rng)
+    vocab = rng.sample([w for r in base["alpaca"][:8000] for w in r["output"].split() if w.isalpha()], 8000)
+    fill = fillers(base, rng)
+    counts = plan_counts(n, base)
+    info: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "records": n, "folder": str(folder)}
+    info.update(base_records={s: len(v) for s, v in base.items()}, sources={}, bytes={}, sha256={})
+    truth_cols: dict[str, list] = {
+        k: [] for k in ("id", "source", "origin", "kind", "cycle", "jaccard", "jaccard_full")
+    }
+    for source, slots in counts.items():
+        parts = max(1 if slots < 20_000 else 2, math.ceil(slots / PART_RECORDS)) if slots else 0
+        per_part = math.ceil(slots / parts) if parts else 0
+        srng = random.Random(f"{SEED}-{source}")
+        stream = _records(source, slots, base.get(source, []), srng, vocab, fill)
+        names = []
+        for p in range(parts):
+            name = f"data/{source}/part-{p:03d}.jsonl"
+            (folder / name).parent.mkdir(parents=True, exist_ok=True)
+            digest = hashlib.sha256()
+            with open(folder / name, "wb") as fh:
+                for _ in range(min(per_part, slots - p * per_part)):
+                    rec, truth = next(stream)
+                    line = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
+                    fh.write(line)
+                    digest.update(line)
+                    truth_cols["id"].append(rec["id"])
+                    truth_cols["source"].append(source)
+                    for k in ("origin", "kind", "cycle", "jaccard", "jaccard_full"):
+                        truth_cols[k].append(truth[k])
+            info["bytes"][name] = (folder / name).stat().st_size
+            info["sha256"][name] = digest.hexdigest()
+            names.append(name)
+        info["sources"][source] = {"format": SOURCES[source][0], "records": slots, "files": names}
+    truth = pl.DataFrame(
+        truth_cols, schema_overrides={"cycle": pl.Int32, "jaccard": pl.Float64, "jaccard_full": pl.Float64}
+    )
+    truth.write_parquet(folder / "truth.parquet")
+    info["rates"] = rates(truth)
+    info["seconds"] = round(time.perf_counter() - started, 1)
+    info["peak_rss_mb"] = round(_maxrss_mb(), 1)
+    (folder / "inputs.json").write_text(json.dumps(info, indent=2) + "\n")
+    return info
+
+
+def rates(truth: Any) -> dict[str, Any]:
+    """Achieved shares by kind and by pretrain/instruction, and the near-duplicate Jaccard spread."""
+    import polars as pl
+
+    n = truth.height
+    kinds = {k: round(c / n, 4) for k, c in truth.group_by("kind").len().sort("kind").iter_rows()}
+    pretrain = truth.filter(pl.col("source").is_in(PRETRAIN)).height / n
+    near = truth.filter(pl.col("kind") == "near_dup")["jaccard"]
+    cycled = truth.filter((pl.col("kind") == "cycled") & pl.col("jaccard").is_not_null())["jaccard"]
+    return {
+        "by_kind": kinds,
+        "pretrain": round(pretrain, 4),
+        "instruction": round(1 - pretrain, 4),
+        "near_dup_jaccard": {
+            "min": near.min(),
+            "median": near.median(),
+            "share_ge_0_85": round(float((near >= NEAR_J[0]).mean()), 4) if near.len() else None,
+        },
+        "cycled_jaccard_sample": {
+            "records": cycled.len(),
+            "median": cycled.median(),
+            "p99": cycled.quantile(0.99) if cycled.len() else None,
+            "share_ge_0_8": round(float((cycled >= 0.8).mean()), 4) if cycled.len() else None,
+        },
+        "max_cycle": truth["cycle"].max(),
+    }
+
+
+def _maxrss_mb() -> float:
+    import resource
+
+    return resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("records", type=int, help="records to generate (e.g. 100000, 1000000)")
+    parser.add_argument("--data", type=Path, default=ROOT / "benchmarks" / "_data", help="where scale-N/ goes")
+    args = parser.parse_args(argv)
+    info = generate(args.records, args.data.resolve())
+    print(
+        json.dumps(
+            {k: info[k] for k in ("records", "folder", "rates", "seconds", "peak_rss_mb") if k in info}, indent=2
+        )
+    )
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
