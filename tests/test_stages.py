@@ -2,6 +2,8 @@
 
 import polars as pl
 import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
 
 from curate.stages import STAGES, ExactDedup, FilterLength, Language, Normalize
 from curate.stages.base import Stage
@@ -169,6 +171,33 @@ def test_exact_dedup_is_idempotent():
     once = ExactDedup().process(frame)
     twice = ExactDedup().process(once)
     assert once.equals(twice)
+
+
+@settings(max_examples=20, deadline=None)
+@given(
+    texts=st.lists(st.sampled_from(["a", "b", "c", "d", "e", "f", "g"]), min_size=1, max_size=40),
+    sources=st.lists(st.sampled_from(["one", "two"]), min_size=40, max_size=40),
+    parts=st.integers(1, 5),
+    scope=st.sampled_from(["global", "source"]),
+)
+def test_exact_dedup_hash_parts_decide_like_one_barrier(tmp_path_factory, texts, sources, parts, scope):
+    """The barrier split into hash-partitioned tasks (as on an executor) drops exactly what one
+    `decide` over every row drops, with the same reasons."""
+    from curate.stages.base import Context
+
+    frame = docs(*texts).with_columns(
+        pl.Series("source", sources[: len(texts)]), pl.int_range(pl.len(), dtype=pl.Int64).mul(2).alias("_row")
+    )
+    hashing, keep_first = ExactDedup(scope=scope).steps()
+    hashed = hashing.apply(frame, Context())
+    folder = tmp_path_factory.mktemp("pass")
+    files = [folder / "batch-000000.parquet", folder / "batch-000001.parquet"]
+    hashed[: len(texts) // 2].write_parquet(files[0])
+    hashed[len(texts) // 2 :].write_parquet(files[1])
+    expected = keep_first.decide(pl.scan_parquet(files), Context()).sort("_row")
+    fn, tasks = keep_first.parallel_work(files, parts)
+    got = keep_first.decide_with(pl.scan_parquet(files), Context(), [fn(t) for t in tasks])
+    assert len(tasks) == parts and got.equals(expected)
 
 
 # ------------------------------------------------------------------------------------------- language

@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import ClassVar, Literal
 
 import polars as pl
@@ -56,19 +58,51 @@ class _KeepFirst(BarrierStep):
     reads: tuple[str, ...] = ("_row", "id", "source", HASH_COLUMN)
 
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
-        group = [HASH_COLUMN] if self.scope == "global" else ["source", HASH_COLUMN]
-        ranked = (
-            rows.select("_row", "id", *group)
-            .sort("_row")
-            .with_columns(
-                pl.col("_row").first().over(group).alias("_first_row"),
-                pl.col("id").first().over(group).alias("_first_id"),
-            )
+        return later_copies(rows, self.scope == "source")
+
+    def parallel_work(self, files: list[Path], parallelism: int) -> tuple[Callable, list[HashPart]] | None:
+        """Hash-partitioned: each task groups the records whose content hash falls in its part."""
+        names = tuple(str(f) for f in files)
+        parts = max(1, parallelism)
+        return dropped_in_part, [HashPart(names, part, parts, self.scope == "source") for part in range(parts)]
+
+    def decide_with(self, rows: pl.LazyFrame, ctx: Context, results: list) -> pl.DataFrame:
+        return pl.concat(results, how="vertical").sort("_row")
+
+
+@dataclass(frozen=True)
+class HashPart:
+    """Records of `files` whose content hash is in part `part` of `parts` (all of them when parts = 1)."""
+
+    files: tuple[str, ...]
+    part: int
+    parts: int
+    by_source: bool
+
+
+def later_copies(rows: pl.LazyFrame, by_source: bool) -> pl.DataFrame:
+    """`_row` and drop reason of every record whose content (per source when `by_source`) came before."""
+    group = ["source", HASH_COLUMN] if by_source else [HASH_COLUMN]
+    ranked = (
+        rows.select("_row", "id", *group)
+        .sort("_row")
+        .with_columns(
+            pl.col("_row").first().over(group).alias("_first_row"),
+            pl.col("id").first().over(group).alias("_first_id"),
         )
-        dropped = ranked.filter(pl.col("_row") != pl.col("_first_row")).select(
-            "_row", pl.concat_str(pl.lit("exact_duplicate_of:"), pl.col("_first_id")).alias(DROP)
-        )
-        return dropped.collect()
+    )
+    dropped = ranked.filter(pl.col("_row") != pl.col("_first_row")).select(
+        "_row", pl.concat_str(pl.lit("exact_duplicate_of:"), pl.col("_first_id")).alias(DROP)
+    )
+    return dropped.collect()
+
+
+def dropped_in_part(task: HashPart) -> pl.DataFrame:
+    """Runs on a worker: `later_copies` among the records of one hash part (equal content, equal part)."""
+    rows = pl.scan_parquet(list(task.files))
+    if task.parts > 1:
+        rows = rows.filter(pl.col(HASH_COLUMN).hash(seed=0) % task.parts == task.part)
+    return later_copies(rows, task.by_source)
 
 
 @dataclass
