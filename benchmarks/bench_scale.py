@@ -1,0 +1,512 @@
+"""The full pipeline at 100k / 300k / 1M records: local --workers 1 and 2, and Ray on 2 CPUs (issue 6).
+
+    .venv/bin/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 [--repeats 1] [--runs w1,w2,ray]
+    .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --generate-only
+
+Input: `benchmarks/scale_corpus.py` (real sets from ../shared/data scaled to N, cached in
+`benchmarks/_data/scale-N/`, with its ground truth and achieved rates). Config: `scale.toml`, written
+beside the data (see `write_config`). Each run is a fresh process with a fresh work dir and output:
+
+    python -P -m curate.cli build scale.toml --workers W [--executor ray] --output O --work-dir D --no-progress
+
+`w1`/`w2`: the local executor with 1 / 2 workers; `ray`: `--executor ray --workers 2` (a local Ray with
+2 CPUs that the driver starts and shuts down). Runs are interleaved (size by size, run by run, per
+repeat) and the tables show medians. Measured: wall time (process start to exit), records/s (input
+records / wall), peak summed RSS of the driver's process tree and the largest single process (both
+sampled from /proc every 0.1 s; the driver's own exact peak from run.json), `run.json` seconds per
+pass, `du` of the work dir per pass folder and of the output. Ray's gcs_server, raylet and workers are
+spawned by the driver's `ray.init` (workers by the raylet), so they are in the tree; the sampler
+records which process names it saw in the tree and any Ray process outside it started during the run.
+
+Outputs of the three runs of a size are compared file by file (sha256 of everything but run.json).
+curate is run from a `git archive` snapshot of HEAD (as in bench_minhash.py; `--worktree` measures the
+working tree). Results: benchmarks/out/scale/results.json and benchmarks/BENCH_SCALE.md.
+"""
+
+from __future__ import annotations
+
+import argparse
+import hashlib
+import json
+import os
+import statistics
+import subprocess
+import sys
+import threading
+import time
+from pathlib import Path
+from typing import Any
+
+BENCH_DIR = Path(__file__).resolve().parent
+ROOT = BENCH_DIR.parent
+sys.path.insert(0, str(BENCH_DIR))
+
+import bench_build  # noqa: E402  (machine, git and versions helpers)
+import bench_minhash  # noqa: E402  (the curate snapshot)
+import scale_corpus  # noqa: E402
+
+VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
+RUNS = {"w1": (1, "local"), "w2": (2, "local"), "ray": (2, "ray")}
+RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray_", "dashboard")
+TARGETS = {"growth_per_10x": 12.0, "rss_1m_gb": 6.0, "w1_over_w2": 1.6, "ray_over_w2": 1.5}
+
+
+# ---------------------------------------------------------------- the config
+
+
+def write_config(folder: Path, info: dict[str, Any]) -> Path:
+    """The full pipeline over every source of the corpus (config order = scale_corpus.SOURCES)."""
+    sources = []
+    for name, src in info["sources"].items():
+        if not src["records"]:
+            continue
+        fmt, prompt, response = scale_corpus.SOURCES[name]
+        lines = ["[[sources]]", f'name = "{name}"', f'path = "data/{name}"', f'format = "{fmt}"', 'id_field = "id"']
+        if fmt == "prompt_response":
+            lines.append(f'fields = {{ prompt = "{prompt[0]}", response = "{response[0]}" }}')
+        sources.append("\n".join(lines))
+    text = f"""# Written by benchmarks/bench_scale.py: the full pipeline of issue 6's scaling benchmark.
+[pipeline]
+name = "bench_scale"
+seed = 0
+output = "out"
+
+{chr(10).join(s + chr(10) for s in sources)}
+[[stages]]
+use = "normalize"
+
+[[stages]]
+use = "exact_dedup"
+
+[[stages]]
+use = "cot_tag"
+
+[[stages]]
+use = "reasoning_depth"
+
+# What a user tuning on templated instruction data runs (pipelines/sft-with-replay.toml): compare the
+# prompt, as template skeletons, and keep the 3 most reasoning-rich records of each cluster.
+[[stages]]
+use = "minhash_dedup"
+fields = "prompt"
+template = true
+keep_per_cluster = 3
+rank_by = "reasoning_depth"
+
+# Natural size: replay (pretraining text, ~60% of the input tokens) binds, so it and the instruction
+# groups are down-sampled.
+[mixture]
+validation = 0.01
+
+[mixture.groups.cot]
+where = "kind == 'instruction' and cot"
+weight = 0.4
+
+[mixture.groups.instruct]
+where = "kind == 'instruction' and not cot"
+weight = 0.38
+
+[mixture.groups.replay]
+where = "kind == 'pretrain'"
+weight = 0.22
+
+[output]
+formats = ["parquet", "megatron"]
+render = "chatml"
+"""
+    path = folder / "scale.toml"
+    path.write_text(text)
+    return path
+
+
+def pass_labels(config: Path, env: dict[str, str]) -> list[str]:
+    """'maps -> barrier' per pass the measured curate runs (a trailing barrier-only pass is dropped)."""
+    script = (
+        "import json, sys\n"
+        "from curate.config import load_config\nfrom curate.stages.runner import expand\n"
+        "from curate.executor import split_passes\n"
+        "ps = split_passes(expand(load_config(sys.argv[1]).stages))\n"
+        "ps = ps[:-1] if len(ps) > 1 and not ps[-1].maps else ps\n"
+        "name = lambda s: f'{s.stage_name}.{type(s).__name__}'\n"
+        "print(json.dumps([' + '.join(map(name, p.maps)) + (' | ' + name(p.barrier) if p.barrier else '') "
+        "for p in ps]))\n"
+    )
+    done = subprocess.run(
+        [str(VENV_PYTHON), "-P", "-c", script, str(config)],
+        capture_output=True,
+        text=True,
+        check=True,
+        env={**os.environ, **env},
+    )
+    return json.loads(done.stdout)
+
+
+# ---------------------------------------------------------------- measuring
+
+
+def _proc_table() -> dict[int, tuple[int, str, int]]:
+    """pid -> (ppid, comm, start ticks) of every process."""
+    table = {}
+    for entry in os.listdir("/proc"):
+        if entry.isdigit():
+            try:
+                with open(f"/proc/{entry}/stat", "rb") as fh:
+                    stat = fh.read()
+            except OSError:
+                continue
+            comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode("utf-8", "replace")
+            rest = stat.rsplit(b")", 1)[1].split()
+            table[int(entry)] = (int(rest[1]), comm, int(rest[19]))
+    return table
+
+
+def _rss(pid: int, page: int) -> int:
+    try:
+        with open(f"/proc/{pid}/statm", "rb") as fh:
+            return int(fh.read().split()[1]) * page
+    except OSError:
+        return 0
+
+
+class Sampler(threading.Thread):
+    """Peak summed RSS of a process tree, its largest process, the names seen in it, and Ray processes
+    started during the run outside it."""
+
+    def __init__(self, pid: int, interval: float = 0.1):
+        super().__init__(daemon=True)
+        self.pid, self.interval = pid, interval
+        self.peak_tree = self.peak_proc = self.max_procs = 0
+        self.peak_proc_name = ""
+        self.names: set[str] = set()
+        self.ray_outside: set[str] = set()
+        self._stop_event = threading.Event()
+        self._page = os.sysconf("SC_PAGE_SIZE")
+        self._start_ticks = _proc_table().get(pid, (0, "", 0))[2]
+
+    def run(self) -> None:
+        while not self._stop_event.is_set():
+            table = _proc_table()
+            children: dict[int, list[int]] = {}
+            for pid, (ppid, _, _) in table.items():
+                children.setdefault(ppid, []).append(pid)
+            tree, todo = [], [self.pid]
+            while todo:
+                pid = todo.pop()
+                tree.append(pid)
+                todo += children.get(pid, [])
+            total = 0
+            for pid in tree:
+                rss = _rss(pid, self._page)
+                total += rss
+                name = table.get(pid, (0, "?", 0))[1]
+                self.names.add(name)
+                if rss > self.peak_proc:
+                    self.peak_proc, self.peak_proc_name = rss, name
+            self.peak_tree, self.max_procs = max(self.peak_tree, total), max(self.max_procs, len(tree))
+            inside = set(tree)
+            for pid, (_, name, start) in table.items():
+                if pid not in inside and start >= self._start_ticks and name.startswith(RAY_NAMES):
+                    self.ray_outside.add(name)
+            self._stop_event.wait(self.interval)
+
+    def stop(self) -> None:
+        self._stop_event.set()
+        self.join()
+
+
+def du(path: Path) -> int:
+    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
+
+
+def output_digest(out: Path) -> dict[str, str]:
+    """sha256 of every output file except run.json (the only run-dependent file)."""
+    digests = {}
+    for f in sorted(out.rglob("*")):
+        if f.is_file() and f.name != "run.json":
+            h = hashlib.sha256()
+            with open(f, "rb") as fh:
+                for block in iter(lambda: fh.read(1 << 20), b""):
+                    h.update(block)
+            digests[str(f.relative_to(out))] = h.hexdigest()
+    return digests
+
+
+def work_passes(work: Path, labels: list[str]) -> list[dict[str, Any]]:
+    """Per pass folder, in run order (oldest batch file first): its label, batches and bytes."""
+    folders = []
+    for folder in work.glob("pass-*"):
+        times = [f.stat().st_mtime for f in folder.glob("batch-*.parquet")]
+        folders.append((min(times) if times else float("inf"), folder))
+    folders.sort(key=lambda x: x[0])
+    return [
+        {
+            "pass": f"pass_{i}",
+            "label": labels[i] if i < len(labels) else "?",
+            "batches": len(list(folder.glob("batch-*.parquet"))),
+            "bytes": du(folder),
+        }
+        for i, (_, folder) in enumerate(folders)
+    ]
+
+
+def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: dict, labels: list[str]) -> dict:
+    """One build in a fresh process; figures, disk use and the output's digests."""
+    workers, executor = RUNS[run]
+    out, work = scratch / f"{tag}-out", scratch / f"{tag}-work"
+    for path in (out, work):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    cmd = [str(VENV_PYTHON), "-P", "-m", "curate.cli", "build", str(config), "--workers", str(workers)]
+    cmd += ["--executor", executor, "--output", str(out), "--work-dir", str(work), "--no-progress"]
+    load_before = os.getloadavg()
+    with open(logs / f"{tag}.log", "wb") as log:
+        started = time.perf_counter()
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env})
+        sampler = Sampler(proc.pid)
+        sampler.start()
+        rc = proc.wait()
+        wall = time.perf_counter() - started
+        sampler.stop()
+    result: dict[str, Any] = {
+        "run": run,
+        "rc": rc,
+        "wall_seconds": round(wall, 2),
+        "load_before": [round(x, 2) for x in load_before],
+        "load_after": [round(x, 2) for x in os.getloadavg()],
+        "peak_rss_tree_mb": round(sampler.peak_tree / 2**20, 1),
+        "peak_rss_sampled_process_mb": round(sampler.peak_proc / 2**20, 1),
+        "largest_process_name": sampler.peak_proc_name,
+        "max_processes_in_tree": sampler.max_procs,
+        "process_names_in_tree": sorted(sampler.names),
+        "ray_processes_outside_tree": sorted(sampler.ray_outside),
+    }
+    if rc != 0:
+        result["error"] = (logs / f"{tag}.log").read_text(errors="replace")[-3000:]
+        return result
+    run_json = json.loads((out / "run.json").read_text())
+    manifest = json.loads((out / "manifest.json").read_text())
+    result["run_json"] = {k: run_json.get(k) for k in ("seconds", "timings", "peak_rss_mb", "peak_rss_children_mb")}
+    result["peak_rss_process_mb"] = max(result["peak_rss_sampled_process_mb"], run_json["peak_rss_mb"])
+    result["records"] = run_json["records_in"]
+    result["records_per_s"] = round(run_json["records_in"] / wall, 1)
+    result["totals"] = {k: manifest["totals"].get(k) for k in ("records_in", "records_out", "tokens_out")}
+    result["stage_stats"] = manifest.get("stage_stats", {})
+    result["disk"] = {
+        "work_bytes": du(work),
+        "passes": work_passes(work, labels),
+        "output_bytes": du(out),
+        "output_parts": {p.name: du(p) if p.is_dir() else p.stat().st_size for p in sorted(out.iterdir())},
+    }
+    result["digests"] = output_digest(out)
+    for path in (out, work):
+        subprocess.run(["rm", "-rf", str(path)], check=True)
+    return result
+
+
+# ---------------------------------------------------------------- analysis
+
+
+def median(values: list[float]) -> float | None:
+    return round(statistics.median(values), 3) if values else None
+
+
+def summarize(results: dict[int, dict[str, list[dict]]]) -> dict[str, Any]:
+    """Medians per (size, run); output identity per size."""
+    table: dict[str, Any] = {}
+    for size, by_run in results.items():
+        for run, reps in by_run.items():
+            ok = [r for r in reps if r["rc"] == 0]
+            if not ok:
+                table[f"{size}/{run}"] = {"size": size, "run": run, "failed": len(reps)}
+                continue
+            keys = sorted({k for r in ok for k in r["run_json"]["timings"]})
+            table[f"{size}/{run}"] = {
+                "size": size,
+                "run": run,
+                "repeats": len(ok),
+                "failed": len(reps) - len(ok),
+                "wall_seconds": median([r["wall_seconds"] for r in ok]),
+                "records_per_s": median([r["records_per_s"] for r in ok]),
+                "peak_rss_tree_mb": median([r["peak_rss_tree_mb"] for r in ok]),
+                "peak_rss_process_mb": median([r["peak_rss_process_mb"] for r in ok]),
+                "timings": {k: median([r["run_json"]["timings"].get(k, 0.0) for r in ok]) for k in keys},
+                "disk": ok[0]["disk"],
+                "totals": ok[0]["totals"],
+            }
+    return table
+
+
+def identity(by_run: dict[str, list[dict]]) -> dict[str, Any]:
+    """Are the first successful outputs of every run of a size byte-identical (run.json aside)?"""
+    firsts = {run: next((r for r in reps if r["rc"] == 0), None) for run, reps in by_run.items()}
+    digests = {run: r["digests"] for run, r in firsts.items() if r}
+    if len(digests) < 2:
+        return {"compared": sorted(digests), "identical": None}
+    ref_run, ref = next(iter(digests.items()))
+    differing = sorted(
+        {f for d in digests.values() for f in set(d) | set(ref) if d.get(f) != ref.get(f)},
+    )
+    return {
+        "compared": sorted(digests),
+        "reference": ref_run,
+        "files": len(ref),
+        "identical": not differing,
+        "differing_files": differing[:50],
+    }
+
+
+def targets(summary: dict[str, Any], sizes: list[int], runs: list[str]) -> list[dict[str, Any]]:
+    """The issue's targets, PASS / FAIL / not measured."""
+    out = []
+
+    def wall(size: int, run: str) -> float | None:
+        return summary.get(f"{size}/{run}", {}).get("wall_seconds")
+
+    lo, hi = min(sizes), max(sizes)
+    for run in runs:
+        a, b = wall(lo, run), wall(hi, run)
+        limit = TARGETS["growth_per_10x"] / 10 * hi / lo
+        if hi == lo or a is None or b is None:
+            out.append(
+                {
+                    "target": f"{run}: t(largest)/t(smallest) <= 1.2 x data growth",
+                    "status": "not measured",
+                    "detail": "needs two sizes",
+                }
+            )
+        else:
+            out.append(
+                {
+                    "target": f"{run}: t({hi:,})/t({lo:,}) <= {limit:.1f}",
+                    "value": round(b / a, 2),
+                    "status": "PASS" if b / a <= limit else "FAIL",
+                }
+            )
+    for run in runs:
+        row = summary.get(f"{hi}/{run}", {})
+        peak = max(row.get("peak_rss_tree_mb") or 0, row.get("peak_rss_process_mb") or 0)
+        status = ("PASS" if peak < TARGETS["rss_1m_gb"] * 1000 else "FAIL") if row.get("wall_seconds") else "failed"
+        if hi < 1_000_000:
+            status = f"not measured at 1M ({status} at {hi:,})"
+        out.append({"target": f"{run}: peak RSS (process tree) at 1M < 6 GB", "value_mb": peak, "status": status})
+    for size in sizes:
+        for num, den, key, rule in (("w1", "w2", "w1_over_w2", ">="), ("ray", "w2", "ray_over_w2", "<=")):
+            a, b = wall(size, num), wall(size, den)
+            name = f"{size:,}: t({num})/t({den}) {rule} {TARGETS[key]}"
+            if a is None or b is None:
+                out.append({"target": name, "status": "not measured"})
+                continue
+            ok = a / b >= TARGETS[key] if rule == ">=" else a / b <= TARGETS[key]
+            out.append({"target": name, "value": round(a / b, 2), "status": "PASS" if ok else "FAIL"})
+    return out
+
+
+# ---------------------------------------------------------------- main
+
+
+def generate(size: int, data: Path, logs: Path) -> tuple[dict[str, Any], dict[str, Any]]:
+    """The corpus (in a child process, so the driver stays small): inputs.json and the child's figures."""
+    cmd = [str(VENV_PYTHON), str(BENCH_DIR / "scale_corpus.py"), str(size), "--data", str(data)]
+    figures = bench_build.measure(cmd, logs / f"generate-{size}.log")
+    figures.pop("stdout")
+    return json.loads((data / f"scale-{size}" / "inputs.json").read_text()), figures
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--sizes", default="100000,300000,1000000", help="comma list of corpus sizes")
+    parser.add_argument("--runs", default="w1,w2,ray", help="comma list of runs: w1, w2, ray")
+    parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (default 1)")
+    parser.add_argument("--generate-only", action="store_true", help="only generate (and time) the corpora")
+    parser.add_argument("--worktree", action="store_true", help="measure the working tree's curate, not HEAD's")
+    parser.add_argument("--out", type=Path, default=BENCH_DIR / "out" / "scale", help="results folder")
+    parser.add_argument("--data", type=Path, default=BENCH_DIR / "_data", help="generated inputs (git-ignored)")
+    parser.add_argument("--markdown", type=Path, default=BENCH_DIR / "BENCH_SCALE.md")
+    args = parser.parse_args(argv)
+    sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+    runs = [r for r in args.runs.split(",") if r]
+    if unknown := [r for r in runs if r not in RUNS]:
+        parser.error(f"unknown runs {unknown}; choose from {sorted(RUNS)}")
+    out, data = args.out.resolve(), args.data.resolve()
+    logs = out / "logs"
+    logs.mkdir(parents=True, exist_ok=True)
+
+    inputs, generation = {}, {}
+    for size in sizes:
+        cached = scale_corpus._cached(data / f"scale-{size}")
+        print(f"corpus {size:,}: {'cached' if cached else 'generating'} ...", flush=True)
+        inputs[size], figures = generate(size, data, logs)
+        if not cached:
+            generation[str(size)] = figures
+            print(f"  {figures['wall_seconds']:.1f} s, peak RSS {figures['peak_rss_tree_mb']} MB", flush=True)
+        print(f"  rates: {json.dumps(inputs[size]['rates'])}", flush=True)
+    if args.generate_only:
+        gen_file = out / "generation.json"
+        previous = json.loads(gen_file.read_text()) if gen_file.exists() else {}
+        gen_file.write_text(json.dumps({**previous, **generation}, indent=2) + "\n")
+        return 0
+
+    env, measured = bench_minhash.curate_snapshot(data, args.worktree)
+    print(f"curate measured: {measured}", flush=True)
+    configs = {size: write_config(Path(inputs[size]["folder"]), inputs[size]) for size in sizes}
+    labels = pass_labels(configs[sizes[0]], env)
+    git_before, load_before = bench_build.git_commit(), os.getloadavg()
+    results: dict[int, dict[str, list[dict]]] = {size: {run: [] for run in runs} for size in sizes}
+    for rep in range(args.repeats):
+        for size in sizes:
+            scratch = Path(inputs[size]["folder"]) / "scratch"
+            scratch.mkdir(exist_ok=True)
+            for run in runs:
+                tag = f"{size}-{run}-r{rep}"
+                res = run_build(configs[size], run, scratch, logs, tag, env, labels)
+                results[size][run].append(res)
+                print(
+                    f"  {tag:22s} rc {res['rc']} wall {res['wall_seconds']:8.1f} s  tree RSS {res['peak_rss_tree_mb']} "
+                    f"MB  largest {res.get('peak_rss_process_mb')} MB ({res['largest_process_name']})  "
+                    f"load {res['load_before'][0]:.2f}->{res['load_after'][0]:.2f}",
+                    flush=True,
+                )
+                if res["rc"]:
+                    print(res["error"], flush=True)
+    gen_file = out / "generation.json"
+    previous = json.loads(gen_file.read_text()) if gen_file.exists() else {}
+    generation = {**previous, **generation}
+    summary = summarize(results)
+    report = {
+        "benchmark": "full pipeline at scale (issue 6)",
+        "curate_measured": measured,
+        "git": git_before,
+        "git_after": bench_build.git_commit(),
+        "machine": bench_build.machine(),
+        "versions": bench_build.versions(),
+        "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+        "sizes": sizes,
+        "repeats": args.repeats,
+        "config": configs[sizes[0]].read_text(),
+        "pass_labels": labels,
+        "inputs": {str(s): inputs[s] for s in sizes},
+        "generation": generation,
+        "summary": summary,
+        "targets": targets(summary, sizes, runs),
+        "identity": {str(s): identity(results[s]) for s in sizes},
+        "runs": {
+            str(s): {
+                run: [{k: v for k, v in r.items() if k != "digests"} for r in reps] for run, reps in results[s].items()
+            }
+            for s in sizes
+        },
+    }
+    gen_file.write_text(json.dumps(generation, indent=2) + "\n")
+    (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
+    import bench_scale_report
+
+    text = bench_scale_report.markdown(report)
+    args.markdown.write_text(text)
+    print()
+    print(text)
+    print(f"wrote {out / 'results.json'} and {args.markdown}")
+    failed = any(r["rc"] for by in results.values() for reps in by.values() for r in reps)
+    return 1 if failed else 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())
