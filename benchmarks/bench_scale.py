@@ -29,7 +29,6 @@ import argparse
 import hashlib
 import json
 import os
-import statistics
 import subprocess
 import sys
 import threading
@@ -43,12 +42,12 @@ sys.path.insert(0, str(BENCH_DIR))
 
 import bench_build  # noqa: E402  (machine, git and versions helpers)
 import bench_minhash  # noqa: E402  (the curate snapshot)
+import bench_scale_report as report_md  # noqa: E402  (summary, targets, markdown)
 import scale_corpus  # noqa: E402
 
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RUNS = {"w1": (1, "local"), "w2": (2, "local"), "ray": (2, "ray")}
 RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray_", "dashboard")
-TARGETS = {"growth_per_10x": 12.0, "rss_1m_gb": 6.0, "w1_over_w2": 1.6, "ray_over_w2": 1.5}
 
 
 # ---------------------------------------------------------------- the config
@@ -128,7 +127,7 @@ def pass_labels(config: Path, env: dict[str, str]) -> list[str]:
         "ps = split_passes(expand(load_config(sys.argv[1]).stages))\n"
         "ps = ps[:-1] if len(ps) > 1 and not ps[-1].maps else ps\n"
         "name = lambda s: f'{s.stage_name}.{type(s).__name__}'\n"
-        "print(json.dumps([' + '.join(map(name, p.maps)) + (' | ' + name(p.barrier) if p.barrier else '') "
+        "print(json.dumps([' + '.join(map(name, p.maps)) + ('; barrier ' + name(p.barrier) if p.barrier else '') "
         "for p in ps]))\n"
     )
     done = subprocess.run(
@@ -249,6 +248,25 @@ def work_passes(work: Path, labels: list[str]) -> list[dict[str, Any]]:
     ]
 
 
+def truth_check(ledger: Path, truth: Path) -> dict[str, dict[str, Any]]:
+    """Per planted kind: records, and the share the ledger says each stage dropped (from truth.parquet).
+    Joined on (file, line): the ledger has no id for quarantined records."""
+    import polars as pl
+
+    rows = pl.read_parquet(truth, columns=["file", "line", "kind"]).join(
+        pl.read_parquet(ledger, columns=["file", "line", "status", "stage"]), on=["file", "line"], how="left"
+    )
+    out: dict[str, dict[str, Any]] = {}
+    for kind, group in sorted(rows.group_by("kind"), key=lambda kg: str(kg[0][0])):
+        counts = group.group_by("status", "stage").len()
+        shares = {
+            f"{status}:{stage}" if status != "kept" else "kept": round(n / group.height, 4)
+            for status, stage, n in counts.iter_rows()
+        }
+        out[str(kind[0])] = {"records": group.height, **dict(sorted(shares.items()))}
+    return out
+
+
 def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: dict, labels: list[str]) -> dict:
     """One build in a fresh process; figures, disk use and the output's digests."""
     workers, executor = RUNS[run]
@@ -297,107 +315,10 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         "output_parts": {p.name: du(p) if p.is_dir() else p.stat().st_size for p in sorted(out.iterdir())},
     }
     result["digests"] = output_digest(out)
+    result["truth_check"] = truth_check(out / "ledger.parquet", config.parent / "truth.parquet")
     for path in (out, work):
         subprocess.run(["rm", "-rf", str(path)], check=True)
     return result
-
-
-# ---------------------------------------------------------------- analysis
-
-
-def median(values: list[float]) -> float | None:
-    return round(statistics.median(values), 3) if values else None
-
-
-def summarize(results: dict[int, dict[str, list[dict]]]) -> dict[str, Any]:
-    """Medians per (size, run); output identity per size."""
-    table: dict[str, Any] = {}
-    for size, by_run in results.items():
-        for run, reps in by_run.items():
-            ok = [r for r in reps if r["rc"] == 0]
-            if not ok:
-                table[f"{size}/{run}"] = {"size": size, "run": run, "failed": len(reps)}
-                continue
-            keys = sorted({k for r in ok for k in r["run_json"]["timings"]})
-            table[f"{size}/{run}"] = {
-                "size": size,
-                "run": run,
-                "repeats": len(ok),
-                "failed": len(reps) - len(ok),
-                "wall_seconds": median([r["wall_seconds"] for r in ok]),
-                "records_per_s": median([r["records_per_s"] for r in ok]),
-                "peak_rss_tree_mb": median([r["peak_rss_tree_mb"] for r in ok]),
-                "peak_rss_process_mb": median([r["peak_rss_process_mb"] for r in ok]),
-                "timings": {k: median([r["run_json"]["timings"].get(k, 0.0) for r in ok]) for k in keys},
-                "disk": ok[0]["disk"],
-                "totals": ok[0]["totals"],
-            }
-    return table
-
-
-def identity(by_run: dict[str, list[dict]]) -> dict[str, Any]:
-    """Are the first successful outputs of every run of a size byte-identical (run.json aside)?"""
-    firsts = {run: next((r for r in reps if r["rc"] == 0), None) for run, reps in by_run.items()}
-    digests = {run: r["digests"] for run, r in firsts.items() if r}
-    if len(digests) < 2:
-        return {"compared": sorted(digests), "identical": None}
-    ref_run, ref = next(iter(digests.items()))
-    differing = sorted(
-        {f for d in digests.values() for f in set(d) | set(ref) if d.get(f) != ref.get(f)},
-    )
-    return {
-        "compared": sorted(digests),
-        "reference": ref_run,
-        "files": len(ref),
-        "identical": not differing,
-        "differing_files": differing[:50],
-    }
-
-
-def targets(summary: dict[str, Any], sizes: list[int], runs: list[str]) -> list[dict[str, Any]]:
-    """The issue's targets, PASS / FAIL / not measured."""
-    out = []
-
-    def wall(size: int, run: str) -> float | None:
-        return summary.get(f"{size}/{run}", {}).get("wall_seconds")
-
-    lo, hi = min(sizes), max(sizes)
-    for run in runs:
-        a, b = wall(lo, run), wall(hi, run)
-        limit = TARGETS["growth_per_10x"] / 10 * hi / lo
-        if hi == lo or a is None or b is None:
-            out.append(
-                {
-                    "target": f"{run}: t(largest)/t(smallest) <= 1.2 x data growth",
-                    "status": "not measured",
-                    "detail": "needs two sizes",
-                }
-            )
-        else:
-            out.append(
-                {
-                    "target": f"{run}: t({hi:,})/t({lo:,}) <= {limit:.1f}",
-                    "value": round(b / a, 2),
-                    "status": "PASS" if b / a <= limit else "FAIL",
-                }
-            )
-    for run in runs:
-        row = summary.get(f"{hi}/{run}", {})
-        peak = max(row.get("peak_rss_tree_mb") or 0, row.get("peak_rss_process_mb") or 0)
-        status = ("PASS" if peak < TARGETS["rss_1m_gb"] * 1000 else "FAIL") if row.get("wall_seconds") else "failed"
-        if hi < 1_000_000:
-            status = f"not measured at 1M ({status} at {hi:,})"
-        out.append({"target": f"{run}: peak RSS (process tree) at 1M < 6 GB", "value_mb": peak, "status": status})
-    for size in sizes:
-        for num, den, key, rule in (("w1", "w2", "w1_over_w2", ">="), ("ray", "w2", "ray_over_w2", "<=")):
-            a, b = wall(size, num), wall(size, den)
-            name = f"{size:,}: t({num})/t({den}) {rule} {TARGETS[key]}"
-            if a is None or b is None:
-                out.append({"target": name, "status": "not measured"})
-                continue
-            ok = a / b >= TARGETS[key] if rule == ">=" else a / b <= TARGETS[key]
-            out.append({"target": name, "value": round(a / b, 2), "status": "PASS" if ok else "FAIL"})
-    return out
 
 
 # ---------------------------------------------------------------- main
@@ -470,7 +391,7 @@ def main(argv: list[str] | None = None) -> int:
     gen_file = out / "generation.json"
     previous = json.loads(gen_file.read_text()) if gen_file.exists() else {}
     generation = {**previous, **generation}
-    summary = summarize(results)
+    summary = report_md.summarize(results)
     report = {
         "benchmark": "full pipeline at scale (issue 6)",
         "curate_measured": measured,
@@ -486,8 +407,8 @@ def main(argv: list[str] | None = None) -> int:
         "inputs": {str(s): inputs[s] for s in sizes},
         "generation": generation,
         "summary": summary,
-        "targets": targets(summary, sizes, runs),
-        "identity": {str(s): identity(results[s]) for s in sizes},
+        "targets": report_md.targets(summary, sizes, runs),
+        "identity": {str(s): report_md.identity(results[s]) for s in sizes},
         "runs": {
             str(s): {
                 run: [{k: v for k, v in r.items() if k != "digests"} for r in reps] for run, reps in results[s].items()
@@ -497,9 +418,7 @@ def main(argv: list[str] | None = None) -> int:
     }
     gen_file.write_text(json.dumps(generation, indent=2) + "\n")
     (out / "results.json").write_text(json.dumps(report, indent=2) + "\n")
-    import bench_scale_report
-
-    text = bench_scale_report.markdown(report)
+    text = report_md.markdown(report)
     args.markdown.write_text(text)
     print()
     print(text)

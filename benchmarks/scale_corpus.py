@@ -9,7 +9,7 @@ CC BY-NC 4.0 or other non-redistributable licenses, see LICENSES below) and reus
 Mix by records: ~30% pretraining text (`{"id", "text"}` JSONL) and ~70% instruction records, each
 source in its own format and fields; one JSONL per source, split into parts for the large ones.
 Every record has an `id` (the configs read it with `id_field = "id"`). Kinds (`truth.parquet`: id,
-source, origin, kind, cycle, jaccard, jaccard_full):
+source, file, line, origin, kind, cycle, jaccard, jaccard_full):
 
 - `original`: a real record (sources are sampled without replacement while N is below their size).
 - `cycled`: a real record perturbed with word edits towards a word-5-gram Jaccard uniform in
@@ -49,7 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
-GENERATOR_VERSION = 1
+GENERATOR_VERSION = 2
 SEED = 0
 NGRAM = 5
 PRETRAIN_SHARE, TEMPLATED_SHARE, EXACT_SHARE, NEAR_SHARE = 0.30, 0.10, 0.03, 0.08
@@ -387,9 +387,8 @@ def generate(n: int, data_root: Path) -> dict[str, Any]:
     counts = plan_counts(n, base)
     info: dict[str, Any] = {"generator_version": GENERATOR_VERSION, "records": n, "folder": str(folder)}
     info.update(base_records={s: len(v) for s, v in base.items()}, sources={}, bytes={}, sha256={})
-    truth_cols: dict[str, list] = {
-        k: [] for k in ("id", "source", "origin", "kind", "cycle", "jaccard", "jaccard_full")
-    }
+    keys = ("id", "source", "file", "line", "origin", "kind", "cycle", "jaccard", "jaccard_full")
+    truth_cols: dict[str, list] = {k: [] for k in keys}
     for source, slots in counts.items():
         parts = max(1 if slots < 20_000 else 2, math.ceil(slots / PART_RECORDS)) if slots else 0
         per_part = math.ceil(slots / parts) if parts else 0
@@ -401,13 +400,15 @@ def generate(n: int, data_root: Path) -> dict[str, Any]:
             (folder / name).parent.mkdir(parents=True, exist_ok=True)
             digest = hashlib.sha256()
             with open(folder / name, "wb") as fh:
-                for _ in range(min(per_part, slots - p * per_part)):
+                for line_no in range(1, min(per_part, slots - p * per_part) + 1):
                     rec, truth = next(stream)
                     line = (json.dumps(rec, ensure_ascii=False) + "\n").encode()
                     fh.write(line)
                     digest.update(line)
                     truth_cols["id"].append(rec["id"])
                     truth_cols["source"].append(source)
+                    truth_cols["file"].append(name)
+                    truth_cols["line"].append(line_no)
                     for k in ("origin", "kind", "cycle", "jaccard", "jaccard_full"):
                         truth_cols[k].append(truth[k])
             info["bytes"][name] = (folder / name).stat().st_size
