@@ -14,6 +14,7 @@ from dataclasses import dataclass
 import numpy as np
 import polars as pl
 
+from curate.errors import FatalError
 from curate.minhash.clusters import candidate_pairs
 from curate.minhash.signature import band_keys, estimated_jaccard
 
@@ -45,15 +46,33 @@ def scope_codes(source: pl.Series, by_source: bool) -> np.ndarray:
 
 def band_pairs(task: BandTask) -> tuple[np.ndarray, np.ndarray]:
     """Runs on a worker: (sorted unique pair codes, passed verification) for the task's bands."""
-    data = pl.scan_parquet(list(task.files)).select("_row", "source", COUNT, SIG).collect().sort("_row")
+    data = pl.scan_parquet(list(task.files)).select("_row", "source", COUNT).collect()
+    sig = read_signatures(task.files, data.height, task.num_perm)
+    if not data["_row"].is_sorted():  # batch files hold rows in `_row` order; sort only if they don't
+        order = data["_row"].arg_sort().to_numpy()
+        data, sig = data[order], sig[order]
     n = data.height
-    sig = data[SIG].to_numpy().reshape(n, task.num_perm)
     keys = band_keys(sig, task.bands, task.rows, task.first)
     pairs = candidate_pairs(keys, scope_codes(data["source"], task.by_source), data[COUNT].to_numpy() > 0)
+    del keys
     passed = np.ones(len(pairs), dtype=bool)
     if task.threshold is not None and len(pairs):
         passed = estimated_jaccard(sig, pairs[:, 0], pairs[:, 1]) >= task.threshold
     return pairs[:, 0] * np.int64(n) + pairs[:, 1], passed
+
+
+def read_signatures(files: tuple[str, ...], records: int, num_perm: int) -> np.ndarray:
+    """The signature column of the batch files as one (records x num_perm) uint32 array, filled file by
+    file (peak memory: the array plus one file's column)."""
+    out = np.empty((records, num_perm), dtype=np.uint32)
+    at = 0
+    for path in files:
+        part = pl.read_parquet(path, columns=[SIG])[SIG].to_numpy()
+        out[at : at + len(part)] = part
+        at += len(part)
+    if at != records:
+        raise FatalError(f"the work dir's batch files changed while minhash_dedup read them ({files[0]}, ...): rebuild")
+    return out
 
 
 def merge_pairs(results: list[tuple[np.ndarray, np.ndarray]], n: int) -> tuple[np.ndarray, np.ndarray]:
