@@ -5,7 +5,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.installed
 
-.PHONY: demo test test-ray lint bench bench-write bench-minhash eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
+.PHONY: demo test test-ray lint bench bench-write bench-minhash bench-scale eval-minhash eval-diversity schemas clean eval-cot eval-reasoning
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -43,6 +43,10 @@ bench-write: $(STAMP)
 # These two read ../shared/data (development data, not shipped); see benchmarks/README.md.
 bench-minhash: $(STAMP)
 	$(BIN)/python benchmarks/bench_minhash.py --records 100000 --repeats 1 --big 1000000
+
+# The full pipeline at 100k/300k/1M records (local -j1, -j2, Ray on 2 CPUs); reads ../shared/data. Takes long.
+bench-scale: $(STAMP)
+	$(BIN)/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 --repeats 1
 
 eval-minhash: $(STAMP)
 	$(BIN)/python benchmarks/eval_minhash_quality.py --shared ../shared/data

@@ -167,6 +167,18 @@ def _rss(pid: int, page: int) -> int:
         return 0
 
 
+def _pss(pid: int) -> int:
+    """Proportional set size (shared pages split between the processes mapping them), bytes."""
+    try:
+        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
+            for line in fh:
+                if line.startswith(b"Pss:"):
+                    return int(line.split()[1]) * 1024
+    except OSError:
+        pass
+    return 0
+
+
 class Sampler(threading.Thread):
     """Peak summed RSS of a process tree, its largest process, the names seen in it, and Ray processes
     started during the run outside it."""
@@ -174,7 +186,7 @@ class Sampler(threading.Thread):
     def __init__(self, pid: int, interval: float = 0.1):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
-        self.peak_tree = self.peak_proc = self.max_procs = 0
+        self.peak_tree = self.peak_pss = self.peak_proc = self.max_procs = 0
         self.peak_proc_name = ""
         self.names: set[str] = set()
         self.ray_outside: set[str] = set()
@@ -193,15 +205,17 @@ class Sampler(threading.Thread):
                 pid = todo.pop()
                 tree.append(pid)
                 todo += children.get(pid, [])
-            total = 0
+            total = pss = 0
             for pid in tree:
                 rss = _rss(pid, self._page)
                 total += rss
+                pss += _pss(pid)
                 name = table.get(pid, (0, "?", 0))[1]
                 self.names.add(name)
                 if rss > self.peak_proc:
                     self.peak_proc, self.peak_proc_name = rss, name
             self.peak_tree, self.max_procs = max(self.peak_tree, total), max(self.max_procs, len(tree))
+            self.peak_pss = max(self.peak_pss, pss)
             inside = set(tree)
             for pid, (_, name, start) in table.items():
                 if pid not in inside and start >= self._start_ticks and name.startswith(RAY_NAMES):
@@ -291,6 +305,7 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_tree_mb": round(sampler.peak_tree / 2**20, 1),
+        "peak_pss_tree_mb": round(sampler.peak_pss / 2**20, 1),
         "peak_rss_sampled_process_mb": round(sampler.peak_proc / 2**20, 1),
         "largest_process_name": sampler.peak_proc_name,
         "max_processes_in_tree": sampler.max_procs,

@@ -31,6 +31,7 @@ def summarize(results: dict[int, dict[str, list[dict]]]) -> dict[str, Any]:
                 "wall_seconds": median([r["wall_seconds"] for r in ok]),
                 "records_per_s": median([r["records_per_s"] for r in ok]),
                 "peak_rss_tree_mb": median([r["peak_rss_tree_mb"] for r in ok]),
+                "peak_pss_tree_mb": median([r["peak_pss_tree_mb"] for r in ok]),
                 "peak_rss_process_mb": median([r["peak_rss_process_mb"] for r in ok]),
                 "timings": {k: median([r["run_json"]["timings"].get(k, 0.0) for r in ok]) for k in keys},
                 "disk": ok[0]["disk"],
@@ -157,21 +158,26 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Wall = process start to exit; records/s = input records / wall; tree RSS = peak of the summed RSS of "
         "the driver and all its descendants (pool workers; for Ray: gcs_server, raylet, its workers), sampled "
-        "every 0.1 s; largest process = max of the sampled largest process and the driver's own `ru_maxrss`.",
+        "every 0.1 s (shared pages, such as Ray's object store or a forked pool's copy-on-write pages, count once per "
+        "process); tree PSS = the same with shared pages split between the processes (smaps_rollup); largest "
+        "process = max of the sampled largest process and the driver's own `ru_maxrss`.",
         "",
-        "| size | run | wall s | records/s | tree peak RSS MB | largest process MB | run.json s per pass "
-        "| records out | tokens out |",
-        "|---:|---|---:|---:|---:|---:|---|---:|---:|",
+        "| size | run | wall s | records/s | tree peak RSS MB | tree peak PSS MB | largest process MB "
+        "| run.json s per pass | records out | tokens out |",
+        "|---:|---|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in report["summary"].values():
         if "wall_seconds" not in row:
-            lines.append(f"| {row['size']:,} | {LABELS[row['run']]} | **failed** ({row['failed']} runs) | | | | | | |")
+            lines.append(
+                f"| {row['size']:,} | {LABELS[row['run']]} | **failed** ({row['failed']} runs) | | | | | | | |"
+            )
             continue
         passes = ", ".join(f"{k} {v:.1f}" for k, v in row["timings"].items())
         t = row["totals"]
         lines.append(
             f"| {row['size']:,} | {LABELS[row['run']]} | {row['wall_seconds']:.1f} | {row['records_per_s']:,.0f} "
-            f"| {_mb(row['peak_rss_tree_mb'])} | {_mb(row['peak_rss_process_mb'])} | {passes} "
+            f"| {_mb(row['peak_rss_tree_mb'])} | {_mb(row['peak_pss_tree_mb'])} | {_mb(row['peak_rss_process_mb'])} "
+            f"| {passes} "
             f"| {t['records_out']:,} | {t['tokens_out']:,} |"
         )
     lines += ["", "## Targets", ""]

@@ -49,7 +49,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
-GENERATOR_VERSION = 2
+GENERATOR_VERSION = 3
 SEED = 0
 NGRAM = 5
 PRETRAIN_SHARE, TEMPLATED_SHARE, EXACT_SHARE, NEAR_SHARE = 0.30, 0.10, 0.03, 0.08
@@ -57,6 +57,7 @@ P3_SHARE_OF_TEMPLATED = 0.6
 CYCLED_J, NEAR_J = (0.25, 0.45), (0.85, 1.0)
 PART_RECORDS = 150_000  # records per file part; sources above 20k records get at least two parts
 RESERVOIR = 20_000
+NEAR_TRIES = 5  # near-duplicate attempts (on other originals) before a copy below 0.85 is kept
 CYCLED_CHECK = 20  # every 20th cycled record gets its achieved Jaccard in truth.parquet
 
 Record = dict[str, Any]
@@ -122,7 +123,7 @@ def perturb(text: str, target: float, rng: random.Random, vocab: list[str]) -> s
     free = [i for i in words if i not in locked]
     if not free:
         return text
-    total = max(1, len(words) - NGRAM + 1)
+    total = max(1, len(_NON_WORD.sub(" ", text).split()) - NGRAM + 1)  # shingles, as the shingling counts
     edits = max(1, round(total * (1 - target) / (NGRAM * (1 + target))))
     for _ in range(edits):
         i = rng.choice(free)
@@ -322,14 +323,17 @@ def _records(
         rid = f"{source}-{pos:07d}"
         kind = kind_of.get(pos)
         if kind and reservoir:
-            rec, origin = reservoir[rng.randrange(len(reservoir))]
-            truth = {"origin": origin, "kind": kind, "cycle": None, "jaccard": None, "jaccard_full": None}
-            if kind == "near_dup":
+            for _ in range(NEAR_TRIES):  # a record too short to stay above 0.85 after one edit: another one
+                rec, origin = reservoir[rng.randrange(len(reservoir))]
+                truth = {"origin": origin, "kind": kind, "cycle": None, "jaccard": None, "jaccard_full": None}
+                if kind == "exact_dup":
+                    break
                 copy = perturb_record(rec, source, rng.uniform(*NEAR_J), rng, vocab, near=True)
                 truth["jaccard"] = round(jaccard(prompt_text(rec, source), prompt_text(copy, source)), 4)
                 truth["jaccard_full"] = round(jaccard(full_text(rec, source), full_text(copy, source)), 4)
-                rec = copy
-            yield {"id": rid, **rec}, truth
+                if truth["jaccard"] >= NEAR_J[0]:
+                    break
+            yield {"id": rid, **(rec if kind == "exact_dup" else copy)}, truth
             continue
         if source == "templates":
             name = rng.choice(sorted(SKELETONS))
