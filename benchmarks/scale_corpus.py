@@ -18,8 +18,9 @@ source, file, line, origin, kind, cycle, jaccard, jaccard_full):
 - `exact_dup` (~3%): a byte copy (new id) of an earlier record of the same source.
 - `near_dup` (~8%): a copy of an earlier record of the same source perturbed towards a Jaccard uniform
   in [0.85, 1.0] on the prompt (pretraining: the text); a prompt too short for one edit to stay
-  above 0.85 is kept and only the response is perturbed. `jaccard` is the achieved Jaccard on the
-  prompt/text, `jaccard_full` on prompt + response.
+  above 0.85 is kept and only the response is perturbed (most Alpaca-style near-duplicates: same
+  prompt, edited answer); a text that cannot stay above 0.85 is replaced by another original.
+  `jaccard` is the achieved Jaccard on the prompt/text, `jaccard_full` on prompt + response.
 - `templated` (~10% before duplication): T0/P3 promptsource records (`origin` = template file) and
   synthetic skeletons filled with passages, sentences, names and numbers (`origin` = skeleton name).
 
@@ -49,7 +50,7 @@ from typing import Any
 
 ROOT = Path(__file__).resolve().parent.parent
 SHARED = ROOT.parent / "shared" / "data"
-GENERATOR_VERSION = 3
+GENERATOR_VERSION = 4
 SEED = 0
 NGRAM = 5
 PRETRAIN_SHARE, TEMPLATED_SHARE, EXACT_SHARE, NEAR_SHARE = 0.30, 0.10, 0.03, 0.08
@@ -447,6 +448,7 @@ def rates(truth: Any) -> dict[str, Any]:
             "min": near.min(),
             "median": near.median(),
             "share_ge_0_85": round(float((near >= NEAR_J[0]).mean()), 4) if near.len() else None,
+            "share_prompt_unchanged": round(float((near == 1.0).mean()), 4) if near.len() else None,
         },
         "cycled_jaccard_sample": {
             "records": cycled.len(),
