@@ -187,6 +187,7 @@ class Sampler(threading.Thread):
         super().__init__(daemon=True)
         self.pid, self.interval = pid, interval
         self.peak_tree = self.peak_pss = self.peak_proc = self.max_procs = 0
+        self.timeline: list[tuple[float, float]] = []  # (unix time, tree RSS MB)
         self.peak_proc_name = ""
         self.names: set[str] = set()
         self.ray_outside: set[str] = set()
@@ -216,6 +217,7 @@ class Sampler(threading.Thread):
                     self.peak_proc, self.peak_proc_name = rss, name
             self.peak_tree, self.max_procs = max(self.peak_tree, total), max(self.max_procs, len(tree))
             self.peak_pss = max(self.peak_pss, pss)
+            self.timeline.append((time.time(), total / 2**20))
             inside = set(tree)
             for pid, (_, name, start) in table.items():
                 if pid not in inside and start >= self._start_ticks and name.startswith(RAY_NAMES):
@@ -245,11 +247,15 @@ def output_digest(out: Path) -> dict[str, str]:
 
 
 def work_passes(work: Path, labels: list[str]) -> list[dict[str, Any]]:
-    """Per pass folder, in run order (oldest batch file first): its label, batches and bytes."""
+    """Per pass folder, in run order (oldest batch file first): its label, batches, bytes and file times
+    (unix seconds: first and last batch file written, `decisions.parquet` of its barrier if any)."""
     folders = []
     for folder in work.glob("pass-*"):
-        times = [f.stat().st_mtime for f in folder.glob("batch-*.parquet")]
-        folders.append((min(times) if times else float("inf"), folder))
+        times = sorted(f.stat().st_mtime for f in folder.glob("batch-*.parquet"))
+        decisions = folder / "decisions.parquet"
+        marks = {"first_batch": times[0] if times else None, "last_batch": times[-1] if times else None}
+        marks["decisions"] = decisions.stat().st_mtime if decisions.exists() else None
+        folders.append((times[0] if times else float("inf"), folder, marks))
     folders.sort(key=lambda x: x[0])
     return [
         {
@@ -257,8 +263,9 @@ def work_passes(work: Path, labels: list[str]) -> list[dict[str, Any]]:
             "label": labels[i] if i < len(labels) else "?",
             "batches": len(list(folder.glob("batch-*.parquet"))),
             "bytes": du(folder),
+            "times": marks,
         }
-        for i, (_, folder) in enumerate(folders)
+        for i, (_, folder, marks) in enumerate(folders)
     ]
 
 
@@ -291,12 +298,13 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
     cmd += ["--executor", executor, "--output", str(out), "--work-dir", str(work), "--no-progress"]
     load_before = os.getloadavg()
     with open(logs / f"{tag}.log", "wb") as log:
-        started = time.perf_counter()
+        started, started_unix = time.perf_counter(), time.time()
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env})
         sampler = Sampler(proc.pid)
         sampler.start()
         rc = proc.wait()
         wall = time.perf_counter() - started
+        ended_unix = time.time()
         sampler.stop()
     result: dict[str, Any] = {
         "run": run,
@@ -329,6 +337,7 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         "output_bytes": du(out),
         "output_parts": {p.name: du(p) if p.is_dir() else p.stat().st_size for p in sorted(out.iterdir())},
     }
+    result["phases"] = report_md.phases(result["disk"]["passes"], sampler.timeline, started_unix, ended_unix)
     result["digests"] = output_digest(out)
     result["truth_check"] = truth_check(out / "ledger.parquet", config.parent / "truth.parquet")
     for path in (out, work):

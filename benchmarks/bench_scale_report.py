@@ -36,6 +36,7 @@ def summarize(results: dict[int, dict[str, list[dict]]]) -> dict[str, Any]:
                 "timings": {k: median([r["run_json"]["timings"].get(k, 0.0) for r in ok]) for k in keys},
                 "disk": ok[0]["disk"],
                 "totals": ok[0]["totals"],
+                "phases": ok[0].get("phases", []),
                 "truth_check": ok[0].get("truth_check", {}),
             }
     return table
@@ -103,6 +104,33 @@ def targets(summary: dict[str, Any], sizes: list[int], runs: list[str]) -> list[
                 continue
             ok = a / b >= TARGETS[key] if rule == ">=" else a / b <= TARGETS[key]
             out.append({"target": name, "value": round(a / b, 2), "status": "PASS" if ok else "FAIL"})
+    return out
+
+
+def phases(passes: list[dict[str, Any]], timeline: list[tuple[float, float]], start: float, end: float) -> list:
+    """Seconds and peak tree RSS of each phase of a run, from work-dir file times: start-up (until the first
+    batch file), per pass its maps (first to last batch file), barrier (last batch file to
+    `decisions.parquet`) and the gap to the next pass's first batch, then finish (mixture, sampling,
+    shards, ledger, report; until the process exits)."""
+    bounds: list[tuple[str, float]] = [("start-up", start)]
+    for p in passes:
+        t = p["times"]
+        if t["first_batch"] is None:
+            continue
+        bounds.append((f"{p['pass']} maps", t["first_batch"]))
+        if t["decisions"] is not None:
+            bounds.append((f"{p['pass']} barrier", t["last_batch"]))
+            bounds.append((f"after {p['pass']}", t["decisions"]))
+        else:
+            bounds.append((f"after {p['pass']}", t["last_batch"]))
+    if len(bounds) > 1:
+        bounds[-1] = ("finish", bounds[-1][1])
+    out = []
+    for k, (name, at) in enumerate(bounds):
+        until = bounds[k + 1][1] if k + 1 < len(bounds) else end
+        rss = [mb for when, mb in timeline if at <= when < until]
+        peak = round(max(rss), 1) if rss else None
+        out.append({"phase": name, "seconds": round(until - at, 2), "peak_rss_tree_mb": peak})
     return out
 
 
@@ -180,6 +208,19 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {passes} "
             f"| {t['records_out']:,} | {t['tokens_out']:,} |"
         )
+    lines += [
+        "",
+        "Phases (first run of each; from work-dir file times: maps = first to last batch file of a pass, "
+        "barrier = last batch file to `decisions.parquet`, finish = mixture, sampling, shards, ledger, report): "
+        "seconds / peak tree RSS MB.",
+        "",
+    ]
+    for row in report["summary"].values():
+        if row.get("phases"):
+            cells = "; ".join(
+                f"{p['phase']} {p['seconds']:.1f} s / {_mb(p['peak_rss_tree_mb'])}" for p in row["phases"]
+            )
+            lines.append(f"- {row['size']:,} {row['run']}: {cells}")
     lines += ["", "## Targets", ""]
     for t in report["targets"]:
         value = t.get("value", t.get("value_mb", ""))
@@ -215,7 +256,7 @@ def markdown(report: dict[str, Any]) -> str:
         "Work dir per pass folder (`du`, lz4 parquet batch files) and the output, after the first run of each "
         "kind; per million input records in the last column.",
         "",
-        "| size | run | pass | steps (maps \\| barrier) | batches | MiB | MiB per 1M records |",
+        "| size | run | pass | steps | batches | MiB | MiB per 1M records |",
         "|---:|---|---|---|---:|---:|---:|",
     ]
     for row in report["summary"].values():
