@@ -53,7 +53,16 @@ RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray_", "dashboard")
 # ---------------------------------------------------------------- the config
 
 
-def write_config(folder: Path, info: dict[str, Any]) -> Path:
+DEDUP = {
+    # What a user tuning on templated instruction data runs (pipelines/sft-with-replay.toml): compare the
+    # prompt as template skeletons and keep the 3 most reasoning-rich records of each cluster.
+    "template": 'fields = "prompt"\ntemplate = true\nkeep_per_cluster = 3\nrank_by = "reasoning_depth"',
+    # Plain near-duplicate removal on the prompt (band buckets run as executor tasks).
+    "plain": 'fields = "prompt"\ntemplate = false',
+}
+
+
+def write_config(folder: Path, info: dict[str, Any], dedup: str = "template") -> Path:
     """The full pipeline over every source of the corpus (config order = scale_corpus.SOURCES)."""
     sources = []
     for name, src in info["sources"].items():
@@ -83,14 +92,9 @@ use = "cot_tag"
 [[stages]]
 use = "reasoning_depth"
 
-# What a user tuning on templated instruction data runs (pipelines/sft-with-replay.toml): compare the
-# prompt, as template skeletons, and keep the 3 most reasoning-rich records of each cluster.
 [[stages]]
-use = "minhash_dedup"
-fields = "prompt"
-template = true
-keep_per_cluster = 3
-rank_by = "reasoning_depth"
+use = "minhash_dedup"  # --dedup {dedup}
+{DEDUP[dedup]}
 
 # Natural size: replay (pretraining text, ~60% of the input tokens) binds, so it and the instruction
 # groups are down-sampled.
@@ -361,6 +365,9 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--sizes", default="100000,300000,1000000", help="comma list of corpus sizes")
     parser.add_argument("--runs", default="w1,w2,ray", help="comma list of runs: w1, w2, ray")
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (default 1)")
+    parser.add_argument(
+        "--dedup", choices=sorted(DEDUP), default="template", help="minhash_dedup mode (default: template)"
+    )
     parser.add_argument("--generate-only", action="store_true", help="only generate (and time) the corpora")
     parser.add_argument("--worktree", action="store_true", help="measure the working tree's curate, not HEAD's")
     parser.add_argument("--out", type=Path, default=BENCH_DIR / "out" / "scale", help="results folder")
@@ -392,7 +399,7 @@ def main(argv: list[str] | None = None) -> int:
 
     env, measured = bench_minhash.curate_snapshot(data, args.worktree)
     print(f"curate measured: {measured}", flush=True)
-    configs = {size: write_config(Path(inputs[size]["folder"]), inputs[size]) for size in sizes}
+    configs = {size: write_config(Path(inputs[size]["folder"]), inputs[size], args.dedup) for size in sizes}
     labels = pass_labels(configs[sizes[0]], env)
     git_before, load_before = bench_build.git_commit(), os.getloadavg()
     results: dict[int, dict[str, list[dict]]] = {size: {run: [] for run in runs} for size in sizes}
@@ -426,6 +433,7 @@ def main(argv: list[str] | None = None) -> int:
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
         "sizes": sizes,
         "repeats": args.repeats,
+        "dedup": args.dedup,
         "config": configs[sizes[0]].read_text(),
         "pass_labels": labels,
         "inputs": {str(s): inputs[s] for s in sizes},

@@ -158,7 +158,12 @@ def markdown(report: dict[str, Any]) -> str:
         f"- versions: {report['versions']}",
         "",
         "Pipeline (`scale.toml`, written beside the data): normalize, exact_dedup, cot_tag, reasoning_depth, "
-        "minhash_dedup (prompt, template skeletons, 3 kept per cluster by reasoning_depth), mixture of three "
+        + (
+            "minhash_dedup (prompt, template skeletons, 3 kept per cluster by reasoning_depth), "
+            if report.get("dedup", "template") == "template"
+            else "minhash_dedup (prompt, plain word 5-grams, `--dedup plain`), "
+        )
+        + "mixture of three "
         "`where` groups (cot 40%, other instructions 38%, pretraining replay 22% of tokens; natural size, "
         "1% validation), output parquet + megatron (chatml).",
         "",
