@@ -31,7 +31,6 @@ import json
 import os
 import subprocess
 import sys
-import threading
 import time
 from pathlib import Path
 from typing import Any
@@ -44,10 +43,10 @@ import bench_build  # noqa: E402  (machine, git and versions helpers)
 import bench_minhash  # noqa: E402  (the curate snapshot)
 import bench_scale_report as report_md  # noqa: E402  (summary, targets, markdown)
 import scale_corpus  # noqa: E402
+from bench_scale_measure import Sampler, du  # noqa: E402
 
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RUNS = {"w1": (1, "local"), "w2": (2, "local"), "ray": (2, "ray")}
-RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray_", "dashboard")
 
 
 # ---------------------------------------------------------------- the config
@@ -145,96 +144,6 @@ def pass_labels(config: Path, env: dict[str, str]) -> list[str]:
 
 
 # ---------------------------------------------------------------- measuring
-
-
-def _proc_table() -> dict[int, tuple[int, str, int]]:
-    """pid -> (ppid, comm, start ticks) of every process."""
-    table = {}
-    for entry in os.listdir("/proc"):
-        if entry.isdigit():
-            try:
-                with open(f"/proc/{entry}/stat", "rb") as fh:
-                    stat = fh.read()
-            except OSError:
-                continue
-            comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode("utf-8", "replace")
-            rest = stat.rsplit(b")", 1)[1].split()
-            table[int(entry)] = (int(rest[1]), comm, int(rest[19]))
-    return table
-
-
-def _rss(pid: int, page: int) -> int:
-    try:
-        with open(f"/proc/{pid}/statm", "rb") as fh:
-            return int(fh.read().split()[1]) * page
-    except OSError:
-        return 0
-
-
-def _pss(pid: int) -> int:
-    """Proportional set size (shared pages split between the processes mapping them), bytes."""
-    try:
-        with open(f"/proc/{pid}/smaps_rollup", "rb") as fh:
-            for line in fh:
-                if line.startswith(b"Pss:"):
-                    return int(line.split()[1]) * 1024
-    except OSError:
-        pass
-    return 0
-
-
-class Sampler(threading.Thread):
-    """Peak summed RSS of a process tree, its largest process, the names seen in it, and Ray processes
-    started during the run outside it."""
-
-    def __init__(self, pid: int, interval: float = 0.1):
-        super().__init__(daemon=True)
-        self.pid, self.interval = pid, interval
-        self.peak_tree = self.peak_pss = self.peak_proc = self.max_procs = 0
-        self.timeline: list[tuple[float, float]] = []  # (unix time, tree RSS MB)
-        self.peak_proc_name = ""
-        self.names: set[str] = set()
-        self.ray_outside: set[str] = set()
-        self._stop_event = threading.Event()
-        self._page = os.sysconf("SC_PAGE_SIZE")
-        self._start_ticks = _proc_table().get(pid, (0, "", 0))[2]
-
-    def run(self) -> None:
-        while not self._stop_event.is_set():
-            table = _proc_table()
-            children: dict[int, list[int]] = {}
-            for pid, (ppid, _, _) in table.items():
-                children.setdefault(ppid, []).append(pid)
-            tree, todo = [], [self.pid]
-            while todo:
-                pid = todo.pop()
-                tree.append(pid)
-                todo += children.get(pid, [])
-            total = pss = 0
-            for pid in tree:
-                rss = _rss(pid, self._page)
-                total += rss
-                pss += _pss(pid)
-                name = table.get(pid, (0, "?", 0))[1]
-                self.names.add(name)
-                if rss > self.peak_proc:
-                    self.peak_proc, self.peak_proc_name = rss, name
-            self.peak_tree, self.max_procs = max(self.peak_tree, total), max(self.max_procs, len(tree))
-            self.peak_pss = max(self.peak_pss, pss)
-            self.timeline.append((time.time(), total / 2**20))
-            inside = set(tree)
-            for pid, (_, name, start) in table.items():
-                if pid not in inside and start >= self._start_ticks and name.startswith(RAY_NAMES):
-                    self.ray_outside.add(name)
-            self._stop_event.wait(self.interval)
-
-    def stop(self) -> None:
-        self._stop_event.set()
-        self.join()
-
-
-def du(path: Path) -> int:
-    return sum(f.stat().st_size for f in path.rglob("*") if f.is_file()) if path.exists() else 0
 
 
 def output_digest(out: Path) -> dict[str, str]:
