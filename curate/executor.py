@@ -196,27 +196,38 @@ def batch_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("batch-*.parquet"))
 
 
+@dataclass
+class BarrierTasks:
+    """`Tasks` for a barrier: on an entered executor, or in this process (`executor` None)."""
+
+    executor: Any = None
+    parallelism: int = 1
+
+    def run(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
+        if self.executor is None:
+            return [fn(task) for task in tasks]
+        return list(self.executor.map(fn, iter(tasks)))
+
+
 def run_barrier(step: BarrierStep, folder: Path, ctx: Context, executor: Any = None) -> Path:
     """Run a barrier over every kept row of a pass; write its decision table sorted by `_row`.
 
-    With an executor (entered), the step's `parallel_work` tasks run on it and `decide_with` combines
-    their results; otherwise (or when the step has none) `decide` runs here."""
+    The step's independent pieces (`decide_in_tasks`) run on `executor` (entered) when given."""
     files = batch_files(folder)
-    artifacts = folder / "artifacts"
-    shutil.rmtree(artifacts, ignore_errors=True)
-    artifacts.mkdir()
-    if files:
-        rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
-        ctx = replace(ctx, artifacts=artifacts)
-        work = step.parallel_work(files, executor.parallelism) if executor is not None else None
-        if work is not None:
-            fn, tasks = work
-            decisions = step.decide_with(rows, ctx, list(executor.map(fn, iter(tasks))))
+    artifacts, scratch = folder / "artifacts", folder / "scratch"
+    for path in (artifacts, scratch):
+        shutil.rmtree(path, ignore_errors=True)
+        path.mkdir()
+    try:
+        if files:
+            rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
+            tasks = BarrierTasks(executor, executor.parallelism if executor is not None else 1)
+            ctx = replace(ctx, artifacts=artifacts, scratch=scratch)
+            decisions = step.decide_in_tasks(rows, ctx, files, tasks).sort("_row")
         else:
-            decisions = step.decide(rows, ctx)
-        decisions = decisions.sort("_row")
-    else:
-        decisions = pl.DataFrame(schema={"_row": pl.Int64(), DROP: pl.String()})
+            decisions = pl.DataFrame(schema={"_row": pl.Int64(), DROP: pl.String()})
+    finally:
+        shutil.rmtree(scratch, ignore_errors=True)
     path = folder / "decisions.parquet"
     _write_atomic(decisions, path)
     return path

@@ -248,6 +248,38 @@ def test_candidate_pairs_follow_the_bucket_rule(n, bands, distinct, seed):
     assert [tuple(p) for p in got.tolist()] == sorted(_reference_pairs(keys, scope, eligible))
 
 
+def _batch_files(frame, steps, folder, cuts):
+    """The shingled frame written as batch files cut at `cuts` (the middle one out of `_row` order)."""
+    from curate.stages.base import Context
+
+    shingled = steps[0].apply(frame, Context())
+    bounds = [0, *cuts, shingled.height]
+    files = []
+    for i in range(len(bounds) - 1):
+        part = shingled[bounds[i] : bounds[i + 1]]
+        files.append(folder / f"batch-{i:06d}.parquet")
+        (part.reverse() if i == 1 else part).write_parquet(files[-1])
+    return files
+
+
+def _same_as_decide(cluster, files, folder, parallelism):
+    from curate.executor import BarrierTasks
+    from curate.stages.base import Context
+
+    rows = pl.scan_parquet(files)
+    whole, split, scratch = folder / "whole", folder / "split", folder / "scratch"
+    for path in (whole, split, scratch):
+        path.mkdir()
+    expected = cluster.decide(rows, Context(artifacts=whole))
+    got = cluster.decide_in_tasks(
+        rows, Context(artifacts=split, scratch=scratch), files, BarrierTasks(None, parallelism)
+    )
+    assert got.equals(expected)
+    for name in ("templates.jsonl", "minhash_dedup.stats.json"):
+        assert (split / name).read_text() == (whole / name).read_text()
+    return expected, json.loads((whole / "minhash_dedup.stats.json").read_text())
+
+
 @settings(max_examples=15, deadline=None)
 @given(
     seed=st.integers(0, 10_000),
@@ -258,8 +290,6 @@ def test_candidate_pairs_follow_the_bucket_rule(n, bands, distinct, seed):
 def test_band_tasks_decide_exactly_like_the_whole_barrier(tmp_path_factory, seed, parallelism, scope, verify):
     """The band buckets split over any number of tasks (reading batch files, as on an executor) give
     the decisions, stats and templates.jsonl that `decide` gives over all rows in one process."""
-    from curate.stages.base import Context
-
     rng = np.random.default_rng(seed)
     words = [f"w{i}" for i in range(60)]
     base = [" ".join(rng.choice(words, size=12)) for _ in range(25)]
@@ -268,26 +298,45 @@ def test_band_tasks_decide_exactly_like_the_whole_barrier(tmp_path_factory, seed
         pl.Series("source", ["a", "b"] * (len(prompts) // 2) + ["a"] * (len(prompts) % 2)),
         pl.int_range(pl.len(), dtype=pl.Int64).mul(3).alias("_row"),
     )
-    shingle, cluster = MinhashDedup(fields="prompt", threshold=0.7, scope=scope, verify=verify).steps()
-    shingled = shingle.apply(frame, Context())
+    steps = MinhashDedup(fields="prompt", threshold=0.7, scope=scope, verify=verify).steps()
     folder = tmp_path_factory.mktemp("pass")
-    files = []
-    for i, part in enumerate([shingled[:17], shingled[17:30].reverse(), shingled[30:]]):  # one out of order
-        files.append(folder / f"batch-{i:06d}.parquet")
-        part.write_parquet(files[-1])
-    rows = pl.scan_parquet(files)
-    whole, split = folder / "whole", folder / "split"
-    whole.mkdir(), split.mkdir()
-    expected = cluster.decide(rows, Context(artifacts=whole))
-    fn, tasks = cluster.parallel_work(files, parallelism)
-    assert len(tasks) == min(parallelism, cluster.bands)
-    got = cluster.decide_with(rows, Context(artifacts=split), [fn(t) for t in tasks])
-    assert got.equals(expected)
-    for name in ("templates.jsonl", "minhash_dedup.stats.json"):
-        assert (split / name).read_text() == (whole / name).read_text()
+    expected, _ = _same_as_decide(steps[1], _batch_files(frame, steps, folder, [17, 30]), folder, parallelism)
     assert expected["dup_cluster_size"].max() > 1  # the planted near-copies were found
 
 
-def test_template_mode_has_no_parallel_work(tmp_path):
-    _, cluster = MinhashDedup(fields="prompt", template=True).steps()
-    assert cluster.parallel_work([tmp_path / "batch-000000.parquet"], 4) is None
+@settings(max_examples=12, deadline=None)
+@given(
+    seed=st.integers(0, 10_000),
+    parallelism=st.integers(1, 5),
+    scope=st.sampled_from(["global", "source"]),
+)
+def test_template_tasks_decide_exactly_like_the_whole_barrier(tmp_path_factory, seed, parallelism, scope):
+    """Template mode as partitioned tasks (df parts, run-length histograms, signatures per batch file)
+    equals the whole-data template mask: same clusters, skeleton stats, templates.jsonl."""
+    rng = np.random.default_rng(seed)
+    fillers = [f"item{i}" for i in range(200)]
+    skeletons = [
+        "Generate a list of {} ideas for a birthday party theme today.",
+        "Translate the word {} into French and use it in a sentence.",
+        "Write a short poem about {} in the style of a sonnet please.",
+    ]
+    prompts = [skeletons[int(rng.integers(3))].format(rng.choice(fillers)) for _ in range(40)]
+    prompts += [" ".join(rng.choice(fillers, size=int(rng.integers(3, 30)))) for _ in range(15)] + ["", "hi"]
+    passage = " ".join(rng.choice(fillers, size=40))
+    prompts += [f"Question about this text: {passage} Answer {i}." for i in range(6)]  # one passage, many prompts
+    order = rng.permutation(len(prompts))
+    prompts = [prompts[i] for i in order]
+    frame = chats(prompts).with_columns(
+        pl.Series("source", rng.choice(["a", "b", "c"], size=len(prompts))),
+        pl.int_range(pl.len(), dtype=pl.Int64).mul(2).alias("_row"),
+    )
+    steps = MinhashDedup(fields="prompt", template=True, scope=scope, keep_per_cluster=2).steps()
+    folder = tmp_path_factory.mktemp("pass")
+    expected, stats = _same_as_decide(steps[1], _batch_files(frame, steps, folder, [20, 41]), folder, parallelism)
+    assert stats["template_ngrams"] > 0 and expected["dup_cluster_size"].max() > 2
+
+
+def test_template_tasks_on_records_without_ngrams(tmp_path):
+    frame = chats(["", "", ""]).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
+    steps = MinhashDedup(fields="prompt", template=True).steps()
+    _same_as_decide(steps[1], _batch_files(frame, steps, tmp_path, [1, 2]), tmp_path, 2)

@@ -183,6 +183,7 @@ def test_exact_dedup_is_idempotent():
 def test_exact_dedup_hash_parts_decide_like_one_barrier(tmp_path_factory, texts, sources, parts, scope):
     """The barrier split into hash-partitioned tasks (as on an executor) drops exactly what one
     `decide` over every row drops, with the same reasons."""
+    from curate.executor import BarrierTasks
     from curate.stages.base import Context
 
     frame = docs(*texts).with_columns(
@@ -195,9 +196,8 @@ def test_exact_dedup_hash_parts_decide_like_one_barrier(tmp_path_factory, texts,
     hashed[: len(texts) // 2].write_parquet(files[0])
     hashed[len(texts) // 2 :].write_parquet(files[1])
     expected = keep_first.decide(pl.scan_parquet(files), Context()).sort("_row")
-    fn, tasks = keep_first.parallel_work(files, parts)
-    got = keep_first.decide_with(pl.scan_parquet(files), Context(), [fn(t) for t in tasks])
-    assert len(tasks) == parts and got.equals(expected)
+    got = keep_first.decide_in_tasks(pl.scan_parquet(files), Context(), files, BarrierTasks(None, parts))
+    assert got.equals(expected)
 
 
 # ------------------------------------------------------------------------------------------- language

@@ -52,41 +52,105 @@ class SkeletonStats:
     distinct_ngrams: int
 
 
-def template_mask(owner: np.ndarray, grams: np.ndarray, scope: np.ndarray) -> tuple[np.ndarray, SkeletonStats]:
-    """For each (record, n-gram) occurrence in record order, whether it is template text."""
-    if not len(grams):
-        return np.zeros(0, dtype=bool), SkeletonStats(0, None, 0, 0)
-    occ = pl.DataFrame({"owner": owner, "gram": grams, "scope": scope[owner]})
-    df = occ.unique(["owner", "gram"]).group_by("scope", "gram").agg(pl.len().alias("df"))
-    counts = df["df"].to_numpy()
-    cut = otsu(np.log2(counts.astype(np.float64)), counts)
-    k = max(2, round(2**cut)) if cut is not None else 2
-    flagged = occ.join(df, on=["scope", "gram"], how="left", maintain_order="left")["df"].to_numpy() >= k
-    passage = _passage_run_length(owner, flagged)
-    if passage is not None:
-        flagged &= _run_lengths(owner, flagged) <= passage
-    stats = SkeletonStats(k, passage, int(df.filter(pl.col("df") >= k).height), df.height)
-    return flagged, stats
+Histogram = tuple[np.ndarray, np.ndarray]  # (distinct values, how many times each occurs)
 
 
-def _run_lengths(owner: np.ndarray, flagged: np.ndarray) -> np.ndarray:
-    """Length of the run of consecutive flagged occurrences (within one record) each occurrence is in."""
+def gram_keys(scope: np.ndarray, grams: np.ndarray) -> np.ndarray:
+    """One uint64 key per n-gram occurrence: its scope in the high 32 bits, its 32-bit hash below."""
+    return (scope.astype(np.uint64) << np.uint64(32)) | grams.astype(np.uint64)
+
+
+def record_df(owner: np.ndarray, keys: np.ndarray) -> pl.DataFrame:
+    """`key`, `df`: the number of distinct records (owners) each key occurs in."""
+    occ = pl.DataFrame({"owner": owner, "key": keys})
+    return occ.unique().group_by("key").agg(pl.len().cast(pl.Int64).alias("df"))
+
+
+def histogram(values: np.ndarray) -> Histogram:
+    """The distinct values and their counts."""
+    distinct, counts = np.unique(values, return_counts=True)
+    return distinct.astype(np.int64), counts.astype(np.int64)
+
+
+def merge_histograms(parts: list[Histogram]) -> Histogram:
+    """One histogram from several (exact: integer counts are summed)."""
+    if not parts:
+        return np.zeros(0, dtype=np.int64), np.zeros(0, dtype=np.int64)
+    values = np.concatenate([v for v, _ in parts])
+    counts = np.concatenate([c for _, c in parts])
+    distinct, inverse = np.unique(values, return_inverse=True)
+    return distinct, np.bincount(inverse, weights=counts, minlength=len(distinct)).astype(np.int64)
+
+
+def df_threshold(df_hist: Histogram) -> int:
+    """`k`: Otsu's split of log2(df) over distinct n-grams, each weighted by its occurrences (df)."""
+    values, counts = df_hist
+    if not len(values):
+        return 2
+    cut = otsu(np.log2(values.astype(np.float64)), values * counts)
+    return max(2, round(2**cut)) if cut is not None else 2
+
+
+def run_lengths(owner: np.ndarray, flagged: np.ndarray) -> np.ndarray:
+    """Length of the run of consecutive equal flags (within one record) each occurrence is in."""
     starts = np.r_[True, (owner[1:] != owner[:-1]) | (flagged[1:] != flagged[:-1])]
     run_id = np.cumsum(starts) - 1
     return np.bincount(run_id)[run_id]
 
 
-def _passage_run_length(owner: np.ndarray, flagged: np.ndarray) -> int | None:
-    """The longest template run, when run lengths are clearly bimodal (else None: no passage rule)."""
-    if not flagged.any():
-        return None
-    lengths = _run_lengths(owner, flagged)
+def run_histogram(owner: np.ndarray, flagged: np.ndarray) -> Histogram:
+    """Histogram of the lengths of the runs of flagged (template) occurrences."""
+    if not len(owner):
+        return histogram(np.zeros(0, dtype=np.int64))
     starts = np.r_[True, (owner[1:] != owner[:-1]) | (flagged[1:] != flagged[:-1])]
-    runs = lengths[starts & flagged].astype(np.float64)
-    cut = otsu(np.log2(runs), runs)
+    return histogram(run_lengths(owner, flagged)[starts & flagged])
+
+
+def passage_cut(runs: Histogram) -> int | None:
+    """The longest template run, when run lengths are clearly bimodal (else None: no passage rule)."""
+    values, counts = runs
+    if not len(values):
+        return None
+    logs = np.log2(values.astype(np.float64))
+    cut = otsu(logs, values * counts)
     if cut is None:
         return None
-    low, high = runs[np.log2(runs) < cut], runs[np.log2(runs) >= cut]
-    if not len(low) or high.mean() < _BIMODAL_RATIO * low.mean():
+    low = logs < cut
+    if not low.any():
         return None
-    return int(low.max())
+    high_mean = (values[~low] * counts[~low]).sum() / counts[~low].sum()
+    low_mean = (values[low] * counts[low]).sum() / counts[low].sum()
+    if high_mean < _BIMODAL_RATIO * low_mean:
+        return None
+    return int(values[low].max())
+
+
+def template_flags(owner: np.ndarray, keys: np.ndarray, template_keys: np.ndarray, passage: int | None) -> np.ndarray:
+    """Which occurrences are template text: their key is a template key (`template_keys` sorted), and,
+    with a passage rule, their run of template occurrences is no longer than `passage`."""
+    flagged = is_in_sorted(keys, template_keys)
+    if passage is not None:
+        flagged &= run_lengths(owner, flagged) <= passage
+    return flagged
+
+
+def is_in_sorted(values: np.ndarray, sorted_set: np.ndarray) -> np.ndarray:
+    """values ∈ sorted_set, elementwise."""
+    if not len(sorted_set):
+        return np.zeros(len(values), dtype=bool)
+    at = np.minimum(np.searchsorted(sorted_set, values), len(sorted_set) - 1)
+    return sorted_set[at] == values
+
+
+def template_mask(owner: np.ndarray, grams: np.ndarray, scope: np.ndarray) -> tuple[np.ndarray, SkeletonStats]:
+    """For each (record, n-gram) occurrence in record order, whether it is template text. (The same
+    steps, on the same histograms, run as partitioned tasks in `curate.minhash.template_tasks`.)"""
+    if not len(grams):
+        return np.zeros(0, dtype=bool), SkeletonStats(0, None, 0, 0)
+    keys = gram_keys(scope[owner], grams)
+    df = record_df(owner, keys)
+    k = df_threshold(histogram(df["df"].to_numpy()))
+    template_keys = np.sort(df.filter(pl.col("df") >= k)["key"].to_numpy())
+    passage = passage_cut(run_histogram(owner, is_in_sorted(keys, template_keys)))
+    flagged = template_flags(owner, keys, template_keys, passage)
+    return flagged, SkeletonStats(k, passage, len(template_keys), df.height)

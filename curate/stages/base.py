@@ -22,7 +22,7 @@ import dataclasses
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Any, ClassVar
+from typing import Any, ClassVar, Protocol
 
 import polars as pl
 
@@ -35,12 +35,14 @@ ERROR = "_error"
 @dataclass(frozen=True)
 class Context:
     """What steps may need besides their parameters: the pipeline's tokenizer and seed, and (for a
-    barrier) a folder for report files that are copied into the output (e.g. `templates.jsonl`)."""
+    barrier) a folder for report files that are copied into the output (e.g. `templates.jsonl`) and
+    one for intermediate files on the work dir's storage (`scratch`)."""
 
     tokenizer: str = DEFAULT_ENCODING
     seed: int = 0
     token_threads: int = 8
     artifacts: Path | None = None
+    scratch: Path | None = None  # a barrier's intermediate files (deleted after it)
 
 
 class Step:
@@ -72,17 +74,21 @@ class BarrierStep(Step):
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
         raise NotImplementedError
 
-    def parallel_work(self, files: list[Path], parallelism: int) -> tuple[Callable[[Any], Any], list[Any]] | None:
-        """Independent pieces of the decision that the executor may run at the same time (in worker
-        processes, or on other Ray nodes), as (a picklable module-level function, its tasks); each task
-        reads what it needs from `files`, the pass's batch files. None (the default): `decide` does all.
-        `parallelism` is how many tasks the executor runs at once; the result must not depend on it."""
-        return None
+    def decide_in_tasks(self, rows: pl.LazyFrame, ctx: Context, files: list[Path], tasks: Tasks) -> pl.DataFrame:
+        """`decide`, with the work that splits into independent pieces run as `tasks` (worker processes,
+        Ray nodes), each piece reading what it needs from `files`, the pass's batch files (and writing
+        intermediate files into `ctx.scratch`). Must return exactly what `decide` returns, whatever
+        `tasks.parallelism` is. The default runs `decide` here."""
+        return self.decide(rows, ctx)
 
-    def decide_with(self, rows: pl.LazyFrame, ctx: Context, results: list[Any]) -> pl.DataFrame:
-        """The decision table from the results of `parallel_work`'s tasks (in task order); equal to
-        what `decide` returns for the same rows."""
-        raise NotImplementedError
+
+class Tasks(Protocol):
+    """Where a barrier's pieces run: `run(fn, tasks)` is `[fn(t) for t in tasks]`, possibly in parallel
+    (`fn` a module-level function, tasks picklable); `parallelism` is how many run at once."""
+
+    parallelism: int
+
+    def run(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]: ...
 
 
 @dataclass

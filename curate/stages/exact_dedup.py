@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar, Literal
@@ -11,7 +10,7 @@ from typing import ClassVar, Literal
 import polars as pl
 
 from curate.params import param
-from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
+from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step, Tasks
 
 HASH_COLUMN = "_exact_hash"
 
@@ -60,14 +59,14 @@ class _KeepFirst(BarrierStep):
     def decide(self, rows: pl.LazyFrame, ctx: Context) -> pl.DataFrame:
         return later_copies(rows, self.scope == "source")
 
-    def parallel_work(self, files: list[Path], parallelism: int) -> tuple[Callable, list[HashPart]] | None:
+    def decide_in_tasks(self, rows: pl.LazyFrame, ctx: Context, files: list[Path], tasks: Tasks) -> pl.DataFrame:
         """Hash-partitioned: each task groups the records whose content hash falls in its part."""
         names = tuple(str(f) for f in files)
-        parts = max(1, parallelism)
-        return dropped_in_part, [HashPart(names, part, parts, self.scope == "source") for part in range(parts)]
-
-    def decide_with(self, rows: pl.LazyFrame, ctx: Context, results: list) -> pl.DataFrame:
-        return pl.concat(results, how="vertical").sort("_row")
+        parts = max(1, tasks.parallelism)
+        found = tasks.run(
+            dropped_in_part, [HashPart(names, part, parts, self.scope == "source") for part in range(parts)]
+        )
+        return pl.concat(found, how="vertical").sort("_row")
 
 
 @dataclass(frozen=True)

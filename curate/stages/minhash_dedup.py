@@ -16,11 +16,22 @@ from curate.minhash import shingles
 from curate.minhash.bands import COUNT, SIG, BandTask, band_groups, band_pairs, merge_pairs, scope_codes
 from curate.minhash.clusters import candidate_pairs, components, verified
 from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
-from curate.minhash.skeleton import template_mask
+from curate.minhash.skeleton import df_threshold, merge_histograms, passage_cut, template_mask
+from curate.minhash.template_tasks import (
+    GRAMS,
+    DfTask,
+    FlagTask,
+    file_groups,
+    gram_df,
+    record_masks,
+    template_keys,
+    template_runs,
+    template_signatures,
+)
 from curate.params import below_minimum, param
-from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step
+from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step, Tasks
 
-GRAMS, FOLDED, TEXT, SEP = "_mh_grams", "_mh_folded", "_mh_text", "_mh_sep"
+FOLDED, TEXT, SEP = "_mh_folded", "_mh_text", "_mh_sep"
 _CONTENT = ("kind", "text", "messages", "meta")  # what the compared text is made from
 START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
@@ -130,28 +141,81 @@ class _Cluster(BarrierStep):
         keys = band_keys(sig, self.bands, self.rows)
         pairs = candidate_pairs(keys, scope, shingled)
         edges = verified(pairs, sig, self.threshold) if self.verify else pairs
-        return self._decisions(rows, data.drop(SIG, GRAMS, strict=False), pairs, edges, shingled, keep, ctx, stats)
+        starts, row_ids = np.r_[0, np.cumsum(lengths)], data["_row"]
 
-    def parallel_work(self, files: list[Path], parallelism: int) -> tuple[Callable, list[BandTask]] | None:
-        """Without `template`, the band buckets run as tasks on the executor (see `curate.minhash.bands`);
-        with it, the template n-grams need every record at once and `decide` does all the work."""
-        if self.template or not files:
-            return None
-        threshold = self.threshold if self.verify else None
-        names = tuple(str(f) for f in files)
-        by_source = self.scope == "source"
-        return band_pairs, [
-            BandTask(names, first, count, self.rows, self.num_perm, by_source, threshold)
-            for first, count in band_groups(self.bands, parallelism)
-        ]
+        def masks(wanted: list[int]) -> dict[int, np.ndarray]:
+            at = {r: int(row_ids.search_sorted(r)) for r in wanted}
+            return {r: keep[starts[i] : starts[i + 1]] for r, i in at.items()} if keep is not None else {}
 
-    def decide_with(self, rows: pl.LazyFrame, ctx: Context, results: list) -> pl.DataFrame:
-        """`decide` from the band tasks' pairs: the signatures never come to this process."""
-        data = rows.select("_row", *[c for c in self._compared if c != SIG]).collect().sort("_row")
-        pairs, passed = merge_pairs(results, data.height)
+        data = data.drop(SIG, GRAMS, strict=False)
+        return self._decisions(rows, data, pairs, edges, shingled, masks if keep is not None else None, ctx, stats)
+
+    def decide_in_tasks(self, rows: pl.LazyFrame, ctx: Context, files: list[Path], tasks: Tasks) -> pl.DataFrame:
+        """`decide` as tasks: with `template`, the skeleton figures and signatures from partitioned tasks
+        (`curate.minhash.template_tasks`); then the LSH bands in one task per group of bands
+        (`curate.minhash.bands`). Only histograms, template n-grams and candidate pairs reach this process."""
+        data = rows.select("_row", *[c for c in self._compared if c not in (SIG, GRAMS)]).collect().sort("_row")
+        names = [str(f) for f in files]
         stats: dict = {"records": data.height, "bands": self.bands, "rows": self.rows}
-        shingled = data[COUNT].to_numpy() > 0
-        return self._decisions(rows, data, pairs, pairs[passed], shingled, None, ctx, stats)
+        masks = None
+        if self.template:
+            assert ctx.scratch is not None  # run_barrier gives every barrier a scratch folder
+            scopes = self._scopes(data["source"])
+            names, masks = self._template_signatures(rows, names, scopes, ctx.scratch, tasks, stats)
+            kept = pl.scan_parquet(names).select("_row", COUNT).collect().sort("_row")
+            shingled = kept[COUNT].to_numpy() > 0
+        else:
+            shingled = data[COUNT].to_numpy() > 0
+        threshold = self.threshold if self.verify else None
+        by_source = self.scope == "source"
+        band_tasks = [
+            BandTask(tuple(names), first, count, self.rows, self.num_perm, by_source, threshold)
+            for first, count in band_groups(self.bands, tasks.parallelism)
+        ]
+        pairs, passed = merge_pairs(tasks.run(band_pairs, band_tasks), data.height)
+        return self._decisions(rows, data, pairs, pairs[passed], shingled, masks, ctx, stats)
+
+    def _scopes(self, sources: pl.Series) -> dict[str, int] | None:
+        """Scope code per source, as `scope_codes` numbers them (None: one global scope)."""
+        if self.scope != "source":
+            return None
+        return {name: code for code, name in enumerate(sorted(sources.unique().to_list()), start=1)}
+
+    def _template_signatures(
+        self, rows: pl.LazyFrame, names: list[str], scopes: dict | None, scratch: Path, tasks: Tasks, stats: dict
+    ) -> tuple[list[str], Callable[[list[int]], dict]]:
+        """Run the template tasks; return the signature files (one per batch file) and a function giving
+        the kept-n-gram masks of some records (for the report)."""
+        df_dir, sig_dir = scratch / "df", scratch / "signatures"
+        df_dir.mkdir(), sig_dir.mkdir()
+        parts = max(8, 2 * tasks.parallelism)
+        found = tasks.run(
+            gram_df,
+            [DfTask(tuple(names), p, parts, scopes, str(df_dir / f"part-{p:04d}.parquet")) for p in range(parts)],
+        )
+        distinct = sum(count for _, count in found)
+        k = df_threshold(merge_histograms([hist for hist, _ in found])) if distinct else 0
+        keys = (
+            template_keys(sorted(str(p) for p in df_dir.glob("*.parquet")), k) if distinct else np.zeros(0, np.uint64)
+        )
+        groups = file_groups(names, tasks.parallelism)
+        runs = tasks.run(template_runs, [FlagTask(g, scopes, keys) for g in groups])
+        passage = passage_cut(merge_histograms(runs)) if distinct else None
+        flag_tasks = [FlagTask(g, scopes, keys, passage, self.num_perm, self.seed, str(sig_dir)) for g in groups]
+        unstructured = sum(tasks.run(template_signatures, flag_tasks))
+        stats.update(
+            df_threshold=k,
+            passage_run_length=passage,
+            template_ngrams=len(keys),
+            distinct_ngrams=distinct,
+            unstructured=unstructured,
+        )
+
+        def masks(wanted: list[int]) -> dict:
+            some = rows.filter(pl.col("_row").is_in(wanted)).select("_row", "source", GRAMS).collect()
+            return record_masks(some, scopes, keys, passage)
+
+        return [str(sig_dir / Path(name).name) for name in names], masks
 
     def _decisions(
         self,
@@ -160,11 +224,12 @@ class _Cluster(BarrierStep):
         pairs: np.ndarray,
         edges: np.ndarray,
         shingled: np.ndarray,
-        keep: np.ndarray | None,
+        masks: Callable[[list[int]], dict] | None,
         ctx: Context,
         stats: dict,
     ) -> pl.DataFrame:
-        """Clusters from the verified pairs, the keep/drop decisions, and the report files."""
+        """Clusters from the verified pairs, the keep/drop decisions, and the report files. `masks`
+        gives the kept-n-gram masks of records by `_row` (template mode; None: every n-gram is kept)."""
         n = data.height
         labels = components(n, edges)
         stats.update(
@@ -180,7 +245,7 @@ class _Cluster(BarrierStep):
             dropped=int(decisions[DROP].is_not_null().sum()),
         )
         if ctx.artifacts is not None:
-            self._write_report(rows, data, decisions, keep, ctx, stats)
+            self._write_report(rows, data, decisions, masks, ctx, stats)
         return decisions.select("_row", DROP, "dup_cluster", "dup_cluster_size")
 
     def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
@@ -205,12 +270,11 @@ class _Cluster(BarrierStep):
         rows: pl.LazyFrame,
         data: pl.DataFrame,
         decisions: pl.DataFrame,
-        keep: np.ndarray | None,
+        masks: Callable[[list[int]], dict] | None,
         ctx: Context,
         stats: dict,
     ) -> None:
-        """`templates.jsonl` (largest clusters: size, sources, skeleton, three examples) and stats.
-        `keep` marks the n-grams compared (template mode), in record order; None: all of them."""
+        """`templates.jsonl` (largest clusters: size, sources, skeleton, three examples) and stats."""
         assert ctx.artifacts is not None
         clusters = (
             decisions.join(data.select("_row", "source"), on="_row")
@@ -225,7 +289,9 @@ class _Cluster(BarrierStep):
             .sort(["size", "dup_cluster"], descending=[True, False])
             .head(self.top_templates)
         )
-        starts = np.r_[0, np.cumsum(data[COUNT].to_numpy())]
+        firsts = [members[0] for members in clusters["rows"].to_list()]
+        counts = dict(zip(data["_row"].to_list(), data[COUNT].to_list(), strict=True)) if masks is None else {}
+        kept = masks(firsts) if masks is not None else {r: np.ones(counts[r], dtype=bool) for r in firsts}
         shown = pl.Series("_row", [r for members in clusters["rows"].to_list() for r in members[:3]], pl.Int64)
         content = rows.filter(pl.col("_row").is_in(shown.implode())).select("_row", *_CONTENT).collect()
         texts = compared_text(content, self.fields, self.include_input, self.template, self.unit)
@@ -233,7 +299,6 @@ class _Cluster(BarrierStep):
         lines = []
         for cluster in clusters.iter_rows(named=True):
             members = cluster["rows"]
-            index = int(data["_row"].search_sorted(members[0]))
             examples = texts.filter(pl.col("_row").is_in(members[:3])).select(
                 "id", "source", pl.col(TEXT).str.slice(0, _EXAMPLE_CHARS)
             )
@@ -245,9 +310,7 @@ class _Cluster(BarrierStep):
                     "sources": {s["source"]: s["count"] for s in cluster["sources"]},
                     "skeleton": self._skeleton(
                         texts.row(int(texts["_row"].search_sorted(members[0])), named=True),
-                        np.ones(starts[index + 1] - starts[index], dtype=bool)
-                        if keep is None
-                        else keep[starts[index] : starts[index + 1]],
+                        kept[members[0]],
                     ),
                     "examples": [
                         {"id": r["id"], "source": r["source"], "text": r[TEXT]} for r in examples.iter_rows(named=True)
