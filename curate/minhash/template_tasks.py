@@ -4,9 +4,10 @@ The whole-data algorithm (`curate.minhash.skeleton.template_mask`) needs three g
 n-gram's document frequency, the df threshold `k` and the passage run length. Here they come from
 tasks over the pass's batch files, and only histograms and the (few) template n-grams reach the driver:
 
-1. `gram_df`, one task per hash part of the n-gram keys: df of the keys in its part (records are
-   whole in one batch file, so distinct (record, key) pairs are counted file by file); writes the
-   keys with df >= 2 to scratch and returns the df histogram.
+1. `count_keys`, per group of batch files: in how many records of each file each key occurs (a
+   record lies whole in one file, so these add up to df), written to scratch cut into hash parts of
+   the keys; then `gram_df`, one task per hash part: the df of its keys, summed over the files; it
+   writes the keys with df >= 2 to scratch and returns the df histogram.
 2. The driver merges the histograms into `k` and reads the template keys (df >= k) from scratch.
 3. `template_runs`, one task per group of batch files: the histogram of template run lengths.
 4. The driver finds the passage run length; `template_signatures`, per group of batch files: each
@@ -73,24 +74,42 @@ def occurrences_of(data: pl.DataFrame, scopes: dict[str, int] | None) -> Occurre
 
 
 @dataclass(frozen=True)
-class DfTask:
-    """Part `part` of `parts` of the n-gram keys over `files`; keys with df >= 2 go to `out`."""
+class CountTask:
+    """Batch files `files` (numbered from `first`): their per-file key counts, cut into `parts` hash
+    parts, go to `out` as `part-PPPP-file-NNNNNN.parquet`."""
 
     files: tuple[str, ...]
-    part: int
+    first: int
     parts: int
     scopes: dict[str, int] | None
     out: str
 
 
+def count_keys(task: CountTask) -> None:
+    """Runs on a worker: per batch file, the number of records each key occurs in (a record lies in one
+    file, so per-file counts add up to df), written once per hash part (a shuffle through scratch)."""
+    for number, path in enumerate(task.files, start=task.first):
+        occ = occurrences(path, task.scopes)
+        counts = record_df(occ.owner, occ.keys).with_columns((pl.col("key") % task.parts).alias("_part"))
+        for (part,), piece in counts.partition_by("_part", as_dict=True).items():
+            piece.drop("_part").write_parquet(Path(task.out) / f"part-{part:04d}-file-{number:06d}.parquet")
+
+
+@dataclass(frozen=True)
+class DfTask:
+    """Hash part `part` of the keys: its per-file counts in `folder`; keys with df >= 2 go to `out`."""
+
+    folder: str
+    part: int
+    out: str
+
+
 def gram_df(task: DfTask) -> tuple[Histogram, int]:
     """Runs on a worker: (the df histogram of the part's keys, how many distinct keys it has)."""
-    per_file = []
-    for path in task.files:
-        occ = occurrences(path, task.scopes)
-        mine = occ.keys % np.uint64(task.parts) == np.uint64(task.part)
-        per_file.append(record_df(occ.owner[mine], occ.keys[mine]))
-    df = pl.concat(per_file).group_by("key").agg(pl.col("df").sum())
+    paths = sorted(Path(task.folder).glob(f"part-{task.part:04d}-file-*.parquet"))
+    if not paths:
+        return histogram(np.zeros(0, dtype=np.int64)), 0
+    df = pl.scan_parquet(paths).group_by("key").agg(pl.col("df").sum()).collect()
     df.filter(pl.col("df") >= 2).write_parquet(task.out, compression="lz4")
     return histogram(df["df"].to_numpy()), df.height
 

@@ -19,8 +19,10 @@ from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signat
 from curate.minhash.skeleton import df_threshold, merge_histograms, passage_cut, template_mask
 from curate.minhash.template_tasks import (
     GRAMS,
+    CountTask,
     DfTask,
     FlagTask,
+    count_keys,
     file_groups,
     gram_df,
     record_masks,
@@ -186,19 +188,23 @@ class _Cluster(BarrierStep):
     ) -> tuple[list[str], Callable[[list[int]], dict]]:
         """Run the template tasks; return the signature files (one per batch file) and a function giving
         the kept-n-gram masks of some records (for the report)."""
-        df_dir, sig_dir = scratch / "df", scratch / "signatures"
-        df_dir.mkdir(), sig_dir.mkdir()
+        counts_dir, df_dir, sig_dir = scratch / "counts", scratch / "df", scratch / "signatures"
+        for folder in (counts_dir, df_dir, sig_dir):
+            folder.mkdir()
         parts = max(8, 2 * tasks.parallelism)
-        found = tasks.run(
-            gram_df,
-            [DfTask(tuple(names), p, parts, scopes, str(df_dir / f"part-{p:04d}.parquet")) for p in range(parts)],
-        )
+        groups = file_groups(names, 4 * tasks.parallelism)  # more groups than workers: batch sizes vary
+        firsts = np.cumsum([0, *(len(g) for g in groups)]).tolist()
+        count_tasks = [
+            CountTask(g, first, parts, scopes, str(counts_dir)) for g, first in zip(groups, firsts, strict=False)
+        ]
+        tasks.run(count_keys, count_tasks)
+        df_tasks = [DfTask(str(counts_dir), p, str(df_dir / f"part-{p:04d}.parquet")) for p in range(parts)]
+        found = tasks.run(gram_df, df_tasks)
         distinct = sum(count for _, count in found)
         k = df_threshold(merge_histograms([hist for hist, _ in found])) if distinct else 0
         keys = (
             template_keys(sorted(str(p) for p in df_dir.glob("*.parquet")), k) if distinct else np.zeros(0, np.uint64)
         )
-        groups = file_groups(names, tasks.parallelism)
         runs = tasks.run(template_runs, [FlagTask(g, scopes, keys) for g in groups])
         passage = passage_cut(merge_histograms(runs)) if distinct else None
         flag_tasks = [FlagTask(g, scopes, keys, passage, self.num_perm, self.seed, str(sig_dir)) for g in groups]
