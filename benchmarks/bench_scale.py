@@ -212,7 +212,9 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
     load_before = os.getloadavg()
     with open(logs / f"{tag}.log", "wb") as log:
         started, started_unix = time.perf_counter(), time.time()
-        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT, env={**os.environ, **env})
+        # Not the repository root: Ray puts the driver's working directory on its workers' sys.path, where
+        # the working tree's curate/ would shadow the snapshot being measured.
+        proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=scratch, env={**os.environ, **env})
         sampler = Sampler(proc.pid)
         sampler.start()
         rc = proc.wait()
@@ -308,13 +310,13 @@ def main(argv: list[str] | None = None) -> int:
 
     env, measured = bench_minhash.curate_snapshot(data, args.worktree)
     print(f"curate measured: {measured}", flush=True)
-    configs = {size: write_config(Path(inputs[size]["folder"]), inputs[size], args.dedup) for size in sizes}
+    configs = {size: write_config((data / f"scale-{size}"), inputs[size], args.dedup) for size in sizes}
     labels = pass_labels(configs[sizes[0]], env)
     git_before, load_before = bench_build.git_commit(), os.getloadavg()
     results: dict[int, dict[str, list[dict]]] = {size: {run: [] for run in runs} for size in sizes}
     for rep in range(args.repeats):
         for size in sizes:
-            scratch = Path(inputs[size]["folder"]) / "scratch"
+            scratch = (data / f"scale-{size}") / "scratch"
             scratch.mkdir(exist_ok=True)
             for run in runs:
                 tag = f"{size}-{run}-r{rep}"
