@@ -123,9 +123,9 @@ def load_permissive(shared: Path) -> pl.DataFrame:
 def design_matrix(df: pl.DataFrame) -> tuple[np.ndarray, list[str], pl.DataFrame]:
     """Features of labelled rows: (X, input names, the frame with every rd_* column)."""
     feats = add_features(to_records(df["prompt"].to_list(), df["answer"].to_list()), DEFAULT_ENCODING, 8)
-    inputs = model_inputs()
+    inputs = model_inputs(feats)
     names = sorted(inputs)
-    x = feats.select([inputs[n].alias(n) for n in names]).to_numpy().astype(np.float64)
+    x = np.column_stack([inputs[n] for n in names]).astype(np.float64)
     return x, names, pl.concat([df, feats.drop("kind", "text", "messages")], how="horizontal")
 
 

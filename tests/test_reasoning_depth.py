@@ -300,3 +300,33 @@ def test_config_rejects_bad_parameters(tmp_path, stage, message):
     with pytest.raises(ConfigError) as info:
         load_config(config(tmp_path, stage), tmp_path)
     assert any(message in p for p in info.value.problems), info.value.problems
+
+
+_SCORE_SCRIPT = """
+import sys
+import numpy as np
+import polars as pl
+from curate.reasoning.depth import load_model
+
+rng = np.random.default_rng(7)
+n = 50_000
+counts = {c: rng.integers(0, 40, n) for c in ("_rd_connective_count", "rd_math", "rd_answer_tokens", "rd_verify",
+          "rd_subquestions", "rd_constraints", "rd_quantities", "rd_steps", "rd_code_explained")}
+frame = pl.DataFrame({**counts, "rd_answer_prompt_ratio": rng.random(n) * 30, "_rd_empty": rng.random(n) < 0.01})
+sys.stdout.write(load_model("reasoning_depth_v1").score(frame).to_numpy().tobytes().hex())
+"""
+
+
+def test_score_is_bit_identical_whatever_the_thread_count():
+    """Executors on machines with other core counts must give the same bytes: polars' float kernels
+    differ in the last bit with its thread count (chunking), so the score must not depend on them."""
+    import os
+    import subprocess
+    import sys
+
+    outputs = set()
+    for threads in ("1", "2", "3"):
+        env = {**os.environ, "POLARS_MAX_THREADS": threads}
+        run = subprocess.run([sys.executable, "-c", _SCORE_SCRIPT], env=env, capture_output=True, text=True, check=True)
+        outputs.add(run.stdout)
+    assert len(outputs) == 1 and len(next(iter(outputs))) == 50_000 * 16

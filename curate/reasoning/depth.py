@@ -19,6 +19,7 @@ import math
 from dataclasses import dataclass
 from importlib import resources
 
+import numpy as np
 import polars as pl
 
 from curate.errors import FatalError
@@ -173,22 +174,27 @@ class DepthModel:
     intercept: float
     weights: dict[str, float]  # model input name -> weight (>= 0)
 
-    def logit(self) -> pl.Expr:
-        """The weighted sum over `model_inputs()` (reads the `rd_*` and internal feature columns)."""
-        inputs = model_inputs()
+    def logit(self, df: pl.DataFrame) -> np.ndarray:
+        """The weighted sum over `model_inputs(df)`, in a fixed order (reads the `rd_*` and internal
+        feature columns)."""
+        inputs = model_inputs(df)
         unknown = set(self.weights) - set(inputs)
         if unknown:
             raise FatalError(f"{self.version}: unknown model inputs {sorted(unknown)}")
-        terms = [inputs[name] * weight for name, weight in self.weights.items()]
-        return pl.sum_horizontal(pl.lit(self.intercept), *terms)
+        total = np.full(df.height, self.intercept, dtype=np.float64)
+        for name, weight in self.weights.items():
+            total += inputs[name] * weight
+        return total
 
-    def score(self) -> pl.Expr:
-        """The score in [0, 1]."""
-        sig = 1.0 / (1.0 + (-self.logit()).exp())
-        return pl.when(pl.col("_rd_empty")).then(0.0).otherwise(sig).clip(0.0, 1.0)
+    def score(self, df: pl.DataFrame) -> pl.Series:
+        """The score in [0, 1]. Computed with numpy, not polars expressions: polars' vectorised float
+        kernels can differ in the last bit with the number of threads (chunking), and the score must be
+        the same on every machine and executor."""
+        sig = np.clip(1.0 / (1.0 + np.exp(-self.logit(df))), 0.0, 1.0)
+        return pl.Series("reasoning_depth", np.where(df["_rd_empty"].to_numpy(), 0.0, sig), dtype=pl.Float64)
 
 
-def model_inputs() -> dict[str, pl.Expr]:
+def model_inputs(df: pl.DataFrame) -> dict[str, np.ndarray]:
     """The transformed features the score combines (all non-decreasing when text is appended to the answer).
 
     Steps enter as sqrt(min(steps, `MAX_STEPS`)), so the score keeps rising with every step (graded, not
@@ -204,10 +210,14 @@ def model_inputs() -> dict[str, pl.Expr]:
         "constraints": "rd_constraints",
         "quantities": "rd_quantities",
     }
-    out = {name: pl.col(col).cast(pl.Float64).log1p() for name, col in log1p.items()}
-    out["steps"] = pl.col("rd_steps").clip(0, MAX_STEPS).cast(pl.Float64).sqrt()
-    out["code_explained"] = pl.col("rd_code_explained").cast(pl.Float64)
-    out["answer_prompt_ratio"] = pl.col("rd_answer_prompt_ratio").fill_null(0.0).log1p()
+
+    def column(name: str) -> np.ndarray:
+        return df[name].cast(pl.Float64).fill_null(0.0).to_numpy()
+
+    out = {name: np.log1p(column(col)) for name, col in log1p.items()}
+    out["steps"] = np.sqrt(np.clip(column("rd_steps"), 0, MAX_STEPS))
+    out["code_explained"] = column("rd_code_explained")
+    out["answer_prompt_ratio"] = np.log1p(column("rd_answer_prompt_ratio"))
     return out
 
 

@@ -55,5 +55,5 @@ class ReasoningDepth(Stage, MapStep):
     def apply(self, df: pl.DataFrame, ctx: Context) -> pl.DataFrame:
         model = load_model(self.version)
         out = add_features(df.drop([c for c in self.writes if c in df.columns]), ctx.tokenizer, ctx.token_threads)
-        out = out.with_columns(model.score().alias("reasoning_depth"))
+        out = out.with_columns(model.score(out))
         return out.drop("_rd_connective_count", "_rd_empty")
