@@ -29,6 +29,7 @@ import argparse
 import hashlib
 import json
 import os
+import resource
 import subprocess
 import sys
 import time
@@ -46,7 +47,10 @@ import scale_corpus  # noqa: E402
 from bench_scale_measure import Sampler, du  # noqa: E402
 
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
-RUNS = {"w1": (1, "local"), "w2": (2, "local"), "ray": (2, "ray")}
+RUNS = {"w1": (1, "local"), "w2": (2, "local"), "ray": (2, "ray"), "w1cpu": (1, "local")}
+# w1cpu: --workers 1 pinned to one CPU (taskset -c 0). Context for the w1/w2 ratio: a single worker still
+# tokenizes and runs polars on every core, so on a 2-core machine w1 is not a one-core run.
+PINNED = {"w1cpu": "0"}
 
 
 # ---------------------------------------------------------------- the config
@@ -208,6 +212,8 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
     for path in (out, work):
         subprocess.run(["rm", "-rf", str(path)], check=True)
     cmd = [str(VENV_PYTHON), "-P", "-m", "curate.cli", "build", str(config), "--workers", str(workers)]
+    if run in PINNED:
+        cmd = ["taskset", "-c", PINNED[run], *cmd]
     cmd += ["--executor", executor, "--output", str(out), "--work-dir", str(work), "--no-progress"]
     load_before = os.getloadavg()
     with open(logs / f"{tag}.log", "wb") as log:
@@ -217,14 +223,18 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=scratch, env={**os.environ, **env})
         sampler = Sampler(proc.pid)
         sampler.start()
+        usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         rc = proc.wait()
         wall = time.perf_counter() - started
+        usage = resource.getrusage(resource.RUSAGE_CHILDREN)
         ended_unix = time.time()
         sampler.stop()
     result: dict[str, Any] = {
         "run": run,
         "rc": rc,
         "wall_seconds": round(wall, 2),
+        # CPU seconds of the driver and the descendants it waited for (pool workers; Ray's are partly missed)
+        "cpu_seconds": round(usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime, 1),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_tree_mb": round(sampler.peak_tree / 2**20, 1),
@@ -274,7 +284,9 @@ def generate(size: int, data: Path, logs: Path) -> tuple[dict[str, Any], dict[st
 def main(argv: list[str] | None = None) -> int:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--sizes", default="100000,300000,1000000", help="comma list of corpus sizes")
-    parser.add_argument("--runs", default="w1,w2,ray", help="comma list of runs: w1, w2, ray")
+    parser.add_argument(
+        "--runs", default="w1,w2,ray", help="comma list of runs: w1, w2, ray, w1cpu (w1 pinned to one CPU)"
+    )
     parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (default 1)")
     parser.add_argument(
         "--dedup", choices=sorted(DEDUP), default="template", help="minhash_dedup mode (default: template)"
