@@ -12,8 +12,9 @@ from __future__ import annotations
 import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import polars as pl
 
@@ -22,6 +23,9 @@ from curate.executor import REMOVED_SCHEMA, apply_decisions
 from curate.output import shard_numbers, write_shard
 from curate.record import RECORD_COLUMNS, RECORD_SCHEMA, public_columns
 from curate.stages.base import DROP, ERROR
+
+if TYPE_CHECKING:
+    from curate.stages.base import Tasks
 
 SPLITS = ("train", "validation")
 
@@ -64,6 +68,64 @@ def read_kept(
     return narrow, gone
 
 
+@dataclass(frozen=True)
+class ScatterTask:
+    """Batch file `index` of the last pass, and the scratch files of the plan (by `_row`) and the ids."""
+
+    path: str
+    index: int
+    decisions: str | None
+    barrier_name: str
+    plan: str
+    ids: str
+    scratch: str
+
+
+def _rows_between(path: str, low: int, high: int) -> pl.DataFrame:
+    """The rows of a `_row`-sorted scratch file with `_row` in [low, high] (row groups pruned by statistics)."""
+    return pl.scan_parquet(path).filter(pl.col("_row").is_between(low, high)).collect()
+
+
+def scatter_batch(task: ScatterTask) -> None:
+    """Runs on a worker (or a thread): the planned instances of one batch file, into one scratch file
+    per (split, shard)."""
+    path = Path(task.path)
+    wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
+    batch = pl.read_parquet(path, columns=wanted_columns)
+    if task.decisions is not None:
+        batch, _ = apply_decisions(batch, Path(task.decisions), task.barrier_name)
+    if batch.is_empty():
+        return
+    low, high = batch["_row"].min(), batch["_row"].max()
+    wanted = _rows_between(task.plan, low, high)
+    if wanted.is_empty():
+        return
+    batch = batch.drop("id", DROP, ERROR, strict=False).join(_rows_between(task.ids, low, high), on="_row", how="left")
+    extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
+    placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *RECORD_COLUMNS, *extra)
+    for (split, shard), part in placed.group_by("split", "_shard"):
+        target = Path(task.scratch) / f"{split}-{shard:06d}"
+        target.mkdir(parents=True, exist_ok=True)
+        part.drop("split", "_shard").write_parquet(target / f"part-{task.index:06d}.parquet", compression="lz4")
+
+
+@dataclass(frozen=True)
+class ShardTask:
+    """One output shard: its scratch parts, number, split, the shards folder and the output options."""
+
+    parts: str
+    number: int
+    split: str
+    folder: str
+    output: OutputSection
+
+
+def write_planned_shard(task: ShardTask) -> list[dict[str, Any]]:
+    """Runs on a worker: gather a shard's parts into output order and write it in every format."""
+    records = pl.scan_parquet(sorted(Path(task.parts).glob("*.parquet"))).sort("_pos").drop("_pos").collect()
+    return write_shard(records, task.number, Path(task.folder), task.output, split=task.split)
+
+
 def write_shards(
     files: list[Path],
     decisions: Path | None,
@@ -72,46 +134,39 @@ def write_shards(
     ids: pl.DataFrame,
     folder: Path,
     output: OutputSection,
+    tasks: Tasks | None = None,
 ) -> list[dict[str, Any]]:
     """Write the planned instances as shards into `folder` (and a scratch folder beside it), each split's
-    shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`)."""
+    shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`).
+
+    The scatter (one task per batch file) and the shard writes (one task per shard) run on `tasks` (the
+    executor's workers or Ray nodes, which then must see the output folder); without, the scatter runs
+    on a few threads here (polars releases the GIL) and the shards one after the other. The output does
+    not depend on either: scratch files are named by batch and each shard is sorted by position."""
     scratch = folder.parent / ".scatter"
-    by_row = plan.select("_row", "_pos", "split", "_shard").sort("_row")
-
-    def scatter(index: int) -> None:
-        """Batch file `index`: its planned instances, into one scratch file per (split, shard)."""
-        path = files[index]
-        wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
-        batch = pl.read_parquet(path, columns=wanted_columns)
-        if decisions is not None:
-            batch, _ = apply_decisions(batch, decisions, barrier_name)
-        if batch.is_empty():
-            return
-        rows = by_row["_row"]
-        low, high = batch["_row"].min(), batch["_row"].max()
-        start, stop = rows.search_sorted(low, side="left"), rows.search_sorted(high, side="right")
-        wanted = by_row.slice(start, stop - start)
-        if wanted.is_empty():
-            return
-        batch = batch.drop("id", DROP, ERROR, strict=False).join(ids, on="_row", how="left")
-        extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
-        placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *RECORD_COLUMNS, *extra)
-        for (split, shard), part in placed.group_by("split", "_shard"):
-            target = scratch / f"{split}-{shard:06d}"
-            target.mkdir(parents=True, exist_ok=True)
-            part.drop("split", "_shard").write_parquet(target / f"part-{index:06d}.parquet", compression="lz4")
-
-    # Batches are independent and polars releases the GIL while it reads, joins and writes: scatter a few
-    # at once (the scratch files are named by batch, and the gather below sorts by position, so the
-    # output does not depend on the order they finish in).
-    with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-        list(pool.map(scatter, range(len(files))))
-    shards: list[dict[str, Any]] = []
+    scratch.mkdir(parents=True, exist_ok=True)
+    plan_path, ids_path = scratch / "_plan.parquet", scratch / "_ids.parquet"
+    plan.select("_row", "_pos", "split", "_shard").sort("_row").write_parquet(plan_path, row_group_size=65_536)
+    ids.sort("_row").write_parquet(ids_path, row_group_size=65_536)
+    decided = str(decisions) if decisions is not None else None
+    scatter = [
+        ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch))
+        for i, path in enumerate(files)
+    ]
+    if tasks is not None:
+        tasks.run(scatter_batch, scatter)
+    else:
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            list(pool.map(scatter_batch, scatter))
     folder.mkdir(parents=True, exist_ok=True)
-    for split in SPLITS:
-        for target in sorted(scratch.glob(f"{split}-*")) if scratch.exists() else []:
-            number = int(target.name.rsplit("-", 1)[1])
-            records = pl.scan_parquet(sorted(target.glob("*.parquet"))).sort("_pos").drop("_pos").collect()
-            shards += write_shard(records, number, folder, output, split=split)
+    shard_tasks = [
+        ShardTask(str(target), int(target.name.rsplit("-", 1)[1]), split, str(folder), output)
+        for split in SPLITS
+        for target in sorted(p for p in scratch.glob(f"{split}-*") if p.is_dir())
+    ]
+    written = (
+        tasks.run(write_planned_shard, shard_tasks) if tasks is not None else map(write_planned_shard, shard_tasks)
+    )
+    shards = [row for rows in written for row in rows]
     shutil.rmtree(scratch, ignore_errors=True)
     return shards

@@ -22,6 +22,7 @@ from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
 from curate.executor import (
     REMOVED_SCHEMA,
+    BarrierTasks,
     Pass,
     batch_files,
     chain_keys,
@@ -96,7 +97,7 @@ def prepare_run(
     work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
     check_output_location(config, out, work)
     kind = executor or config.pipeline.executor
-    runner = make_executor(kind, workers, address, work)
+    runner = make_executor(kind, workers, address, work, out.parent)
     ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
     try:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
@@ -108,22 +109,22 @@ def prepare_run(
 def run_stages(
     config: Config, setup: RunSetup, bar: Progress, warnings: list[str]
 ) -> tuple[list[Pass], dict[str, float], list[str]]:
-    """Run (or reuse from the work dir) every pass of the config's stages; return the passes, the
-    seconds per pass and the names of the passes found cached. A trailing barrier's decisions are
-    not applied here: they are joined on when the kept rows are read."""
+    """Run (or reuse from the work dir) every pass of the config's stages on `setup.runner`, which the
+    caller has entered; return the passes, the seconds per pass and the names of the passes found
+    cached. A trailing barrier's decisions are not applied here: they are joined on when the kept rows
+    are read."""
     passes = split_passes(expand(config.stages))
     if len(passes) > 1 and not passes[-1].maps:
         passes.pop()
     chain_keys(passes, input_key(config, setup.specs, setup.ctx), setup.work)
     timings: dict[str, float] = {}
     cached: list[str] = []
-    with setup.runner:
-        for number, p in enumerate(passes):
-            t0 = time.perf_counter()
-            previous = passes[number - 1] if number else None
-            if _run_pass(number, p, previous, config, setup.specs, setup.ctx, setup.runner, bar, warnings):
-                cached.append(p.folder.name)
-            timings[f"pass_{number}"] = round(time.perf_counter() - t0, 3)
+    for number, p in enumerate(passes):
+        t0 = time.perf_counter()
+        previous = passes[number - 1] if number else None
+        if _run_pass(number, p, previous, config, setup.specs, setup.ctx, setup.runner, bar, warnings):
+            cached.append(p.folder.name)
+        timings[f"pass_{number}"] = round(time.perf_counter() - t0, 3)
     return passes, timings, cached
 
 
@@ -142,12 +143,13 @@ def build(
     started = time.perf_counter()
     setup = prepare_run(config, output, work_dir, workers, executor, address)
     out, work, kind = setup.out, setup.work, setup.kind
-    with BuildLock(out, work), Progress(enabled=progress) as bar:
+    with BuildLock(out, work), Progress(enabled=progress) as bar, setup.runner:
         _remove_leftovers(out)
         warnings: list[str] = []
         passes, timings, cached = run_stages(config, setup, bar, warnings)
         t0 = time.perf_counter()
-        result = _finish(config, passes, out, strict, warnings, bar)
+        tasks = BarrierTasks(setup.runner, setup.runner.parallelism) if setup.runner.parallelism > 1 else None
+        result = _finish(config, passes, out, strict, warnings, bar, tasks)
         timings["finish"] = round(time.perf_counter() - t0, 3)
     run = {
         "curate_version": __version__,
@@ -216,9 +218,16 @@ def _ingest_tasks(config: Config, specs: list[SourceSpec], p: Pass, ctx: Context
 
 
 def _finish(
-    config: Config, passes: list[Pass], out: Path, strict: bool, warnings: list[str], bar: Progress
+    config: Config,
+    passes: list[Pass],
+    out: Path,
+    strict: bool,
+    warnings: list[str],
+    bar: Progress,
+    tasks: BarrierTasks | None,
 ) -> BuildResult:
-    """Plan the mixture and write the output. Only narrow columns are held in memory; records stream."""
+    """Plan the mixture and write the output. Only narrow columns are held in memory; records stream,
+    and the shards are written by `tasks` (the executor's workers) when given."""
     last = passes[-1]
     warnings[:] = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
     removed = pl.concat(
@@ -251,7 +260,7 @@ def _finish(
     try:
         tmp.mkdir(parents=True)
         ids = ledger.select("_row", "id")
-        shards = write_shards(files, decisions, barrier_name, instances, ids, tmp / "shards", config.output)
+        shards = write_shards(files, decisions, barrier_name, instances, ids, tmp / "shards", config.output, tasks)
         quarantine_files = write_quarantine(quarantined, tmp / "quarantine")
         stage_stats = _copy_artifacts(passes, tmp)
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)

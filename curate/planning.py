@@ -55,7 +55,7 @@ def plan(
     its mixture. Writes nothing to the output folder. Raises FatalError for overlapping groups or
     ungrouped records."""
     setup = prepare_run(config, output, work_dir, workers, executor, address)
-    with BuildLock(setup.out, setup.work), Progress(enabled=progress) as bar:
+    with BuildLock(setup.out, setup.work), Progress(enabled=progress) as bar, setup.runner:
         warnings: list[str] = []
         passes, _, _ = run_stages(config, setup, bar, warnings)
         last = passes[-1]

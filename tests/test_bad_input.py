@@ -465,3 +465,19 @@ def test_ledger_accounting_per_source(tmp_path):
     assert by_line[("chat", 4)]["reason"].startswith("ragged_row")
     assert by_line[("chat", 5)]["reason"] == "too_few_tokens"
     assert all(r["times_sampled"] == 1 for r in ledger.to_dicts() if r["status"] == "kept")
+
+
+def test_quarantined_record_keeps_its_id_in_the_ledger(tmp_path):
+    """With `id_field`, a record that fails conversion is still named by its id in the ledger."""
+    rows = [
+        {"id": "ok-1", "instruction": "Add 2 and 3.", "input": "", "output": "5"},
+        {"id": "empty-answer", "instruction": "Say something.", "input": "", "output": ""},
+    ]
+    (tmp_path / "a.jsonl").write_bytes(jl(*rows) + b"{not json\n")
+    cfg = {
+        "pipeline": {"name": "t", "output": "out"},
+        "sources": [{"name": "a", "path": "a.jsonl", "format": "alpaca", "id_field": "id"}],
+    }
+    ledger = curate.build(cfg, base_dir=tmp_path).ledger.sort("line")
+    assert ledger["status"].to_list() == ["kept", "quarantined", "quarantined"]
+    assert ledger["id"].to_list() == ["ok-1", "empty-answer", None]  # the unreadable line has no id to give

@@ -49,17 +49,25 @@ def check_executor(name: str, address: str | None) -> list[str]:
     return problems
 
 
-def make_executor(name: str, workers: int = 1, address: str | None = None, work_dir: Path | None = None) -> Executor:
+def make_executor(
+    name: str,
+    workers: int = 1,
+    address: str | None = None,
+    work_dir: Path | None = None,
+    output_dir: Path | None = None,
+) -> Executor:
     """The executor called `name`. For `ray`, `workers` > 1 sets the CPUs of a local Ray that curate
-    starts itself (no `address`; default: every core), and `work_dir` is checked to be visible to the
-    Ray workers. Raises ConfigError for an unknown name, FatalError when Ray is not installed."""
+    starts itself (no `address`; default: every core), and `work_dir` and `output_dir` (where the
+    output folder is written) are checked to be visible to the Ray workers. Raises ConfigError for an
+    unknown name, FatalError when Ray is not installed."""
     problems = check_executor(name, address)
     if problems:
         raise ConfigError(problems)
     if name == "ray":
         from curate.executors.ray_executor import RayExecutor
 
-        return RayExecutor(address=address, num_cpus=workers if workers > 1 else None, work_dir=work_dir)
+        shared = tuple(p for p in (work_dir, output_dir) if p is not None)
+        return RayExecutor(address=address, num_cpus=workers if workers > 1 else None, shared_dirs=shared)
     return LocalExecutor(workers)
 
 

@@ -3,8 +3,9 @@
 Each task is one batch (`ingest_batch` / `rerun_batch` of `curate.executor`): it reads its input, runs
 the map steps and writes its files into the work dir, exactly as in a local worker process, so the
 output is byte-identical to the local executor's and a build that stops resumes batch by batch. The
-work dir must therefore be on storage that every Ray node sees under the same path (a shared
-filesystem on a cluster); `__enter__` checks that with a probe file.
+work dir (and the output's parent folder: shards are written by tasks too) must therefore be on
+storage that every Ray node sees under the same path (a shared filesystem on a cluster); `__enter__`
+checks that with a probe file in each.
 
 A task whose worker process dies (killed, out of memory, its node lost) is retried by Ray up to
 `max_retries` times; an exception raised by curate's own code is never retried (it would fail the same
@@ -77,12 +78,12 @@ class RayExecutor:
         self,
         address: str | None = None,
         num_cpus: int | None = None,
-        work_dir: Path | None = None,
+        shared_dirs: tuple[Path, ...] = (),
         max_retries: int = 3,
     ):
         self.address = address
         self.num_cpus = num_cpus
-        self.work_dir = work_dir
+        self.shared_dirs = shared_dirs
         self.max_retries = max_retries
         self._ray = import_ray()
         self._started = False
@@ -102,8 +103,8 @@ class RayExecutor:
             self._started = True
         try:
             self._in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
-            if self.work_dir is not None:
-                self._check_shared(self.work_dir)
+            for folder in self.shared_dirs:
+                self._check_shared(folder)
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -119,10 +120,11 @@ class RayExecutor:
             self._ray.shutdown()
             self._started = False
 
-    def _check_shared(self, work_dir: Path) -> None:
-        """Fail early when a Ray worker does not see the work dir (it must be on shared storage)."""
+    def _check_shared(self, folder: Path) -> None:
+        """Fail early when a Ray worker does not see a folder it writes to (it must be on shared storage)."""
         token = uuid.uuid4().hex
-        probe = work_dir / f".ray-probe-{token}"
+        folder.mkdir(parents=True, exist_ok=True)
+        probe = folder / f".ray-probe-{token}"
         probe.write_text(token)
         try:
             seen = self._ray.get(self._ray.remote(num_cpus=1)(_read_probe).remote(str(probe)))
@@ -130,8 +132,8 @@ class RayExecutor:
             probe.unlink()
         if seen != token:
             raise FatalError(
-                f"a Ray worker cannot see the work dir {work_dir}: with the ray executor, --work-dir must be on "
-                "storage every Ray node mounts at the same path (a shared filesystem)"
+                f"a Ray worker cannot see {folder}: with the ray executor, the work dir (--work-dir) and the "
+                "output's parent folder must be on storage every Ray node mounts at the same path (a shared filesystem)"
             )
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterator[Any]) -> Iterator[Any]:

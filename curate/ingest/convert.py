@@ -117,6 +117,20 @@ def _to_record(payload: Any, spec: SourceSpec, is_text: bool) -> tuple:
     return rid, kind, text, messages, meta_json.decode()
 
 
+def _quarantine_id(payload: Any, batch: RawBatch) -> str | None:
+    """The id of a record that failed conversion, when the source names an id field and the item is
+    an object that has it (so the ledger can name the record); None otherwise."""
+    field = batch.source.id_field
+    if not field or batch.is_text or isinstance(payload, Problem):
+        return None
+    try:
+        obj = _decode_json(payload) if isinstance(payload, bytes) else payload
+    except RecordError:
+        return None  # not JSON: the quarantine row's file and line name it
+    value = obj.get(field) if isinstance(obj, dict) else None
+    return None if value in (None, "") else str(value)
+
+
 def convert_batch(batch: RawBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
     """Canonical records of a raw batch, and the quarantine rows of items that failed."""
     cols: dict[str, list] = {name: [] for name in RECORD_SCHEMA.names()}
@@ -128,7 +142,15 @@ def convert_batch(batch: RawBatch) -> tuple[pl.DataFrame, pl.DataFrame]:
         except RecordError as exc:
             for key, value in zip(
                 bad,
-                (row, batch.file, line, batch.source.name, None, str(exc), _raw_text(payload)),
+                (
+                    row,
+                    batch.file,
+                    line,
+                    batch.source.name,
+                    _quarantine_id(payload, batch),
+                    str(exc),
+                    _raw_text(payload),
+                ),
                 strict=True,
             ):
                 bad[key].append(value)

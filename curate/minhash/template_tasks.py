@@ -20,8 +20,11 @@ whole-data ones whatever the number of parts or groups.
 
 from __future__ import annotations
 
+import os
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
@@ -30,14 +33,19 @@ from curate.minhash.bands import COUNT, SIG
 from curate.minhash.signature import signatures
 from curate.minhash.skeleton import (
     Histogram,
+    df_threshold,
     gram_keys,
     histogram,
     is_in_sorted,
     merge_histograms,
+    passage_cut,
     record_df,
     run_histogram,
     template_flags,
 )
+
+if TYPE_CHECKING:
+    from curate.stages.base import Tasks
 
 GRAMS = "_mh_grams"
 
@@ -75,11 +83,10 @@ def occurrences_of(data: pl.DataFrame, scopes: dict[str, int] | None) -> Occurre
 
 @dataclass(frozen=True)
 class CountTask:
-    """Batch files `files` (numbered from `first`): their per-file key counts, cut into `parts` hash
-    parts, go to `out` as `part-PPPP-file-NNNNNN.parquet`."""
+    """Batch files `files`: their per-file key counts, cut into `parts` hash parts, go to `out` as
+    `part-PPPP-<batch file name>.parquet`."""
 
     files: tuple[str, ...]
-    first: int
     parts: int
     scopes: dict[str, int] | None
     out: str
@@ -88,11 +95,11 @@ class CountTask:
 def count_keys(task: CountTask) -> None:
     """Runs on a worker: per batch file, the number of records each key occurs in (a record lies in one
     file, so per-file counts add up to df), written once per hash part (a shuffle through scratch)."""
-    for number, path in enumerate(task.files, start=task.first):
+    for path in task.files:
         occ = occurrences(path, task.scopes)
         counts = record_df(occ.owner, occ.keys).with_columns((pl.col("key") % task.parts).alias("_part"))
         for (part,), piece in counts.partition_by("_part", as_dict=True).items():
-            piece.drop("_part").write_parquet(Path(task.out) / f"part-{part:04d}-file-{number:06d}.parquet")
+            piece.drop("_part").write_parquet(Path(task.out) / f"part-{part:04d}-{Path(path).name}")
 
 
 @dataclass(frozen=True)
@@ -106,7 +113,7 @@ class DfTask:
 
 def gram_df(task: DfTask) -> tuple[Histogram, int]:
     """Runs on a worker: (the df histogram of the part's keys, how many distinct keys it has)."""
-    paths = sorted(Path(task.folder).glob(f"part-{task.part:04d}-file-*.parquet"))
+    paths = sorted(Path(task.folder).glob(f"part-{task.part:04d}-*.parquet"))
     if not paths:
         return histogram(np.zeros(0, dtype=np.int64)), 0
     df = pl.scan_parquet(paths).group_by("key").agg(pl.col("df").sum()).collect()
@@ -184,6 +191,57 @@ def record_masks(rows: pl.DataFrame, scopes: dict[str, int] | None, keys: np.nda
     return {int(r): keep[starts[i] : starts[i + 1]] for i, r in enumerate(occ.rows)}
 
 
-def file_groups(files: list[str], parallelism: int) -> list[tuple[str, ...]]:
-    """The batch files cut into at most `parallelism` contiguous groups (in order)."""
-    return [tuple(group) for group in np.array_split(np.array(files, dtype=object), max(1, parallelism)) if len(group)]
+def file_groups(files: list[str], count: int) -> list[tuple[str, ...]]:
+    """The batch files in at most `count` groups of about equal bytes (largest file first into the
+    lightest group), so that one group of big files does not keep a worker busy alone."""
+    sizes = [os.path.getsize(f) for f in files]
+    groups: list[list[str]] = [[] for _ in range(max(1, min(count, len(files))))]
+    loads = [0] * len(groups)
+    for i in sorted(range(len(files)), key=lambda i: -sizes[i]):
+        lightest = loads.index(min(loads))
+        groups[lightest].append(files[i])
+        loads[lightest] += sizes[i]
+    return [tuple(sorted(group)) for group in groups if group]
+
+
+def run_template_tasks(
+    rows: pl.LazyFrame,
+    names: list[str],
+    scopes: dict[str, int] | None,
+    scratch: Path,
+    tasks: Tasks,
+    num_perm: int,
+    seed: int,
+    stats: dict,
+) -> tuple[list[str], Callable[[list[int]], dict]]:
+    """Run steps 1-4 over the batch files `names`; return the signature files (one per batch file, in
+    order) and a function giving the kept-n-gram masks of some records by `_row` (for the report).
+    The skeleton figures go into `stats`."""
+    counts_dir, df_dir, sig_dir = scratch / "counts", scratch / "df", scratch / "signatures"
+    for folder in (counts_dir, df_dir, sig_dir):
+        folder.mkdir()
+    parts = max(8, 2 * tasks.parallelism)
+    groups = file_groups(names, 4 * tasks.parallelism)  # more groups than workers: batch sizes vary
+    tasks.run(count_keys, [CountTask(g, parts, scopes, str(counts_dir)) for g in groups])
+    df_tasks = [DfTask(str(counts_dir), p, str(df_dir / f"part-{p:04d}.parquet")) for p in range(parts)]
+    found = tasks.run(gram_df, df_tasks)
+    distinct = sum(count for _, count in found)
+    k = df_threshold(merge_histograms([hist for hist, _ in found])) if distinct else 0
+    keys = template_keys(sorted(str(p) for p in df_dir.glob("*.parquet")), k) if distinct else np.zeros(0, np.uint64)
+    runs = tasks.run(template_runs, [FlagTask(g, scopes, keys) for g in groups])
+    passage = passage_cut(merge_histograms(runs)) if distinct else None
+    flag_tasks = [FlagTask(g, scopes, keys, passage, num_perm, seed, str(sig_dir)) for g in groups]
+    unstructured = sum(tasks.run(template_signatures, flag_tasks))
+    stats.update(
+        df_threshold=k,
+        passage_run_length=passage,
+        template_ngrams=len(keys),
+        distinct_ngrams=distinct,
+        unstructured=unstructured,
+    )
+
+    def masks(wanted: list[int]) -> dict:
+        some = rows.filter(pl.col("_row").is_in(wanted)).select("_row", "source", GRAMS).collect()
+        return record_masks(some, scopes, keys, passage)
+
+    return [str(sig_dir / Path(name).name) for name in names], masks

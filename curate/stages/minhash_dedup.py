@@ -16,20 +16,8 @@ from curate.minhash import shingles
 from curate.minhash.bands import COUNT, SIG, BandTask, band_groups, band_pairs, merge_pairs, scope_codes
 from curate.minhash.clusters import candidate_pairs, components, verified
 from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
-from curate.minhash.skeleton import df_threshold, merge_histograms, passage_cut, template_mask
-from curate.minhash.template_tasks import (
-    GRAMS,
-    CountTask,
-    DfTask,
-    FlagTask,
-    count_keys,
-    file_groups,
-    gram_df,
-    record_masks,
-    template_keys,
-    template_runs,
-    template_signatures,
-)
+from curate.minhash.skeleton import template_mask
+from curate.minhash.template_tasks import GRAMS, run_template_tasks
 from curate.params import below_minimum, param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step, Tasks
 
@@ -163,7 +151,7 @@ class _Cluster(BarrierStep):
         if self.template:
             assert ctx.scratch is not None  # run_barrier gives every barrier a scratch folder
             scopes = self._scopes(data["source"])
-            names, masks = self._template_signatures(rows, names, scopes, ctx.scratch, tasks, stats)
+            names, masks = run_template_tasks(rows, names, scopes, ctx.scratch, tasks, self.num_perm, self.seed, stats)
             kept = pl.scan_parquet(names).select("_row", COUNT).collect().sort("_row")
             shingled = kept[COUNT].to_numpy() > 0
         else:
@@ -182,46 +170,6 @@ class _Cluster(BarrierStep):
         if self.scope != "source":
             return None
         return {name: code for code, name in enumerate(sorted(sources.unique().to_list()), start=1)}
-
-    def _template_signatures(
-        self, rows: pl.LazyFrame, names: list[str], scopes: dict | None, scratch: Path, tasks: Tasks, stats: dict
-    ) -> tuple[list[str], Callable[[list[int]], dict]]:
-        """Run the template tasks; return the signature files (one per batch file) and a function giving
-        the kept-n-gram masks of some records (for the report)."""
-        counts_dir, df_dir, sig_dir = scratch / "counts", scratch / "df", scratch / "signatures"
-        for folder in (counts_dir, df_dir, sig_dir):
-            folder.mkdir()
-        parts = max(8, 2 * tasks.parallelism)
-        groups = file_groups(names, 4 * tasks.parallelism)  # more groups than workers: batch sizes vary
-        firsts = np.cumsum([0, *(len(g) for g in groups)]).tolist()
-        count_tasks = [
-            CountTask(g, first, parts, scopes, str(counts_dir)) for g, first in zip(groups, firsts, strict=False)
-        ]
-        tasks.run(count_keys, count_tasks)
-        df_tasks = [DfTask(str(counts_dir), p, str(df_dir / f"part-{p:04d}.parquet")) for p in range(parts)]
-        found = tasks.run(gram_df, df_tasks)
-        distinct = sum(count for _, count in found)
-        k = df_threshold(merge_histograms([hist for hist, _ in found])) if distinct else 0
-        keys = (
-            template_keys(sorted(str(p) for p in df_dir.glob("*.parquet")), k) if distinct else np.zeros(0, np.uint64)
-        )
-        runs = tasks.run(template_runs, [FlagTask(g, scopes, keys) for g in groups])
-        passage = passage_cut(merge_histograms(runs)) if distinct else None
-        flag_tasks = [FlagTask(g, scopes, keys, passage, self.num_perm, self.seed, str(sig_dir)) for g in groups]
-        unstructured = sum(tasks.run(template_signatures, flag_tasks))
-        stats.update(
-            df_threshold=k,
-            passage_run_length=passage,
-            template_ngrams=len(keys),
-            distinct_ngrams=distinct,
-            unstructured=unstructured,
-        )
-
-        def masks(wanted: list[int]) -> dict:
-            some = rows.filter(pl.col("_row").is_in(wanted)).select("_row", "source", GRAMS).collect()
-            return record_masks(some, scopes, keys, passage)
-
-        return [str(sig_dir / Path(name).name) for name in names], masks
 
     def _decisions(
         self,
