@@ -61,9 +61,24 @@ def gram_keys(scope: np.ndarray, grams: np.ndarray) -> np.ndarray:
 
 
 def record_df(owner: np.ndarray, keys: np.ndarray) -> pl.DataFrame:
-    """`key`, `df`: the number of distinct records (owners) each key occurs in."""
-    occ = pl.DataFrame({"owner": owner.astype(np.int32), "key": keys})
-    return occ.group_by("key").agg(pl.col("owner").n_unique().cast(pl.Int64).alias("df"))
+    """`key`, `df`: the number of distinct records (owners) each key occurs in, sorted by key.
+
+    Each (key, owner) pair is packed into one uint64 when the bits allow (always for batch files),
+    sorted and counted in numpy: single-threaded and about 3x faster than a polars group-by, so the
+    work spreads over worker processes instead of competing for the same cores."""
+    if not len(keys):
+        return pl.DataFrame({"key": keys.astype(np.uint64), "df": np.zeros(0, dtype=np.int64)})
+    owner_bits = max(1, int(owner.max()).bit_length())
+    if int(keys.max()).bit_length() + owner_bits > 64:
+        occ = pl.DataFrame({"owner": owner.astype(np.int64), "key": keys})
+        grouped = occ.group_by("key").agg(pl.col("owner").n_unique().cast(pl.Int64).alias("df"))
+        return grouped.sort("key")
+    pairs = np.sort((keys.astype(np.uint64) << np.uint64(owner_bits)) | owner.astype(np.uint64))
+    pairs = pairs[np.r_[True, pairs[1:] != pairs[:-1]]]  # distinct (key, owner)
+    distinct_keys = pairs >> np.uint64(owner_bits)
+    starts = np.flatnonzero(np.r_[True, distinct_keys[1:] != distinct_keys[:-1]])
+    counts = np.diff(np.r_[starts, len(distinct_keys)])
+    return pl.DataFrame({"key": distinct_keys[starts], "df": counts.astype(np.int64)})
 
 
 def histogram(values: np.ndarray) -> Histogram:

@@ -99,7 +99,9 @@ def count_keys(task: CountTask) -> None:
         occ = occurrences(path, task.scopes)
         counts = record_df(occ.owner, occ.keys).with_columns((pl.col("key") % task.parts).alias("_part"))
         for (part,), piece in counts.partition_by("_part", as_dict=True).items():
-            piece.drop("_part").write_parquet(Path(task.out) / f"part-{part:04d}-{Path(path).name}")
+            piece.drop("_part").write_parquet(
+                Path(task.out) / f"part-{part:04d}-{Path(path).name}", compression="lz4", statistics=False
+            )
 
 
 @dataclass(frozen=True)
