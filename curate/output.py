@@ -65,7 +65,9 @@ def write_shard(
     """Write one shard (records in output order) of `split` in every configured format: record shards
     as `<folder>/<split>-<number:05d>.<ext>`, the other formats beside `folder` (see curate.formats).
     Return its manifest rows; `curate.formats.finish_formats` completes the output after all shards."""
-    shard = Shard(records, split, number, output, output.tokenizer)
+    # One chunk: polars cuts parquet row groups along chunks, and the chunks of a gathered shard depend
+    # on how its parts were scattered (threads, workers), which must not change the file's bytes.
+    shard = Shard(records.rechunk(), split, number, output, output.tokenizer)
     written = []
     for fmt in output.formats:
         if fmt in FORMATS:

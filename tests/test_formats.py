@@ -21,6 +21,7 @@ from curate.config import OutputSection
 from curate.formats import finish_formats, read_back
 from curate.formats.megatron import index_bytes, megatron_dtype
 from curate.output import write_shard
+from curate.record import RECORD_SCHEMA
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 ALL = ["parquet", "jsonl.zst", "hf", "megatron", "tokens", "mds"]
@@ -342,3 +343,36 @@ def test_formats_are_byte_identical_across_builds(built, tmp_path):
             p.relative_to(again.output): p.read_bytes() for p in (again.output / folder).rglob("*") if p.is_file()
         }
         assert first == second, folder
+
+
+def test_shard_bytes_do_not_depend_on_how_the_parts_were_scattered(tmp_path):
+    """A shard is gathered from scratch parts, one per batch file (how many depends on the batches and
+    workers); polars cuts parquet row groups along the gathered frame's chunks, so the shard's bytes
+    must not depend on the parts (it did at about 100k records before write_shard rechunked)."""
+    from curate.assemble import ShardTask, write_planned_shard
+
+    n = 100_000
+    rng = np.random.default_rng(0)
+    records = pl.DataFrame(
+        {
+            "_pos": np.arange(n),
+            "id": [f"r{i}" for i in range(n)],
+            "source": ["web"] * n,
+            "kind": ["pretrain"] * n,
+            "text": [f"word {i} " * int(k) for i, k in enumerate(rng.integers(5, 60, n))],
+            "messages": pl.Series([None] * n, dtype=RECORD_SCHEMA["messages"]),
+            "n_tokens": rng.integers(10, 100, n),
+            "meta": ["{}"] * n,
+        }
+    )[rng.permutation(n)]
+    output = OutputSection(formats=["parquet"])
+    written = []
+    for parts in (7, 13):
+        folder = tmp_path / f"parts-{parts}"
+        folder.mkdir()
+        for i, rows in enumerate(np.array_split(np.arange(n), parts)):
+            records[rows].write_parquet(folder / f"part-{i:06d}.parquet")
+        out = tmp_path / f"out-{parts}" / "shards"
+        written.append(write_planned_shard(ShardTask(str(folder), 0, "train", str(out), output)))
+        assert written[-1][0]["records"] == n
+    assert written[0][0]["sha256"] == written[1][0]["sha256"]

@@ -139,7 +139,7 @@ class Shard:
     def rendered(self) -> pl.DataFrame:
         """The records as record shards hold them (`apply_render`)."""
         if self._rendered is None:
-            self._rendered = apply_render(self.records, self.output.render)
+            self._rendered = apply_render(self.records, self.output.render).rechunk()
         return self._rendered
 
     def tokenized(self) -> Tokenized:
