@@ -180,12 +180,13 @@ def _write_parts(folder: Path, records: list[tuple[str, str]], parts: int = 2) -
     return info
 
 
-def _cached(folder: Path) -> dict[str, Any] | None:
+def _cached(folder: Path, version: int = GENERATOR_VERSION) -> dict[str, Any] | None:
+    """inputs.json of a generated folder whose generator version and file sizes still match, else None."""
     stamp = folder / "inputs.json"
     if not stamp.exists():
         return None
     info = json.loads(stamp.read_text())
-    ok = info.get("generator_version") == GENERATOR_VERSION and all(
+    ok = info.get("generator_version") == version and all(
         (folder / name).exists() and (folder / name).stat().st_size == size for name, size in info["bytes"].items()
     )
     return info if ok else None

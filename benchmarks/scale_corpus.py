@@ -80,25 +80,9 @@ SOURCES: dict[str, tuple[str, tuple[str, ...], tuple[str, ...]]] = {
 INSTRUCTION = ["alpaca", "code_alpaca", "gsm8k", "flan_cot", "self_instruct", "llamafactory"]
 PRETRAIN = ["web", "c4", "wiki", "books"]
 
+from bench_minhash import _NON_WORD, jaccard  # noqa: E402  (the shared shingling)
+from bench_minhash import _cached as cached_inputs  # noqa: E402
 from scale_sources import SKELETONS, fillers, load_base  # noqa: E402
-
-# ---------------------------------------------------------------- the shared shingling
-
-_NON_WORD = re.compile(r"[^\w⟨⟩]+")
-
-
-def shingles(text: str, n: int = NGRAM) -> set[str]:
-    """Word n-grams of the lower-cased text (as curate folds); a text of at most n words is one n-gram."""
-    words = _NON_WORD.sub(" ", text.lower()).split()
-    if len(words) <= n:
-        return {" ".join(words)} if words else set()
-    return {" ".join(words[i : i + n]) for i in range(len(words) - n + 1)}
-
-
-def jaccard(a: str, b: str) -> float:
-    x, y = shingles(a), shingles(b)
-    return len(x & y) / len(x | y) if x or y else 1.0
-
 
 # ---------------------------------------------------------------- perturbation
 
@@ -255,14 +239,8 @@ def _records(
 
 
 def _cached(folder: Path) -> dict[str, Any] | None:
-    stamp = folder / "inputs.json"
-    if not stamp.exists():
-        return None
-    info = json.loads(stamp.read_text())
-    ok = info.get("generator_version") == GENERATOR_VERSION and all(
-        (folder / name).exists() and (folder / name).stat().st_size == size for name, size in info["bytes"].items()
-    )
-    return info if ok else None
+    """inputs.json of the folder when it was written by this generator version with these file sizes."""
+    return cached_inputs(folder, GENERATOR_VERSION)
 
 
 def generate(n: int, data_root: Path) -> dict[str, Any]:
