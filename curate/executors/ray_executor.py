@@ -87,7 +87,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self._ray = import_ray()
         self._started = False
-        self._in_flight = 2
+        self._cpus = 1  # the cluster's CPUs, known once entered
 
     def __enter__(self) -> RayExecutor:
         ray = self._ray
@@ -102,7 +102,7 @@ class RayExecutor:
                 raise FatalError(f"cannot start or connect to Ray (address {self.address or 'local'}): {exc}") from exc
             self._started = True
         try:
-            self._in_flight = 2 * max(1, int(ray.cluster_resources().get("CPU", 1)))
+            self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             for folder in self.shared_dirs:
                 self._check_shared(folder)
         except BaseException:
@@ -113,7 +113,7 @@ class RayExecutor:
     @property
     def parallelism(self) -> int:
         """How many tasks run at the same time: the cluster's CPUs (known once entered)."""
-        return max(1, self._in_flight // 2)
+        return self._cpus
 
     def __exit__(self, *exc: object) -> None:
         if self._started:
@@ -144,7 +144,7 @@ class RayExecutor:
         try:
             for task in tasks:
                 pending.append(remote.remote(fn, task))
-                if len(pending) >= self._in_flight:
+                if len(pending) >= 2 * self._cpus:
                     yield self._result(pending.popleft())
             while pending:
                 yield self._result(pending.popleft())

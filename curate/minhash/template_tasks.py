@@ -36,7 +36,7 @@ from curate.minhash.skeleton import (
     df_threshold,
     gram_keys,
     histogram,
-    is_in_sorted,
+    is_in,
     merge_histograms,
     passage_cut,
     record_df,
@@ -124,7 +124,8 @@ def gram_df(task: DfTask) -> tuple[Histogram, int]:
 
 
 def template_keys(paths: list[str], k: int) -> np.ndarray:
-    """The sorted keys whose df reaches `k`, from the `gram_df` scratch files."""
+    """The keys whose df reaches `k`, from the `gram_df` scratch files (sorted: one order however the
+    scratch files were read)."""
     if not paths:
         return np.zeros(0, dtype=np.uint64)
     keys = pl.scan_parquet(paths).filter(pl.col("df") >= k).select("key").collect()["key"].to_numpy()
@@ -133,7 +134,7 @@ def template_keys(paths: list[str], k: int) -> np.ndarray:
 
 @dataclass(frozen=True)
 class FlagTask:
-    """A group of batch files, the template keys (sorted) and the passage run length (when known)."""
+    """A group of batch files, the template keys and the passage run length (when known)."""
 
     files: tuple[str, ...]
     scopes: dict[str, int] | None
@@ -149,7 +150,7 @@ def template_runs(task: FlagTask) -> Histogram:
     parts = []
     for path in task.files:
         occ = occurrences(path, task.scopes)
-        parts.append(run_histogram(occ.owner, is_in_sorted(occ.keys, task.keys)))
+        parts.append(run_histogram(occ.owner, is_in(occ.keys, task.keys)))
     return merge_histograms(parts)
 
 

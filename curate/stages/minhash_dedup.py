@@ -133,9 +133,9 @@ class _Cluster(BarrierStep):
         edges = verified(pairs, sig, self.threshold) if self.verify else pairs
         starts, row_ids = np.r_[0, np.cumsum(lengths)], data["_row"]
 
-        def masks(wanted: list[int]) -> dict[int, np.ndarray]:
+        def masks(wanted: list[int]) -> dict[int, np.ndarray]:  # template mode only (keep is set)
             at = {r: int(row_ids.search_sorted(r)) for r in wanted}
-            return {r: keep[starts[i] : starts[i + 1]] for r, i in at.items()} if keep is not None else {}
+            return {r: keep[starts[i] : starts[i + 1]] for r, i in at.items()}
 
         data = data.drop(SIG, GRAMS, strict=False)
         return self._decisions(rows, data, pairs, edges, shingled, masks if keep is not None else None, ctx, stats)
