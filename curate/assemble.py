@@ -9,9 +9,7 @@ shard, whatever the input size.
 
 from __future__ import annotations
 
-import os
 import shutil
-from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -20,8 +18,11 @@ import polars as pl
 
 from curate.config import OutputSection
 from curate.executor import REMOVED_SCHEMA, apply_decisions
+from curate.formats import TOKENIZED
+from curate.formats.common import TOKEN_COLUMNS, token_columns, tokenize, tokenized_from_columns
 from curate.output import shard_numbers, write_shard
 from curate.record import RECORD_COLUMNS, RECORD_SCHEMA, public_columns
+from curate.render import apply_render
 from curate.stages.base import DROP, ERROR
 
 if TYPE_CHECKING:
@@ -70,7 +71,8 @@ def read_kept(
 
 @dataclass(frozen=True)
 class ScatterTask:
-    """Batch file `index` of the last pass, and the scratch files of the plan (by `_row`) and the ids."""
+    """Batch file `index` of the last pass, the scratch files of the plan (by `_row`) and the ids, and
+    the output options (how records are rendered and tokenized)."""
 
     path: str
     index: int
@@ -79,6 +81,18 @@ class ScatterTask:
     plan: str
     ids: str
     scratch: str
+    output: OutputSection
+
+
+def prepare_records(records: pl.DataFrame, output: OutputSection) -> pl.DataFrame:
+    """Records as the shards hold them (rendered), plus their tokens (`TOKEN_COLUMNS`) when a tokenized
+    format is configured. Done per batch file, so rendering and tokenizing, the bulk of writing the
+    output, spread over every worker instead of one task per shard."""
+    rendered = apply_render(records, output.render)
+    if not any(fmt in TOKENIZED for fmt in output.formats):
+        return rendered
+    tok = tokenize(records, output.render, output.mask, output.tokenizer, threads=1)
+    return rendered.with_columns(token_columns(tok, with_text="mds" in output.formats))
 
 
 def _rows_between(path: str, low: int, high: int) -> pl.DataFrame:
@@ -87,8 +101,8 @@ def _rows_between(path: str, low: int, high: int) -> pl.DataFrame:
 
 
 def scatter_batch(task: ScatterTask) -> None:
-    """Runs on a worker (or a thread): the planned instances of one batch file, into one scratch file
-    per (split, shard)."""
+    """Runs on a worker: the planned instances of one batch file, rendered and tokenized
+    (`prepare_records`), into one scratch file per (split, shard)."""
     path = Path(task.path)
     wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
     batch = pl.read_parquet(path, columns=wanted_columns)
@@ -103,6 +117,7 @@ def scatter_batch(task: ScatterTask) -> None:
     batch = batch.drop("id", DROP, ERROR, strict=False).join(_rows_between(task.ids, low, high), on="_row", how="left")
     extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
     placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *RECORD_COLUMNS, *extra)
+    placed = prepare_records(placed, task.output)
     for (split, shard), part in placed.group_by("split", "_shard"):
         target = Path(task.scratch) / f"{split}-{shard:06d}"
         target.mkdir(parents=True, exist_ok=True)
@@ -121,9 +136,12 @@ class ShardTask:
 
 
 def write_planned_shard(task: ShardTask) -> list[dict[str, Any]]:
-    """Runs on a worker: gather a shard's parts into output order and write it in every format."""
+    """Runs on a worker: gather a shard's parts (rendered records, with their tokens when a tokenized
+    format is configured; see `prepare_records`) into output order and write it in every format."""
     records = pl.scan_parquet(sorted(Path(task.parts).glob("*.parquet"))).sort("_pos").drop("_pos").collect()
-    return write_shard(records, task.number, Path(task.folder), task.output, split=task.split)
+    tokens = tokenized_from_columns(records, task.output.tokenizer) if TOKEN_COLUMNS[0] in records.columns else None
+    records = records.drop(TOKEN_COLUMNS, strict=False)
+    return write_shard(records, task.number, Path(task.folder), task.output, task.split, rendered=True, tokens=tokens)
 
 
 def write_shards(
@@ -134,15 +152,15 @@ def write_shards(
     ids: pl.DataFrame,
     folder: Path,
     output: OutputSection,
-    tasks: Tasks | None = None,
+    tasks: Tasks,
 ) -> list[dict[str, Any]]:
     """Write the planned instances as shards into `folder` (and a scratch folder beside it), each split's
     shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`).
 
-    The scatter (one task per batch file) and the shard writes (one task per shard) run on `tasks` (the
-    executor's workers or Ray nodes, which then must see the output folder); without, the scatter runs
-    on a few threads here (polars releases the GIL) and the shards one after the other. The output does
-    not depend on either: scratch files are named by batch and each shard is sorted by position."""
+    The scatter (one task per batch file, which also renders and tokenizes) and the shard writes (one
+    task per shard) run on `tasks`: the executor's workers or Ray nodes, which then must see the output
+    folder, or this process. The output does not depend on them: scratch files are named by batch and
+    each shard is sorted by position."""
     scratch = folder.parent / ".scatter"
     scratch.mkdir(parents=True, exist_ok=True)
     plan_path, ids_path = scratch / "_plan.parquet", scratch / "_ids.parquet"
@@ -150,23 +168,16 @@ def write_shards(
     ids.sort("_row").write_parquet(ids_path, row_group_size=65_536)
     decided = str(decisions) if decisions is not None else None
     scatter = [
-        ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch))
+        ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch), output)
         for i, path in enumerate(files)
     ]
-    if tasks is not None:
-        tasks.run(scatter_batch, scatter)
-    else:
-        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
-            list(pool.map(scatter_batch, scatter))
+    tasks.run(scatter_batch, scatter)
     folder.mkdir(parents=True, exist_ok=True)
     shard_tasks = [
         ShardTask(str(target), int(target.name.rsplit("-", 1)[1]), split, str(folder), output)
         for split in SPLITS
         for target in sorted(p for p in scratch.glob(f"{split}-*") if p.is_dir())
     ]
-    written = (
-        tasks.run(write_planned_shard, shard_tasks) if tasks is not None else map(write_planned_shard, shard_tasks)
-    )
-    shards = [row for rows in written for row in rows]
+    shards = [row for rows in tasks.run(write_planned_shard, shard_tasks) for row in rows]
     shutil.rmtree(scratch, ignore_errors=True)
     return shards

@@ -14,7 +14,7 @@ import polars as pl
 import zstandard
 
 from curate.config import OutputSection
-from curate.formats import FORMATS, Shard, sha256_file, shard_stem
+from curate.formats import FORMATS, TOKENIZED, Shard, Tokenized, sha256_file, shard_stem
 
 SHARD_SUFFIX = {"jsonl": ".jsonl", "jsonl.zst": ".jsonl.zst", "parquet": ".parquet"}
 LEDGER_COLUMNS = ("id", "source", "file", "line", "status", "stage", "reason", "times_sampled")
@@ -60,14 +60,29 @@ def write_jsonl(df: pl.DataFrame, path: Path, zstd_level: int | None = None) -> 
 
 
 def write_shard(
-    records: pl.DataFrame, number: int, folder: Path, output: OutputSection, split: str = "train"
+    records: pl.DataFrame,
+    number: int,
+    folder: Path,
+    output: OutputSection,
+    split: str = "train",
+    rendered: bool = False,
+    tokens: Tokenized | None = None,
 ) -> list[dict[str, Any]]:
     """Write one shard (records in output order) of `split` in every configured format: record shards
     as `<folder>/<split>-<number:05d>.<ext>`, the other formats beside `folder` (see curate.formats).
-    Return its manifest rows; `curate.formats.finish_formats` completes the output after all shards."""
+    Return its manifest rows; `curate.formats.finish_formats` completes the output after all shards.
+
+    `rendered`: the records are already rendered (`apply_render`), and then `tokens`, their tokens,
+    must be given when a tokenized format is configured (both are computed before the gather, see
+    `curate.assemble`)."""
+    if rendered and tokens is None and any(fmt in TOKENIZED for fmt in output.formats):
+        raise ValueError("write_shard: rendered records need their tokens for the tokenized formats")
     # One chunk: polars cuts parquet row groups along chunks, and the chunks of a gathered shard depend
     # on how its parts were scattered (threads, workers), which must not change the file's bytes.
-    shard = Shard(records.rechunk(), split, number, output, output.tokenizer)
+    records = records.rechunk()
+    shard = Shard(
+        records, split, number, output, output.tokenizer, _tokens=tokens, _rendered=records if rendered else None
+    )
     written = []
     for fmt in output.formats:
         if fmt in FORMATS:

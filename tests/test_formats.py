@@ -22,6 +22,7 @@ from curate.formats import finish_formats, read_back
 from curate.formats.megatron import index_bytes, megatron_dtype
 from curate.output import write_shard
 from curate.record import RECORD_SCHEMA
+from curate.render import apply_render
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 ALL = ["parquet", "jsonl.zst", "hf", "megatron", "tokens", "mds"]
@@ -376,3 +377,25 @@ def test_shard_bytes_do_not_depend_on_how_the_parts_were_scattered(tmp_path):
         written.append(write_planned_shard(ShardTask(str(folder), 0, "train", str(out), output)))
         assert written[-1][0]["records"] == n
     assert written[0][0]["sha256"] == written[1][0]["sha256"]
+
+
+@pytest.mark.parametrize(("render", "mask"), [("chatml", "assistant"), ("llama3", "all"), ("messages", "assistant")])
+def test_tokens_of_scattered_parts_equal_tokenizing_the_shard_whole(render, mask):
+    """The shards' tokens are computed per batch file (`prepare_records`) and gathered: whatever the
+    parts and their order, the gathered documents must equal tokenizing the shard's records at once."""
+    from curate.assemble import prepare_records
+    from curate.formats.common import TOKEN_COLUMNS, tokenize, tokenized_from_columns
+
+    records = pl.concat(
+        [curate.read_source(FIXTURES / name) for name in ("chat.jsonl", "c4.jsonl")], how="diagonal_relaxed"
+    )
+    records = records.with_row_index("_pos")[np.random.default_rng(1).permutation(records.height)]
+    output = OutputSection(formats=["parquet", "megatron", "mds"], render=render, mask=mask)
+    parts = [prepare_records(records[rows], output) for rows in np.array_split(np.arange(records.height), 3)]
+    gathered = pl.concat(parts[::-1]).sort("_pos")
+    whole = tokenize(records.sort("_pos"), render, mask, output.tokenizer)
+    tok = tokenized_from_columns(gathered, output.tokenizer)
+    assert np.array_equal(tok.tokens, whole.tokens) and tok.tokens.dtype == whole.tokens.dtype
+    assert np.array_equal(tok.offsets, whole.offsets) and np.array_equal(tok.mask, whole.mask)
+    assert tok.texts == whole.texts and (tok.eod, tok.n_vocab) == (whole.eod, whole.n_vocab)
+    assert gathered.drop(TOKEN_COLUMNS).drop("_pos").equals(apply_render(records.sort("_pos"), render).drop("_pos"))

@@ -17,6 +17,7 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
 
 from curate.render import apply_render, render_frame
 from curate.tokens import get_encoding
@@ -116,6 +117,36 @@ def tokenize(records: pl.DataFrame, render: str, mask: str, encoding: str, threa
     offsets = np.zeros(len(per_doc) + 1, dtype=np.int64)
     np.cumsum(content + 1, out=offsets[1:])
     return Tokenized(tokens, offsets, mask_out, texts, encoding, eod, enc.n_vocab)
+
+
+TOKEN_COLUMNS = ("_tokens", "_token_mask", "_token_text")  # one document's tokens, mask and text per record
+
+
+def token_columns(tok: Tokenized, with_text: bool) -> list[pl.Series]:
+    """A tokenized frame as columns, one row per document (`_tokens`: its ids with the end-of-document
+    token, `_token_mask`, and `_token_text`, its rendered text, when `with_text`), so documents can be
+    tokenized where they are (one task per batch file) and gathered into shards later."""
+    offsets = pa.array(tok.offsets, pa.int64())
+    columns = [
+        pl.Series(TOKEN_COLUMNS[0], pa.LargeListArray.from_arrays(offsets, pa.array(tok.tokens.astype(np.uint32)))),
+        pl.Series(TOKEN_COLUMNS[1], pa.LargeListArray.from_arrays(offsets, pa.array(tok.mask.astype(np.uint8)))),
+    ]
+    if with_text:
+        columns.append(pl.Series(TOKEN_COLUMNS[2], tok.texts, dtype=pl.String))
+    return columns
+
+
+def tokenized_from_columns(records: pl.DataFrame, encoding: str) -> Tokenized:
+    """The `Tokenized` of records that carry `token_columns` (in their order): equal to tokenizing the
+    records together, since every document is tokenized on its own."""
+    enc = get_encoding(encoding)
+    lengths = records[TOKEN_COLUMNS[0]].list.len().to_numpy().astype(np.int64)
+    offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
+    np.cumsum(lengths, out=offsets[1:])
+    tokens = records[TOKEN_COLUMNS[0]].explode().to_numpy().astype(np.int64)
+    mask = records[TOKEN_COLUMNS[1]].explode().to_numpy().astype(np.uint8)
+    texts = records[TOKEN_COLUMNS[2]].to_list() if TOKEN_COLUMNS[2] in records.columns else []
+    return Tokenized(tokens, offsets, mask, texts, encoding, enc.eot_token, enc.n_vocab)
 
 
 @dataclass
