@@ -48,8 +48,8 @@ from bench_scale_measure import Sampler, du  # noqa: E402
 
 VENV_PYTHON = ROOT / ".venv" / "bin" / "python"
 RUNS = {"w1": (1, "local"), "w2": (2, "local"), "ray": (2, "ray"), "w1cpu": (1, "local")}
-# w1cpu: --workers 1 pinned to one CPU (taskset -c 0). Context for the w1/w2 ratio: a worker runs curate's own
-# work on one thread, but polars still starts a thread per core, which the pinned run confines to one.
+# w1cpu: --workers 1 pinned to one CPU (taskset -c 0). Context for the w1/w2 ratio: a single worker still
+# tokenizes and runs polars on every core, so on a 2-core machine w1 is not a one-core run.
 PINNED = {"w1cpu": "0"}
 
 

@@ -43,17 +43,15 @@ def build(
     output: str | Path | None = None,
     work_dir: str | Path | None = None,
     strict: bool = False,
-    workers: int | None = 1,
+    workers: int = 1,
     progress: bool = False,
     base_dir: str | Path | None = None,
     executor: str | None = None,
     address: str | None = None,
 ) -> BuildResult:
     """Build a mixture from a TOML path or a config dict; returns `manifest` (dict) and `ledger` (polars).
-    `workers`: worker processes, one CPU each (None: one per CPU this process may use; more than one
-    needs the `if __name__ == "__main__":` guard in scripts). `executor="ray"` (default:
-    `pipeline.executor`) runs the batches on Ray, on the cluster at `address` or on a local Ray with
-    `workers` CPUs (1 or None: every core); the output is the same.
+    `executor="ray"` (default: `pipeline.executor`) runs the batches on Ray, on the cluster at `address`
+    or on a local Ray with `workers` CPUs (default: every core); the output is the same.
 
     >>> result = curate.build("pipelines/quickstart.toml")            # doctest: +SKIP
     >>> result.ledger.group_by("status").len()                        # doctest: +SKIP
@@ -76,7 +74,7 @@ def plan(
     *,
     output: str | Path | None = None,
     work_dir: str | Path | None = None,
-    workers: int | None = 1,
+    workers: int = 1,
     progress: bool = False,
     base_dir: str | Path | None = None,
     executor: str | None = None,

@@ -9,7 +9,9 @@ shard, whatever the input size.
 
 from __future__ import annotations
 
+import os
 import shutil
+from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
 from typing import TYPE_CHECKING, Any
@@ -101,7 +103,7 @@ def _rows_between(path: str, low: int, high: int) -> pl.DataFrame:
 
 
 def scatter_batch(task: ScatterTask) -> None:
-    """Runs on a worker: the planned instances of one batch file, rendered and tokenized
+    """Runs on a worker (or a thread): the planned instances of one batch file, rendered and tokenized
     (`prepare_records`), into one scratch file per (split, shard)."""
     path = Path(task.path)
     wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
@@ -152,15 +154,16 @@ def write_shards(
     ids: pl.DataFrame,
     folder: Path,
     output: OutputSection,
-    tasks: Tasks,
+    tasks: Tasks | None = None,
 ) -> list[dict[str, Any]]:
     """Write the planned instances as shards into `folder` (and a scratch folder beside it), each split's
     shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`).
 
     The scatter (one task per batch file, which also renders and tokenizes) and the shard writes (one
-    task per shard) run on `tasks`: the executor's workers or Ray nodes, which then must see the output
-    folder, or this process. The output does not depend on them: scratch files are named by batch and
-    each shard is sorted by position."""
+    task per shard) run on `tasks` (the executor's workers or Ray nodes, which then must see the output
+    folder); without, the scatter runs on a few threads here (polars and tiktoken release the GIL) and
+    the shards one after the other. The output does not depend on either: scratch files are named by
+    batch and each shard is sorted by position."""
     scratch = folder.parent / ".scatter"
     scratch.mkdir(parents=True, exist_ok=True)
     plan_path, ids_path = scratch / "_plan.parquet", scratch / "_ids.parquet"
@@ -171,13 +174,20 @@ def write_shards(
         ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch), output)
         for i, path in enumerate(files)
     ]
-    tasks.run(scatter_batch, scatter)
+    if tasks is not None:
+        tasks.run(scatter_batch, scatter)
+    else:
+        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+            list(pool.map(scatter_batch, scatter))
     folder.mkdir(parents=True, exist_ok=True)
     shard_tasks = [
         ShardTask(str(target), int(target.name.rsplit("-", 1)[1]), split, str(folder), output)
         for split in SPLITS
         for target in sorted(p for p in scratch.glob(f"{split}-*") if p.is_dir())
     ]
-    shards = [row for rows in tasks.run(write_planned_shard, shard_tasks) for row in rows]
+    written = (
+        tasks.run(write_planned_shard, shard_tasks) if tasks is not None else map(write_planned_shard, shard_tasks)
+    )
+    shards = [row for rows in written for row in rows]
     shutil.rmtree(scratch, ignore_errors=True)
     return shards

@@ -33,7 +33,7 @@ from curate.executor import (
     run_barrier,
     split_passes,
 )
-from curate.executors import Executor, available_cpus, make_executor
+from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
@@ -59,6 +59,11 @@ class BuildResult:
     run: dict[str, Any] = field(default_factory=dict)
 
 
+def token_threads(executor: str, workers: int) -> int:
+    """Tokenizer threads per batch: the cores a local worker has to itself; one per Ray task (one CPU)."""
+    return 1 if executor == "ray" else max(1, (os.cpu_count() or 1) // workers)
+
+
 def default_work_dir(output: Path) -> Path:
     """`.curate/` beside the output folder."""
     return output.parent / ".curate"
@@ -67,7 +72,7 @@ def default_work_dir(output: Path) -> Path:
 @dataclass
 class RunSetup:
     """What `build` and `plan` share before any data is read: the resolved output and work folders,
-    the executor (kind and instance), the steps' context, the sources' read specs and the workers."""
+    the executor (kind and instance), the steps' context and the sources' read specs."""
 
     out: Path
     work: Path
@@ -75,36 +80,30 @@ class RunSetup:
     runner: Any
     ctx: Context
     specs: list[SourceSpec]
-    workers: int
 
 
 def prepare_run(
     config: Config,
     output: Path | None,
     work_dir: Path | None,
-    workers: int | None,
+    workers: int,
     executor: str | None,
     address: str | None,
 ) -> RunSetup:
-    """Check the run's options and folders and create (not start) its executor (`workers` None: one per
-    available CPU)."""
-    if workers is None:
-        workers = available_cpus()
-    elif workers < 1:
+    """Check the run's options and folders and create (not start) its executor."""
+    if workers < 1:
         raise ConfigError([f"workers: must be >= 1, got {workers}"])
     out = Path(output).resolve() if output else config.output_dir.resolve()
     work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
     check_output_location(config, out, work)
     kind = executor or config.pipeline.executor
     runner = make_executor(kind, workers, address, work, out.parent)
-    # A worker is one CPU, locally as on Ray (one CPU per task): curate's own work in it runs on one
-    # thread, so `workers` is how many cores a build keeps busy (libraries such as polars may add threads).
-    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=1)
+    ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
     try:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
     except ConfigError as exc:
         raise ConfigError(exc.problems, file=config.file) from None
-    return RunSetup(out, work, kind, runner, ctx, specs, workers)
+    return RunSetup(out, work, kind, runner, ctx, specs)
 
 
 def run_stages(
@@ -134,7 +133,7 @@ def build(
     output: Path | None = None,
     work_dir: Path | None = None,
     strict: bool = False,
-    workers: int | None = 1,
+    workers: int = 1,
     progress: bool = False,
     executor: str | None = None,
     address: str | None = None,
@@ -149,14 +148,13 @@ def build(
         warnings: list[str] = []
         passes, timings, cached = run_stages(config, setup, bar, warnings)
         t0 = time.perf_counter()
-        parallel = setup.runner.parallelism
-        tasks = BarrierTasks(setup.runner if parallel > 1 else None, parallel)
+        tasks = BarrierTasks(setup.runner, setup.runner.parallelism) if setup.runner.parallelism > 1 else None
         result = _finish(config, passes, out, strict, warnings, bar, tasks)
         timings["finish"] = round(time.perf_counter() - t0, 3)
     run = {
         "curate_version": __version__,
         "executor": kind,
-        "workers": setup.workers,
+        "workers": workers,
         "seconds": round(time.perf_counter() - started, 3),
         "timings": timings,
         "records_in": result.manifest["totals"]["records_in"],
@@ -226,10 +224,10 @@ def _finish(
     strict: bool,
     warnings: list[str],
     bar: Progress,
-    tasks: BarrierTasks,
+    tasks: BarrierTasks | None,
 ) -> BuildResult:
     """Plan the mixture and write the output. Only narrow columns are held in memory; records stream,
-    and the shards are written by `tasks` (the executor's workers)."""
+    and the shards are written by `tasks` (the executor's workers) when given."""
     last = passes[-1]
     warnings[:] = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
     removed = pl.concat(

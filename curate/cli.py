@@ -77,9 +77,9 @@ def main() -> None:
     "--workers",
     "-j",
     type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes, one CPU each [default: every CPU curate may use]. With --executor ray and "
-    "no --address: the CPUs of the local Ray.",
+    default=1,
+    show_default=True,
+    help="Worker processes (with --executor ray and no --address: CPUs of the local Ray; 1 = every core).",
 )
 @executor_options
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
@@ -89,7 +89,7 @@ def build(
     output: str | None,
     work_dir: str | None,
     strict: bool,
-    workers: int | None,
+    workers: int,
     executor: str | None,
     address: str | None,
     progress: bool | None,
@@ -209,13 +209,7 @@ def _print_templates(path: Path, top: int = 10) -> None:
 @click.option(
     "--work-dir", type=click.Path(file_okay=False), help="Cache folder (default: .curate/ beside the output)."
 )
-@click.option(
-    "--workers",
-    "-j",
-    type=click.IntRange(min=1),
-    default=None,
-    help="Worker processes, one CPU each [default: every CPU curate may use].",
-)
+@click.option("--workers", "-j", type=click.IntRange(min=1), default=1, show_default=True, help="Worker processes.")
 @executor_options
 @click.option("--json", "as_json", is_flag=True, help="Print the plan as JSON.")
 @click.option("--progress/--no-progress", default=None, help="Progress bars (default: when stderr is a terminal).")
@@ -224,7 +218,7 @@ def plan_command(
     config: str,
     output: str | None,
     work_dir: str | None,
-    workers: int | None,
+    workers: int,
     executor: str | None,
     address: str | None,
     as_json: bool,

@@ -46,7 +46,7 @@ def plan(
     config: Config,
     output: Path | None = None,
     work_dir: Path | None = None,
-    workers: int | None = 1,
+    workers: int = 1,
     progress: bool = False,
     executor: str | None = None,
     address: str | None = None,

@@ -1,15 +1,11 @@
 """The CLI is a thin shell: help everywhere, clean errors, exit codes 0 / 1 / 2."""
 
 import json
-import os
-import subprocess
-import sys
 
 import pytest
 from click.testing import CliRunner
 
 from curate.cli import main
-from curate.executors import available_cpus
 from tests.conftest import REPO, write_jsonl
 
 COMMANDS = sorted(main.commands)
@@ -46,8 +42,6 @@ def test_build_prints_the_mixture_table(tmp_path):
         assert word in result.output
     manifest = json.loads((tmp_path / "out" / "manifest.json").read_text())
     assert manifest["totals"]["records_out"] > 0
-    # without --workers, the CLI uses one worker per CPU it may run on (the API's default is 1)
-    assert json.loads((tmp_path / "out" / "run.json").read_text())["workers"] == available_cpus()
 
 
 def test_config_error_exit_code_2_without_traceback(tmp_path):
@@ -116,15 +110,3 @@ def test_messages_with_brackets_are_printed_verbatim(tmp_path):
     assert result.exit_code == 2
     assert "must match [a-z0-9_-]+" in result.output
     assert "'[bold]a.jsonl'" in result.output
-
-
-def test_available_cpus_follows_the_affinity_mask():
-    """`--workers` defaults to the CPUs the process may run on (taskset, cpusets), not the machine's."""
-    if not hasattr(os, "sched_setaffinity"):
-        pytest.skip("no CPU affinity on this platform")
-    code = (
-        "import os; from curate.executors import available_cpus; "
-        "os.sched_setaffinity(0, {min(os.sched_getaffinity(0))}); print(available_cpus())"
-    )
-    done = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
-    assert done.stdout.strip() == "1"

@@ -6,16 +6,11 @@ functions of `curate.executor` (`ingest_batch`, `rerun_batch`); those read and w
 themselves, so completion markers, caching and resume work the same whichever executor runs them.
 
 - `local` (`LocalExecutor`): in the driver process, or a pool of spawned processes (`workers`).
-
-A worker is one CPU, locally as on Ray (one CPU per task): curate runs its own work in a worker on one
-thread, so `workers` is the number of cores a build keeps busy (libraries such as polars may still
-use a few threads of their own).
 - `ray` (`RayExecutor`, `pip install curate[ray]`): Ray tasks on a local Ray or a cluster (`address`).
 """
 
 from __future__ import annotations
 
-import os
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
@@ -42,14 +37,6 @@ class Executor(Protocol):
     def parallelism(self) -> int:
         """How many tasks run at the same time."""
         ...
-
-
-def available_cpus() -> int:
-    """CPUs this process may run on: its affinity mask where the OS has one (`taskset`, container
-    cpusets and batch schedulers set it), else every core."""
-    if hasattr(os, "sched_getaffinity"):
-        return max(1, len(os.sched_getaffinity(0)))
-    return os.cpu_count() or 1
 
 
 def check_executor(name: str, address: str | None) -> list[str]:
@@ -84,12 +71,4 @@ def make_executor(
     return LocalExecutor(workers)
 
 
-__all__ = [
-    "EXECUTORS",
-    "Executor",
-    "ExecutorName",
-    "LocalExecutor",
-    "available_cpus",
-    "check_executor",
-    "make_executor",
-]
+__all__ = ["EXECUTORS", "Executor", "ExecutorName", "LocalExecutor", "check_executor", "make_executor"]
