@@ -140,13 +140,12 @@ def passage_cut(runs: Histogram) -> int | None:
     return int(values[low].max())
 
 
-def template_flags(owner: np.ndarray, keys: np.ndarray, template_keys: np.ndarray, passage: int | None) -> np.ndarray:
-    """Which occurrences are template text: their key is a template key (in `template_keys`), and,
-    with a passage rule, their run of template occurrences is no longer than `passage`."""
-    flagged = is_in(keys, template_keys)
-    if passage is not None:
-        flagged &= run_lengths(owner, flagged) <= passage
-    return flagged
+def passage_rule(owner: np.ndarray, in_template: np.ndarray, passage: int | None) -> np.ndarray:
+    """Which occurrences are template text: their key is a template key (`in_template`, which is not
+    changed), and, with a passage rule, their run of template occurrences is no longer than `passage`."""
+    if passage is None:
+        return in_template.copy()
+    return in_template & (run_lengths(owner, in_template) <= passage)
 
 
 def is_in(values: np.ndarray, members: np.ndarray) -> np.ndarray:
@@ -165,6 +164,7 @@ def template_mask(owner: np.ndarray, grams: np.ndarray, scope: np.ndarray) -> tu
     df = record_df(owner, keys)
     k = df_threshold(histogram(df["df"].to_numpy()))
     template_keys = np.sort(df.filter(pl.col("df") >= k)["key"].to_numpy())
-    passage = passage_cut(run_histogram(owner, is_in(keys, template_keys)))
-    flagged = template_flags(owner, keys, template_keys, passage)
+    in_template = is_in(keys, template_keys)
+    passage = passage_cut(run_histogram(owner, in_template))
+    flagged = passage_rule(owner, in_template, passage)
     return flagged, SkeletonStats(k, passage, len(template_keys), df.height)

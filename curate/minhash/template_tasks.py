@@ -9,7 +9,8 @@ tasks over the pass's batch files, and only histograms and the (few) template n-
    the keys; then `gram_df`, one task per hash part: the df of its keys, summed over the files; it
    writes the keys with df >= 2 to scratch and returns the df histogram.
 2. The driver merges the histograms into `k` and reads the template keys (df >= k) from scratch.
-3. `template_runs`, one task per group of batch files: the histogram of template run lengths.
+3. `template_runs`, one task per group of batch files: the histogram of template run lengths; it
+   writes which occurrences are template keys to scratch (a bit each), so the lookup runs once.
 4. The driver finds the passage run length; `template_signatures`, per group of batch files: each
    record's template mask, the unstructured rule and its MinHash signature over the kept n-grams,
    written to scratch beside its batch file. The LSH band tasks (`curate.minhash.bands`) read those.
@@ -39,9 +40,9 @@ from curate.minhash.skeleton import (
     is_in,
     merge_histograms,
     passage_cut,
+    passage_rule,
     record_df,
     run_histogram,
-    template_flags,
 )
 
 if TYPE_CHECKING:
@@ -133,43 +134,65 @@ def template_keys(paths: list[str], k: int) -> np.ndarray:
 
 
 @dataclass(frozen=True)
-class FlagTask:
-    """A group of batch files, the template keys and the passage run length (when known)."""
+class RunTask:
+    """A group of batch files, the template keys, and the folder for their membership bits."""
 
     files: tuple[str, ...]
     scopes: dict[str, int] | None
     keys: np.ndarray
-    passage: int | None = None
-    num_perm: int = 128
-    seed: int = 1
-    out: str = ""  # folder of the signature files (`template_signatures`)
+    flags: str
 
 
-def template_runs(task: FlagTask) -> Histogram:
-    """Runs on a worker: the histogram of template run lengths in the group's records."""
+def flags_path(folder: str, batch_file: str) -> Path:
+    """The scratch file of a batch file's template-key membership bits."""
+    return Path(folder) / f"{Path(batch_file).stem}.npy"
+
+
+def template_runs(task: RunTask) -> Histogram:
+    """Runs on a worker: the histogram of template run lengths in the group's records; per batch file,
+    which occurrences are template keys, as bits in `task.flags` (read by `template_signatures`)."""
     parts = []
     for path in task.files:
         occ = occurrences(path, task.scopes)
-        parts.append(run_histogram(occ.owner, is_in(occ.keys, task.keys)))
+        in_template = is_in(occ.keys, task.keys)
+        np.save(flags_path(task.flags, path), np.packbits(in_template))
+        parts.append(run_histogram(occ.owner, in_template))
     return merge_histograms(parts)
 
 
-def kept_grams(occ: Occurrences, template: np.ndarray, passage: int | None) -> tuple[np.ndarray, np.ndarray]:
-    """(kept occurrences, unstructured records): template occurrences, or all of a record's when it has
-    none (an unstructured record is compared by its whole text)."""
-    keep = template_flags(occ.owner, occ.keys, template, passage)
+@dataclass(frozen=True)
+class SignatureTask:
+    """A group of batch files, their membership bits (`template_runs`), the passage run length, and
+    the folder of the signature files."""
+
+    files: tuple[str, ...]
+    scopes: dict[str, int] | None
+    flags: str
+    passage: int | None
+    num_perm: int
+    seed: int
+    out: str
+
+
+def kept_grams(occ: Occurrences, in_template: np.ndarray, passage: int | None) -> tuple[np.ndarray, np.ndarray]:
+    """(kept occurrences, unstructured records): template occurrences (template keys, within the
+    passage rule), or all of a record's when it has none (an unstructured record is compared by its
+    whole text)."""
+    keep = passage_rule(occ.owner, in_template, passage)
     unstructured = np.bincount(occ.owner[keep], minlength=len(occ.rows)) == 0
     return keep | unstructured[occ.owner], unstructured
 
 
-def template_signatures(task: FlagTask) -> int:
+def template_signatures(task: SignatureTask) -> int:
     """Runs on a worker: per batch file, a signature file (`_row`, `source`, kept n-gram count, MinHash
     signature of the kept n-grams) in `task.out`; returns how many records with n-grams had no template
     text (unstructured)."""
     unstructured_count = 0
     for path in task.files:
         occ = occurrences(path, task.scopes)
-        keep, unstructured = kept_grams(occ, task.keys, task.passage)
+        bits = np.load(flags_path(task.flags, path))
+        in_template = np.unpackbits(bits, count=len(occ.keys)).astype(bool)
+        keep, unstructured = kept_grams(occ, in_template, task.passage)
         unstructured_count += int((unstructured & (occ.lengths > 0)).sum())
         n = len(occ.rows)
         sig = signatures(occ.owner[keep], occ.grams[keep], n, task.num_perm, task.seed)
@@ -189,7 +212,7 @@ def record_masks(rows: pl.DataFrame, scopes: dict[str, int] | None, keys: np.nda
     """`_row` → kept-n-gram mask of a few records (`rows`: `_row`, `source`, n-grams), as
     `template_signatures` computes it (for the report's skeletons)."""
     occ = occurrences_of(rows, scopes)
-    keep, _ = kept_grams(occ, keys, passage)
+    keep, _ = kept_grams(occ, is_in(occ.keys, keys), passage)
     starts = np.r_[0, np.cumsum(occ.lengths)]
     return {int(r): keep[starts[i] : starts[i + 1]] for i, r in enumerate(occ.rows)}
 
@@ -221,7 +244,8 @@ def run_template_tasks(
     order) and a function giving the kept-n-gram masks of some records by `_row` (for the report).
     The skeleton figures go into `stats`."""
     counts_dir, df_dir, sig_dir = scratch / "counts", scratch / "df", scratch / "signatures"
-    for folder in (counts_dir, df_dir, sig_dir):
+    flags_dir = scratch / "flags"
+    for folder in (counts_dir, df_dir, sig_dir, flags_dir):
         folder.mkdir()
     parts = max(8, 2 * tasks.parallelism)
     groups = file_groups(names, 4 * tasks.parallelism)  # more groups than workers: batch sizes vary
@@ -231,10 +255,10 @@ def run_template_tasks(
     distinct = sum(count for _, count in found)
     k = df_threshold(merge_histograms([hist for hist, _ in found])) if distinct else 0
     keys = template_keys(sorted(str(p) for p in df_dir.glob("*.parquet")), k) if distinct else np.zeros(0, np.uint64)
-    runs = tasks.run(template_runs, [FlagTask(g, scopes, keys) for g in groups])
+    runs = tasks.run(template_runs, [RunTask(g, scopes, keys, str(flags_dir)) for g in groups])
     passage = passage_cut(merge_histograms(runs)) if distinct else None
-    flag_tasks = [FlagTask(g, scopes, keys, passage, num_perm, seed, str(sig_dir)) for g in groups]
-    unstructured = sum(tasks.run(template_signatures, flag_tasks))
+    sig_tasks = [SignatureTask(g, scopes, str(flags_dir), passage, num_perm, seed, str(sig_dir)) for g in groups]
+    unstructured = sum(tasks.run(template_signatures, sig_tasks))
     stats.update(
         df_threshold=k,
         passage_run_length=passage,
