@@ -1,0 +1,55 @@
+"""Outputs must not depend on how many threads the libraries use (polars, BLAS), so that machines
+with different core counts, pinned runs and Ray workers (one CPU each) all write the same bytes.
+
+Each bundled pipeline, and one with `diverse_select` (which no bundled pipeline uses), is built in
+two processes: one with every library limited to 1 thread, one with 4. Float kernels that sum in
+thread-dependent order (as `reasoning_depth`'s once did) make these differ in the last bit.
+"""
+
+import hashlib
+import json
+import os
+import subprocess
+import sys
+import tomllib
+from pathlib import Path
+
+import pytest
+
+from tests.conftest import REPO
+
+PIPELINES = sorted((REPO / "pipelines").glob("*.toml"))
+THREAD_VARIABLES = ("POLARS_MAX_THREADS", "OMP_NUM_THREADS", "OPENBLAS_NUM_THREADS", "MKL_NUM_THREADS")
+BUILD = "import curate, json, sys; curate.build(json.load(open(sys.argv[1])), base_dir=sys.argv[2], output=sys.argv[3])"
+
+
+def with_diverse_select() -> dict:
+    config = tomllib.loads((REPO / "pipelines" / "style-sft.toml").read_text())
+    config["stages"].append({"use": "diverse_select", "max_similarity": 0.6, "rank_by": "diversity"})
+    return config
+
+
+CONFIGS = [(p.stem, tomllib.loads(p.read_text())) for p in PIPELINES] + [("diverse_select", with_diverse_select())]
+
+
+def build_with_threads(config: dict, threads: int, folder: Path) -> dict[str, str]:
+    """sha256 of every output file (run.json aside) of a build in a process with `threads` threads."""
+    folder.mkdir()
+    (folder / "config.json").write_text(json.dumps(config))
+    env = {**os.environ, **dict.fromkeys(THREAD_VARIABLES, str(threads))}
+    command = [sys.executable, "-c", BUILD, str(folder / "config.json"), str(REPO / "pipelines"), str(folder / "out")]
+    subprocess.run(command, env=env, check=True, capture_output=True, cwd=folder)
+    out = folder / "out"
+    return {
+        str(p.relative_to(out)): hashlib.sha256(p.read_bytes()).hexdigest()
+        for p in sorted(out.rglob("*"))
+        if p.is_file() and p.name != "run.json"
+    }
+
+
+@pytest.mark.parametrize(("name", "config"), CONFIGS, ids=[name for name, _ in CONFIGS])
+def test_output_bytes_do_not_depend_on_library_threads(name, config, tmp_path):
+    one = build_with_threads(config, 1, tmp_path / "one")
+    four = build_with_threads(config, 4, tmp_path / "four")
+    assert len(one) > 3
+    assert one == four, [path for path in one if one[path] != four.get(path)]
