@@ -30,6 +30,7 @@ from typing import TYPE_CHECKING
 import numpy as np
 import polars as pl
 
+from curate.errors import FatalError
 from curate.minhash.bands import COUNT, SIG
 from curate.minhash.signature import signatures
 from curate.minhash.skeleton import (
@@ -191,6 +192,8 @@ def template_signatures(task: SignatureTask) -> int:
     for path in task.files:
         occ = occurrences(path, task.scopes)
         bits = np.load(flags_path(task.flags, path))
+        if len(bits) != (len(occ.keys) + 7) // 8:
+            raise FatalError(f"the work dir's batch file {path} changed while minhash_dedup read it: rebuild")
         in_template = np.unpackbits(bits, count=len(occ.keys)).astype(bool)
         keep, unstructured = kept_grams(occ, in_template, task.passage)
         unstructured_count += int((unstructured & (occ.lengths > 0)).sum())
