@@ -84,17 +84,20 @@ class ScatterTask:
     ids: str
     scratch: str
     output: OutputSection
+    token_threads: int = 1
 
 
-def prepare_records(records: pl.DataFrame, output: OutputSection) -> pl.DataFrame:
+def prepare_records(records: pl.DataFrame, output: OutputSection, token_threads: int = 1) -> pl.DataFrame:
     """Records as the shards hold them (rendered), plus their tokens (`TOKEN_COLUMNS`) when a tokenized
     format is configured. Done per batch file, so rendering and tokenizing, the bulk of writing the
     output, spread over every worker instead of one task per shard."""
     rendered = apply_render(records, output.render)
     if not any(fmt in TOKENIZED for fmt in output.formats):
         return rendered
-    tok = tokenize(records, output.render, output.mask, output.tokenizer, threads=1)
-    return rendered.with_columns(token_columns(tok, with_text="mds" in output.formats))
+    tok = tokenize(records, output.render, output.mask, output.tokenizer, threads=token_threads)
+    # mds stores each document's rendered text: the records' `text`, except with `render = "messages"`
+    with_text = "mds" in output.formats and output.render == "messages"
+    return rendered.with_columns(token_columns(tok, with_text=with_text))
 
 
 def _rows_between(path: str, low: int, high: int) -> pl.DataFrame:
@@ -119,7 +122,7 @@ def scatter_batch(task: ScatterTask) -> None:
     batch = batch.drop("id", DROP, ERROR, strict=False).join(_rows_between(task.ids, low, high), on="_row", how="left")
     extra = [c for c in public_columns(batch) if c not in RECORD_COLUMNS]
     placed = wanted.join(batch, on="_row", how="inner").select("_pos", "split", "_shard", *RECORD_COLUMNS, *extra)
-    placed = prepare_records(placed, task.output)
+    placed = prepare_records(placed, task.output, task.token_threads)
     for (split, shard), part in placed.group_by("split", "_shard"):
         target = Path(task.scratch) / f"{split}-{shard:06d}"
         target.mkdir(parents=True, exist_ok=True)
@@ -155,14 +158,16 @@ def write_shards(
     folder: Path,
     output: OutputSection,
     tasks: Tasks | None = None,
+    token_threads: int = 1,
 ) -> list[dict[str, Any]]:
     """Write the planned instances as shards into `folder` (and a scratch folder beside it), each split's
     shards numbered from 0 (`train-00000.parquet`, `validation-00000.parquet`).
 
     The scatter (one task per batch file, which also renders and tokenizes) and the shard writes (one
     task per shard) run on `tasks` (the executor's workers or Ray nodes, which then must see the output
-    folder); without, the scatter runs on a few threads here (polars and tiktoken release the GIL) and
-    the shards one after the other. The output does not depend on either: scratch files are named by
+    folder), each tokenizing on `token_threads` threads; without, the scatter runs on a few threads
+    here (polars and tiktoken release the GIL), one tokenizer thread each, and the shards one after
+    the other. The output does not depend on either: scratch files are named by
     batch and each shard is sorted by position."""
     scratch = folder.parent / ".scatter"
     scratch.mkdir(parents=True, exist_ok=True)
@@ -170,8 +175,9 @@ def write_shards(
     plan.select("_row", "_pos", "split", "_shard").sort("_row").write_parquet(plan_path, row_group_size=65_536)
     ids.sort("_row").write_parquet(ids_path, row_group_size=65_536)
     decided = str(decisions) if decisions is not None else None
+    threads = token_threads if tasks is not None else 1
     scatter = [
-        ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch), output)
+        ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch), output, threads)
         for i, path in enumerate(files)
     ]
     if tasks is not None:

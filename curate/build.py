@@ -149,7 +149,7 @@ def build(
         passes, timings, cached = run_stages(config, setup, bar, warnings)
         t0 = time.perf_counter()
         tasks = BarrierTasks(setup.runner, setup.runner.parallelism) if setup.runner.parallelism > 1 else None
-        result = _finish(config, passes, out, strict, warnings, bar, tasks)
+        result = _finish(config, passes, out, strict, warnings, bar, tasks, setup.ctx.token_threads)
         timings["finish"] = round(time.perf_counter() - t0, 3)
     run = {
         "curate_version": __version__,
@@ -225,6 +225,7 @@ def _finish(
     warnings: list[str],
     bar: Progress,
     tasks: BarrierTasks | None,
+    token_threads: int = 1,
 ) -> BuildResult:
     """Plan the mixture and write the output. Only narrow columns are held in memory; records stream,
     and the shards are written by `tasks` (the executor's workers) when given."""
@@ -260,7 +261,9 @@ def _finish(
     try:
         tmp.mkdir(parents=True)
         ids = ledger.select("_row", "id")
-        shards = write_shards(files, decisions, barrier_name, instances, ids, tmp / "shards", config.output, tasks)
+        shards = write_shards(
+            files, decisions, barrier_name, instances, ids, tmp / "shards", config.output, tasks, token_threads
+        )
         quarantine_files = write_quarantine(quarantined, tmp / "quarantine")
         stage_stats = _copy_artifacts(passes, tmp)
         public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)

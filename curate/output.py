@@ -90,15 +90,15 @@ def write_shard(
             if row is not None:
                 written.append({"format": fmt, "split": split, **row})
             continue
-        rendered = shard.rendered()
+        shown = shard.rendered()
         path = folder / f"{shard_stem(split, number)}{SHARD_SUFFIX[fmt]}"
         folder.mkdir(parents=True, exist_ok=True)
         if fmt == "parquet":
-            rendered.write_parquet(path, compression="zstd", statistics=True)
+            shown.write_parquet(path, compression="zstd", statistics=True)
         elif fmt == "jsonl":
-            write_jsonl(rendered, path)
+            write_jsonl(shown, path)
         else:
-            write_jsonl(rendered, path, output.zstd_level)
+            write_jsonl(shown, path, output.zstd_level)
         written.append(
             {
                 "path": f"{folder.name}/{path.name}",

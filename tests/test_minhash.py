@@ -340,3 +340,34 @@ def test_template_tasks_on_records_without_ngrams(tmp_path):
     frame = chats(["", "", ""]).with_columns(pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"))
     steps = MinhashDedup(fields="prompt", template=True).steps()
     _same_as_decide(steps[1], _batch_files(frame, steps, tmp_path, [1, 2]), tmp_path, 2)
+
+
+def test_template_flags_that_do_not_fit_their_batch_file_stop_the_build(tmp_path):
+    """`template_signatures` reads the membership bits `template_runs` stored for each batch file; bits
+    for another number of n-gram occurrences (the work dir changed in between) must fail, not shift."""
+    from curate.errors import FatalError
+    from curate.minhash.template_tasks import (
+        RunTask,
+        SignatureTask,
+        flags_path,
+        occurrences,
+        template_runs,
+        template_signatures,
+    )
+
+    frame = chats(["Write a poem about the sea today.", "Write a poem about the moon today."]).with_columns(
+        pl.int_range(pl.len(), dtype=pl.Int64).alias("_row"), pl.lit("a").alias("source")
+    )
+    steps = MinhashDedup(fields="prompt", template=True).steps()
+    files = _batch_files(frame, steps, tmp_path, [])
+    batch = str(files[0])
+    flags, signatures = tmp_path / "flags", tmp_path / "sig"
+    flags.mkdir(), signatures.mkdir()
+    keys = np.sort(occurrences(batch, None).keys[:3])
+    template_runs(RunTask((batch,), None, keys, str(flags)))
+    task = SignatureTask((batch,), None, str(flags), None, 16, 1, str(signatures))
+    assert template_signatures(task) == 0  # the stored bits fit
+    saved = np.load(flags_path(str(flags), batch))
+    np.savez(flags_path(str(flags), batch), bits=saved["bits"], count=int(saved["count"]) - 1)
+    with pytest.raises(FatalError, match="template flags"):
+        template_signatures(task)

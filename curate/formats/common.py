@@ -124,7 +124,8 @@ TOKEN_COLUMNS = ("_tokens", "_token_mask", "_token_text")  # one document's toke
 
 def token_columns(tok: Tokenized, with_text: bool) -> list[pl.Series]:
     """A tokenized frame as columns, one row per document (`_tokens`: its ids with the end-of-document
-    token, `_token_mask`, and `_token_text`, its rendered text, when `with_text`), so documents can be
+    token, `_token_mask`, and `_token_text`, its rendered text, when `with_text`: only needed where
+    the records' `text` is not that text, i.e. with `render = "messages"`), so documents can be
     tokenized where they are (one task per batch file) and gathered into shards later."""
     offsets = pa.array(tok.offsets, pa.int64())
     columns = [
@@ -137,23 +138,25 @@ def token_columns(tok: Tokenized, with_text: bool) -> list[pl.Series]:
 
 
 def tokenized_from_columns(records: pl.DataFrame, encoding: str) -> Tokenized:
-    """The `Tokenized` of records that carry `token_columns` (in their order): equal to tokenizing the
-    records together, since every document is tokenized on its own."""
+    """The `Tokenized` of rendered records that carry `token_columns` (in their order): equal to
+    tokenizing the records together, since every document is tokenized on its own. The texts come from
+    `_token_text` when present, else from the rendered records' `text`."""
     enc = get_encoding(encoding)
     lengths = records[TOKEN_COLUMNS[0]].list.len().to_numpy().astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
     tokens = records[TOKEN_COLUMNS[0]].explode().to_numpy().astype(np.int64)
     mask = records[TOKEN_COLUMNS[1]].explode().to_numpy().astype(np.uint8)
-    texts = records[TOKEN_COLUMNS[2]].to_list() if TOKEN_COLUMNS[2] in records.columns else []
+    texts = records[TOKEN_COLUMNS[2] if TOKEN_COLUMNS[2] in records.columns else "text"].to_list()
     return Tokenized(tokens, offsets, mask, texts, encoding, enc.eot_token, enc.n_vocab)
 
 
 @dataclass
 class Shard:
-    """One shard to write: its records (output order, public columns, not rendered), split and number,
-    the output settings and the pipeline's encoding; `rendered()` and `tokenized()` are computed once
-    and shared by the formats."""
+    """One shard to write: its records (output order, public columns; not rendered, unless `_rendered`
+    is given, and then `_tokens` too where a tokenized format is configured), split and number, the
+    output settings and the pipeline's encoding; `rendered()` and `tokenized()` are computed once and
+    shared by the formats."""
 
     records: pl.DataFrame
     split: str

@@ -145,8 +145,20 @@ class RunTask:
 
 
 def flags_path(folder: str, batch_file: str) -> Path:
-    """The scratch file of a batch file's template-key membership bits."""
-    return Path(folder) / f"{Path(batch_file).stem}.npy"
+    """The scratch file of a batch file's template-key membership bits (and how many occurrences)."""
+    return Path(folder) / f"{Path(batch_file).stem}.npz"
+
+
+def read_flags(folder: str, batch_file: str, occurrences_count: int) -> np.ndarray:
+    """A batch file's membership bits from `template_runs`, checked to cover `occurrences_count`."""
+    with np.load(flags_path(folder, batch_file)) as saved:
+        bits, count = saved["bits"], int(saved["count"])
+    if count != occurrences_count:
+        raise FatalError(
+            f"minhash_dedup: {batch_file} has {occurrences_count} n-gram occurrences, its template flags "
+            f"{count}: the work dir changed during the build; run it again"
+        )
+    return np.unpackbits(bits, count=count).astype(bool)
 
 
 def template_runs(task: RunTask) -> Histogram:
@@ -156,7 +168,7 @@ def template_runs(task: RunTask) -> Histogram:
     for path in task.files:
         occ = occurrences(path, task.scopes)
         in_template = is_in(occ.keys, task.keys)
-        np.save(flags_path(task.flags, path), np.packbits(in_template))
+        np.savez(flags_path(task.flags, path), bits=np.packbits(in_template), count=len(in_template))
         parts.append(run_histogram(occ.owner, in_template))
     return merge_histograms(parts)
 
@@ -191,10 +203,7 @@ def template_signatures(task: SignatureTask) -> int:
     unstructured_count = 0
     for path in task.files:
         occ = occurrences(path, task.scopes)
-        bits = np.load(flags_path(task.flags, path))
-        if len(bits) != (len(occ.keys) + 7) // 8:
-            raise FatalError(f"the work dir's batch file {path} changed while minhash_dedup read it: rebuild")
-        in_template = np.unpackbits(bits, count=len(occ.keys)).astype(bool)
+        in_template = read_flags(task.flags, path, len(occ.keys))
         keep, unstructured = kept_grams(occ, in_template, task.passage)
         unstructured_count += int((unstructured & (occ.lengths > 0)).sum())
         n = len(occ.rows)
