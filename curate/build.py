@@ -37,6 +37,7 @@ from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
+from curate.ingest.spans import Cut, ScanTask, file_size, reads_by_span, scan_file
 from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
 from curate.manifest import build_manifest, decontamination_counts
 from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
@@ -185,7 +186,8 @@ def _run_pass(
     p.folder.mkdir(parents=True, exist_ok=True)
     names = ", ".join(s.stage_name for s in p.maps) or "-"
     if previous is None:
-        tasks: Iterator[Any] = _ingest_tasks(config, specs, p, ctx, warnings)
+        cuts = scan_inputs(config, executor) if executor.parallelism > 1 else {}
+        tasks: Iterator[Any] = _ingest_tasks(config, specs, p, ctx, warnings, cuts)
         task = bar.task(f"pass {number}: read + {names}", total=None, unit="batches")
         fn = ingest_batch
     else:
@@ -210,9 +212,21 @@ def _run_pass(
     return False
 
 
-def _ingest_tasks(config: Config, specs: list[SourceSpec], p: Pass, ctx: Context, warnings: list[str]) -> Iterator[Any]:
+def scan_inputs(config: Config, executor: Executor) -> dict[Any, list[Cut]]:
+    """Batches of the inputs the workers can read by byte range (uncompressed JSON Lines; see
+    `curate.ingest.spans`), scanned by the workers themselves; files a worker cannot see are left out
+    (the driver reads them)."""
+    files = list(dict.fromkeys(f for src in config.sources if src.data is None for f in src.files if reads_by_span(f)))
     size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
-    for batch in iter_raw_batches(config.sources, specs, config.base_dir, size, warnings, max_bytes):
+    tasks = (ScanTask(f, size, max_bytes, file_size(f)) for f in files)
+    return {f: cuts for f, cuts in zip(files, executor.map(scan_file, tasks), strict=True) if cuts is not None}
+
+
+def _ingest_tasks(
+    config: Config, specs: list[SourceSpec], p: Pass, ctx: Context, warnings: list[str], cuts: dict[Any, list[Cut]]
+) -> Iterator[Any]:
+    size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
+    for batch in iter_raw_batches(config.sources, specs, config.base_dir, size, warnings, max_bytes, cuts):
         if not (p.folder / f"batch-{batch.index:06d}.parquet").exists():
             yield (batch, p.maps, ctx, p.folder)
 

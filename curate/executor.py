@@ -26,6 +26,7 @@ import polars as pl
 
 from curate.errors import FatalError
 from curate.ingest.convert import QUARANTINE_SCHEMA, RawBatch, convert_batch
+from curate.ingest.spans import read_span
 from curate.record import public_columns
 from curate.stages.base import DROP, ERROR, BarrierStep, Context, MapStep, Step
 from curate.stages.runner import join_decisions, split_marked, with_marks
@@ -109,6 +110,9 @@ def _finish_batch(folder: Path, index: int, kept: pl.DataFrame, removed: list[pl
 def ingest_batch(task: tuple[RawBatch, list[MapStep], Context, Path]) -> dict[str, int]:
     """Pass 0, one batch: convert raw items, run the map steps, write kept and removed rows."""
     batch, steps, ctx, folder = task
+    if batch.span is not None:  # a byte range of the input that this worker reads itself
+        lines, payloads = read_span(*batch.span)
+        batch = replace(batch, lines=lines, payloads=payloads, span=None)
     records, quarantined = convert_batch(batch)
     removed = [
         removed_rows(quarantined.with_columns(pl.lit("ingest").alias("_stage"), pl.lit(None, pl.String).alias(DROP)))

@@ -45,7 +45,9 @@ class SourceSpec:
 
 @dataclass
 class RawBatch:
-    """Consecutive raw items of one input file."""
+    """Consecutive raw items of one input file: their line numbers and payloads, or, with `span`, where
+    the worker reads them itself (the file and a `curate.ingest.spans.Cut`; `lines` and `payloads`
+    are then empty)."""
 
     index: int
     source: SourceSpec
@@ -54,6 +56,7 @@ class RawBatch:
     first_row: int
     lines: list[int]
     payloads: list[Any]
+    span: tuple[Any, Any] | None = None
 
 
 def _decode_json(payload: bytes) -> Any:

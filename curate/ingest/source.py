@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import itertools
-from collections.abc import Iterator
+from collections.abc import Iterator, Mapping
 from pathlib import Path
 
 import orjson
@@ -15,6 +15,7 @@ from curate.ingest.files import InputFile, split_suffix
 from curate.ingest.formats import detect_format
 from curate.ingest.readers import Payload, iter_file, iter_rows
 from curate.ingest.remote import RemoteFile
+from curate.ingest.spans import Cut
 
 _DETECT_LOOKAHEAD = 50
 
@@ -37,6 +38,14 @@ def iter_source_items(src: SourceConfig) -> Iterator[tuple[InputFile | None, boo
     for path in src.files:
         is_text = split_suffix(path)[0] == ".txt"
         yield path, is_text, iter_file(path, src.txt_mode, src.split or None)
+
+
+def _items_or_cuts(
+    src: SourceConfig, cuts: Mapping[InputFile, list[Cut]]
+) -> Iterator[tuple[InputFile | None, bool, Iterator[tuple[int, Payload]] | list[Cut]]]:
+    """`iter_source_items`, with the batches of the files in `cuts` instead of their items."""
+    for path, is_text, items in iter_source_items(src):
+        yield (path, is_text, cuts[path]) if path is not None and path in cuts else (path, is_text, items)
 
 
 def resolve_format(src: SourceConfig, index: int) -> str:
@@ -108,19 +117,30 @@ def iter_raw_batches(
     batch_size: int,
     warnings: list[str],
     batch_bytes: int = 1 << 62,
+    cuts: Mapping[InputFile, list[Cut]] | None = None,
 ) -> Iterator[RawBatch]:
     """Raw batches of every source, in config order, files sorted, items in file order.
 
     Rows are numbered globally in this order (`_row`), which makes every "first" deterministic. A batch
     holds at most `batch_size` items and ends once it reaches `batch_bytes` of input, so a few huge
     documents do not make one batch that keeps a worker busy while the others idle. An input file
-    without a single record adds a line to `warnings`.
+    without a single record adds a line to `warnings`. The files in `cuts` (scanned by workers, see
+    `curate.ingest.spans`) become batches that the workers read themselves; the same batches.
     """
     row = 0
     index = 0
+    cuts = cuts or {}
     for src, spec in zip(sources, specs, strict=True):
-        for path, is_text, items in iter_source_items(src):
+        for path, is_text, items in _items_or_cuts(src, cuts):
             file = display_path(path, base) if path else f"<{src.name} data>"
+            if isinstance(items, list):  # cut by a worker's scan: the worker reads each batch
+                for cut in items:
+                    yield RawBatch(index, spec, file, False, row, [], [], span=(path, cut))
+                    row += cut.items
+                    index += 1
+                if not items:
+                    warnings.append(f"{src.name}: {file}: empty file (no records)")
+                continue
             last_line = 0
             for chunk in _chunks(items, batch_size, batch_bytes):
                 lines = []

@@ -1,0 +1,117 @@
+"""Worker-side reading of JSON Lines inputs: batches travel as byte ranges, not as their lines.
+
+With several workers (or Ray), each uncompressed `.jsonl` input is first scanned by a task on a
+worker (`scan_file`), which cuts it into batches by the driver-side reader's rule (non-blank lines,
+at most `batch_size` of them or `batch_bytes` of payload; see `curate.ingest.source`) and returns
+only each batch's byte range, first line number and item count. The driver numbers batches and rows
+across files as before, and each ingest task reads its own range (`read_span`). Batches, rows, line
+numbers and payloads are the ones the driver-side reader gives (tested), so the output is the same;
+the input bytes no longer pass through the driver. Compressed files, which cannot be read from the
+middle, and the other formats are read by the driver as before, as is a file a worker cannot see.
+"""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Iterator
+from dataclasses import dataclass
+
+from curate.errors import FatalError
+from curate.ingest.files import BOM, InputFile, is_hf_dataset_dir, iter_chunks, open_binary, split_suffix
+from curate.ingest.remote import RemoteFile
+
+
+@dataclass(frozen=True)
+class Cut:
+    """One batch of a JSON Lines file: bytes [start, end) hold its lines (end: after the last line's
+    content, before its line ending), the first of them is line `first_line`, and `items` are not blank."""
+
+    start: int
+    end: int
+    first_line: int
+    items: int
+
+
+@dataclass(frozen=True)
+class ScanTask:
+    """An input file to cut into batches, with the batch limits and the size the driver sees."""
+
+    path: InputFile
+    batch_size: int
+    batch_bytes: int
+    size: int | None  # None: not checked (a URL)
+
+
+def reads_by_span(path: InputFile) -> bool:
+    """Whether a file can be read by byte ranges: uncompressed JSON Lines."""
+    return split_suffix(path) == (".jsonl", None) and not is_hf_dataset_dir(path)
+
+
+def iter_lines_at(path: InputFile) -> Iterator[tuple[int, bytes]]:
+    """(byte offset in the file, line without its `\\n`) of every line: `curate.ingest.files.iter_lines`
+    with offsets, for an uncompressed file (a trailing `\\r` is kept here; callers strip it)."""
+    with open_binary(path) as raw:
+        start = len(BOM) if raw.read(len(BOM)) == BOM else 0
+    pieces: list[bytes] = []
+    for chunk in iter_chunks(path):
+        if b"\n" not in chunk:
+            pieces.append(chunk)
+            continue
+        lines = chunk.split(b"\n")
+        lines[0] = b"".join([*pieces, lines[0]])
+        pieces = [lines.pop()]
+        for line in lines:
+            yield start, line
+            start += len(line) + 1
+    tail = b"".join(pieces)
+    if tail:
+        yield start, tail
+
+
+def _payload(raw: bytes) -> bytes:
+    return raw[:-1] if raw.endswith(b"\r") else raw
+
+
+def file_size(path: InputFile) -> int | None:
+    """A local file's size in bytes (None for a URL)."""
+    return None if isinstance(path, RemoteFile) else os.path.getsize(path)
+
+
+def scan_file(task: ScanTask) -> list[Cut] | None:
+    """Runs on a worker: the file's batches, or None when this worker cannot read the file as the
+    driver sees it (missing, or another size: not on shared storage), so the driver reads it itself."""
+    try:
+        if task.size is not None and file_size(task.path) != task.size:
+            return None
+        cuts, items, size, start, first, end = [], 0, 0, 0, 0, 0
+        for number, (offset, raw) in enumerate(iter_lines_at(task.path), start=1):
+            payload = _payload(raw)
+            if not payload.strip():
+                continue
+            if not items:
+                start, first = offset, number
+            items, size, end = items + 1, size + len(payload), offset + len(raw)
+            if items >= task.batch_size or size >= task.batch_bytes:
+                cuts.append(Cut(start, end, first, items))
+                items = size = 0
+    except FileNotFoundError:
+        return None
+    if items:
+        cuts.append(Cut(start, end, first, items))
+    return cuts
+
+
+def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
+    """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them."""
+    with open_binary(path) as raw:
+        raw.seek(cut.start)
+        data = raw.read(cut.end - cut.start)
+    lines, payloads = [], []
+    for number, line in enumerate(data.split(b"\n"), start=cut.first_line):
+        payload = _payload(line)
+        if payload.strip():
+            lines.append(number)
+            payloads.append(payload)
+    if len(payloads) != cut.items or len(data) != cut.end - cut.start:
+        raise FatalError(f"input {getattr(path, 'url', path)} changed while it was read; run the build again")
+    return lines, payloads

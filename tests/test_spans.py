@@ -1,0 +1,138 @@
+"""Worker-side reading (`curate.ingest.spans`): batches cut by a worker's scan and read by byte range
+must be exactly the driver-side reader's batches: same cuts, rows, line numbers and payloads."""
+
+import json
+from pathlib import Path
+
+import fsspec
+import pytest
+from hypothesis import given, settings
+from hypothesis import strategies as st
+
+import curate
+from curate.config import load_config
+from curate.ingest.source import iter_raw_batches, spec_for
+from curate.ingest.spans import ScanTask, file_size, read_span, reads_by_span, scan_file
+from tests.conftest import write_jsonl
+
+LINES = [
+    b'{"text": "a short document"}',
+    b'{"text": "caf\xc3\xa9 \xe2\x80\x94 unicode"}',
+    b'{"prompt": "What is 2+2?", "response": "4"}',
+    b"",
+    b"   ",
+    b"\t",
+    b"{not json",
+    b'{"text": "bad \xff byte"}',
+    b'{"text": "' + b"long " * 300 + b'"}',
+]
+
+
+def batches(path: Path, batch_size: int, batch_bytes: int, by_span: bool) -> list[tuple]:
+    """(index, first row, lines, payloads) of every batch of one JSON Lines source."""
+    config = load_config({"pipeline": {"name": "t"}, "sources": [{"name": "s", "path": str(path), "format": "text"}]})
+    specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
+    cuts = None
+    if by_span:
+        files = config.sources[0].files
+        cuts = {f: scan_file(ScanTask(f, batch_size, batch_bytes, file_size(f))) for f in files}
+    warnings: list[str] = []
+    out = []
+    for batch in iter_raw_batches(config.sources, specs, path.parent, batch_size, warnings, batch_bytes, cuts):
+        lines, payloads = read_span(*batch.span) if batch.span else (batch.lines, batch.payloads)
+        out.append((batch.index, batch.file, batch.first_row, lines, payloads))
+    return [*out, tuple(warnings)]
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from(LINES), max_size=40),
+    endings=st.lists(st.sampled_from([b"\n", b"\r\n"]), min_size=40, max_size=40),
+    final_newline=st.booleans(),
+    bom=st.booleans(),
+    batch_size=st.integers(1, 7),
+    batch_bytes=st.one_of(st.integers(1, 300), st.just(1 << 62)),
+)
+def test_span_batches_equal_the_driver_reader(
+    tmp_path_factory, lines, endings, final_newline, bom, batch_size, batch_bytes
+):
+    content = b"".join(line + ending for line, ending in zip(lines, endings, strict=False))
+    if lines and not final_newline:
+        content = content.rstrip(b"\r\n")
+    path = tmp_path_factory.mktemp("spans") / "data.jsonl"
+    path.write_bytes((b"\xef\xbb\xbf" if bom else b"") + content)
+    assert batches(path, batch_size, batch_bytes, by_span=True) == batches(path, batch_size, batch_bytes, by_span=False)
+
+
+def test_lines_across_read_chunks(tmp_path):
+    """Records longer than the reader's 1 MiB chunks, and line ends falling on chunk borders."""
+    big = json.dumps({"text": "x" * (3 << 20)}).encode()
+    rows = [big, b'{"text": "small"}', b"", big[: (1 << 20) - 1], b'{"text": "after"}']
+    path = tmp_path / "big.jsonl"
+    path.write_bytes(b"\n".join(rows) + b"\n")
+    for size, limit in ((1, 1 << 62), (2, 1 << 62), (100, 1 << 21)):
+        assert batches(path, size, limit, by_span=True) == batches(path, size, limit, by_span=False)
+
+
+def test_only_uncompressed_json_lines_are_read_by_span(tmp_path):
+    assert reads_by_span(tmp_path / "a.jsonl")
+    for name in ("a.jsonl.gz", "a.jsonl.zst", "a.json", "a.parquet", "a.txt", "a.csv"):
+        assert not reads_by_span(tmp_path / name)
+
+
+def test_a_file_the_worker_cannot_see_is_left_to_the_driver(tmp_path):
+    write_jsonl(tmp_path / "a.jsonl", [{"text": "one"}])
+    path = tmp_path / "a.jsonl"
+    assert scan_file(ScanTask(tmp_path / "missing.jsonl", 10, 1 << 20, None)) is None
+    assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path) + 1)) is None  # not the file the driver sees
+    assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path))) is not None
+
+
+def test_remote_file_by_span():
+    fs = fsspec.filesystem("memory")
+    fs.pipe("/spans/data.jsonl", b'{"text": "one"}\r\n\n{"text": "two"}\n{"text": "three"}')
+    from curate.ingest.remote import RemoteFile
+
+    remote = RemoteFile("memory:///spans/data.jsonl")
+    cuts = scan_file(ScanTask(remote, 2, 1 << 20, None))
+    assert [read_span(remote, cut) for cut in cuts] == [
+        ([1, 3], [b'{"text": "one"}', b'{"text": "two"}']),
+        ([4], [b'{"text": "three"}']),
+    ]
+
+
+def test_changed_input_is_refused(tmp_path):
+    path = tmp_path / "a.jsonl"
+    write_jsonl(path, [{"text": "one"}, {"text": "two"}])
+    (cut,) = scan_file(ScanTask(path, 10, 1 << 20, file_size(path)))
+    path.write_bytes(b'{"text": "one"}\n')
+    with pytest.raises(curate.FatalError, match="changed while it was read"):
+        read_span(path, cut)
+
+
+def test_build_with_workers_reads_by_span_and_writes_the_same_output(tmp_path):
+    """Two workers read the JSON Lines inputs by byte range; one worker gets the lines from the driver."""
+    rows = [{"text": f"document number {i} " * (i % 7 + 1)} for i in range(60)]
+    write_jsonl(tmp_path / "a.jsonl", rows[:35])
+    write_jsonl(tmp_path / "b.jsonl", rows[35:])
+    (tmp_path / "c.jsonl").write_bytes(b'\xef\xbb\xbf{"text": "bom"}\r\n\r\n{broken\r\n')
+    config = {
+        "pipeline": {"name": "spans", "batch_size": 4},
+        "sources": [{"name": "docs", "path": "*.jsonl"}],
+        "stages": [{"use": "exact_dedup"}],
+    }
+    one = curate.build(config, base_dir=tmp_path, output=tmp_path / "w1", work_dir=tmp_path / "k1")
+    two = curate.build(config, base_dir=tmp_path, output=tmp_path / "w2", work_dir=tmp_path / "k2", workers=2)
+    for name in ("manifest.json", "ledger.parquet", "quarantine/docs.jsonl"):
+        assert (one.output / name).read_bytes() == (two.output / name).read_bytes(), name
+    assert sorted(p.name for p in (two.output / "shards").iterdir()) == sorted(
+        p.name for p in (one.output / "shards").iterdir()
+    )
+
+
+def test_every_byte_limit_cuts_where_the_driver_reader_cuts(tmp_path):
+    """`batch_bytes` counts payload bytes (no line ending): each limit around the line sizes, with CRLF."""
+    path = tmp_path / "crlf.jsonl"
+    path.write_bytes(b"\r\n".join(LINES[:3] * 3) + b"\r\n\r\n" + LINES[0])
+    for limit in range(1, 130):
+        assert batches(path, 100, limit, by_span=True) == batches(path, 100, limit, by_span=False), limit
