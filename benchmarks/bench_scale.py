@@ -13,7 +13,9 @@ beside the data (see `write_config`). Each run is a fresh process with a fresh w
 2 CPUs that the driver starts and shuts down). Runs are interleaved (size by size, run by run, per
 repeat) and the tables show medians. Measured: wall time (process start to exit), records/s (input
 records / wall), peak summed RSS of the driver's process tree and the largest single process (both
-sampled from /proc every 0.1 s; the driver's own exact peak from run.json), `run.json` seconds per
+sampled from /proc every 0.1 s, the tree's members and PSS every 1 s, so that sampling takes about 2%
+of a core and does not slow the runs that keep every core busy; the driver's own exact peak from
+run.json), `run.json` seconds per
 pass, `du` of the work dir per pass folder and of the output. Ray's gcs_server, raylet and workers are
 spawned by the driver's `ray.init` (workers by the raylet), so they are in the tree; the sampler
 records which process names it saw in the tree and any Ray process outside it started during the run.

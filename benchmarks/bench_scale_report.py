@@ -205,8 +205,9 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Wall = process start to exit; records/s = input records / wall; tree RSS = peak of the summed RSS of "
         "the driver and all its descendants (pool workers; for Ray: gcs_server, raylet, its workers), sampled "
-        "every 0.1 s (shared pages, such as Ray's object store or a forked pool's copy-on-write pages, count once per "
-        "process); tree PSS = the same with shared pages split between the processes (smaps_rollup); largest "
+        "every 0.1 s, the tree's members found every 1 s (shared pages, such as Ray's object store or a forked pool's "
+        "copy-on-write pages, count once per process); tree PSS = the same with shared pages split between the "
+        "processes (smaps_rollup, every 1 s); sampling costs about 2% of one core; largest "
         "process = max of the sampled largest process and the driver's own `ru_maxrss`.",
         "",
         "CPU s = user + system seconds of the driver and the processes it waited for (the pool workers; Ray's "
