@@ -5,7 +5,8 @@ batch files of pass k-1 with the decisions of barrier k-1 joined on. Every pass 
 kept rows (`batch-NNNNNN.parquet`) and the removed rows with their reasons (`removed-NNNNNN.parquet`)
 into a work-dir folder named by a fingerprint of everything that determines it (inputs, steps,
 tokenizer). A finished pass gets a `_DONE` marker; an unfinished one resumes batch by batch. Results
-do not depend on the number of workers: batches are cut and numbered in input order by one reader.
+do not depend on the number of workers: batches are cut and numbered in input order by one rule,
+whether the driver reads them or the workers read them by byte range (`curate.ingest.spans`).
 """
 
 from __future__ import annotations
