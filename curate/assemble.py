@@ -167,8 +167,8 @@ def write_shards(
     task per shard) run on `tasks` (the executor's workers or Ray nodes, which then must see the output
     folder), each tokenizing on `token_threads` threads; without, the scatter runs on a few threads
     here (polars and tiktoken release the GIL), one tokenizer thread each, and the shards one after
-    the other. The output does not depend on either: scratch files are named by
-    batch and each shard is sorted by position."""
+    the other. The output does not depend on either: scratch files are named by batch and each shard
+    is sorted by position."""
     scratch = folder.parent / ".scatter"
     scratch.mkdir(parents=True, exist_ok=True)
     plan_path, ids_path = scratch / "_plan.parquet", scratch / "_ids.parquet"

@@ -135,8 +135,8 @@ def iter_chunks(path: InputFile) -> Iterator[bytes]:
             yield chunk
 
 
-def iter_lines(path: InputFile) -> Iterator[bytes]:
-    """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
+def iter_raw_lines(path: InputFile) -> Iterator[bytes]:
+    """Decompressed lines of a file without their `\\n` (a `\\r` before it is kept)."""
     pieces: list[bytes] = []  # the unfinished line, in pieces (joining once keeps huge lines linear)
     for chunk in iter_chunks(path):
         if b"\n" not in chunk:
@@ -145,11 +145,16 @@ def iter_lines(path: InputFile) -> Iterator[bytes]:
         lines = chunk.split(b"\n")
         lines[0] = b"".join([*pieces, lines[0]])
         pieces = [lines.pop()]
-        for line in lines:
-            yield line[:-1] if line.endswith(b"\r") else line
+        yield from lines
     tail = b"".join(pieces)
     if tail:
-        yield tail[:-1] if tail.endswith(b"\r") else tail
+        yield tail
+
+
+def iter_lines(path: InputFile) -> Iterator[bytes]:
+    """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
+    for line in iter_raw_lines(path):
+        yield line[:-1] if line.endswith(b"\r") else line
 
 
 def read_all(path: InputFile) -> bytes:

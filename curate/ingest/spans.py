@@ -17,7 +17,7 @@ from collections.abc import Iterator
 from dataclasses import dataclass
 
 from curate.errors import FatalError
-from curate.ingest.files import BOM, InputFile, is_hf_dataset_dir, iter_chunks, open_binary, split_suffix
+from curate.ingest.files import BOM, InputFile, is_hf_dataset_dir, iter_raw_lines, open_binary, split_suffix
 from curate.ingest.remote import RemoteFile
 
 
@@ -48,24 +48,13 @@ def reads_by_span(path: InputFile) -> bool:
 
 
 def iter_lines_at(path: InputFile) -> Iterator[tuple[int, bytes]]:
-    """(byte offset in the file, line without its `\\n`) of every line: `curate.ingest.files.iter_lines`
-    with offsets, for an uncompressed file (a trailing `\\r` is kept here; callers strip it)."""
+    """(byte offset in the file, line without its `\\n`) of every line of an uncompressed file: the lines
+    `curate.ingest.files.iter_lines` reads, with their offsets (a trailing `\\r` is kept here)."""
     with open_binary(path) as raw:
         start = len(BOM) if raw.read(len(BOM)) == BOM else 0
-    pieces: list[bytes] = []
-    for chunk in iter_chunks(path):
-        if b"\n" not in chunk:
-            pieces.append(chunk)
-            continue
-        lines = chunk.split(b"\n")
-        lines[0] = b"".join([*pieces, lines[0]])
-        pieces = [lines.pop()]
-        for line in lines:
-            yield start, line
-            start += len(line) + 1
-    tail = b"".join(pieces)
-    if tail:
-        yield start, tail
+    for line in iter_raw_lines(path):
+        yield start, line
+        start += len(line) + 1
 
 
 def _payload(raw: bytes) -> bytes:
