@@ -163,6 +163,13 @@ def slow_square(task: tuple[int, float]) -> int:
     return task[0] ** 2
 
 
+def refuse_three(task: int) -> int:
+    """Runs in a Ray worker: fails on task 3 with curate's own error."""
+    if task == 3:
+        raise FatalError("task 3 refused")
+    return task
+
+
 # ---------------------------------------------------------------- tests
 
 
@@ -176,7 +183,7 @@ def test_map_yields_results_in_task_order(local_ray, delays):
 
 
 @needs_ray
-def test_map_keeps_two_tasks_per_cpu_in_flight(local_ray):
+def test_map_pulls_tasks_one_window_ahead(local_ray):
     pulled: list[int] = []
 
     def tasks():
@@ -184,11 +191,30 @@ def test_map_keeps_two_tasks_per_cpu_in_flight(local_ray):
             pulled.append(i)
             yield (i, 0.0)
 
-    with RayExecutor() as executor:
+    with RayExecutor(window_tasks=3) as executor:
         results = executor.map(slow_square, tasks())
         assert next(results) == 0
-        assert len(pulled) == 4  # 2 CPUs: the first result is awaited once 4 tasks are in flight
+        assert len(pulled) <= 6  # the running window and the next one, never the whole stream
         assert list(results) == [i * i for i in range(1, 20)]
+
+
+@needs_ray
+def test_a_curate_error_in_a_task_is_raised_as_it_was(local_ray):
+    with RayExecutor() as executor, pytest.raises(FatalError, match="task 3 refused"):
+        list(executor.map(refuse_three, iter(range(6))))
+
+
+@needs_ray
+def test_windows_end_at_the_task_or_byte_limit():
+    from ray import cloudpickle
+
+    from curate.executors.ray_executor import pickled_windows
+
+    tasks = [b"x" * 10, b"y" * 500, b"z", b"w" * 10]
+    assert [len(w) for w in pickled_windows(iter(tasks), 3, 10**6)] == [3, 1]
+    assert [len(w) for w in pickled_windows(iter(tasks), 100, 200)] == [2, 2]  # a window ends once it is full
+    assert [cloudpickle.loads(b) for w in pickled_windows(iter(tasks), 2, 10**6) for b in w] == tasks
+    assert list(pickled_windows(iter([]), 3, 100)) == []
 
 
 @needs_ray
