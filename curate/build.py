@@ -149,7 +149,7 @@ def build(
         warnings: list[str] = []
         passes, timings, cached = run_stages(config, setup, bar, warnings)
         t0 = time.perf_counter()
-        tasks = BarrierTasks(setup.runner, setup.runner.parallelism) if setup.runner.parallelism > 1 else None
+        tasks = BarrierTasks.on(setup.runner) if setup.runner.parallelism > 1 else None
         result = _finish(config, passes, out, strict, warnings, bar, tasks, setup.ctx.token_threads)
         timings["finish"] = round(time.perf_counter() - t0, 3)
     run = {

@@ -169,6 +169,8 @@ class LocalExecutor:
         """How many tasks run at the same time."""
         return self.workers
 
+    on_ray = False  # the tasks run in local processes (no Ray Data shuffles)
+
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1:
             self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
@@ -207,6 +209,12 @@ class BarrierTasks:
 
     executor: Any = None
     parallelism: int = 1
+    on_ray: bool = False
+
+    @classmethod
+    def on(cls, executor: Any) -> BarrierTasks:
+        """The tasks of an entered executor (None: in this process)."""
+        return cls() if executor is None else cls(executor, executor.parallelism, executor.on_ray)
 
     def run(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
         if self.executor is None:
@@ -226,7 +234,7 @@ def run_barrier(step: BarrierStep, folder: Path, ctx: Context, executor: Any = N
     try:
         if files:
             rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
-            tasks = BarrierTasks(executor, executor.parallelism if executor is not None else 1)
+            tasks = BarrierTasks.on(executor)
             ctx = replace(ctx, artifacts=artifacts, scratch=scratch)
             decisions = step.decide_in_tasks(rows, ctx, files, tasks).sort("_row")
         else:

@@ -19,6 +19,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import ClassVar
 
+import numpy as np
 import polars as pl
 import pytest
 from click.testing import CliRunner
@@ -232,6 +233,59 @@ def test_minhash_pipeline_on_ray_is_byte_identical(tmp_path, local_ray):
     near_drops = ray.manifest["sources"]["near"]["drop_reasons"]
     assert sum(near_drops.get("minhash_dedup", {}).values()) >= 50  # the near-duplicates were found
     assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+def signature_files(folder: Path, seed: int, n: int = 3000, num_perm: int = 32) -> tuple[list[str], dict]:
+    """Signature files as the MinHash barrier reads them: records with gaps in `_row`, two sources, some
+    unshingled, a fifth near-copies of others (a tenth of their values changed); the last file has no
+    shingled record."""
+    rng = np.random.default_rng(seed)
+    sig = rng.integers(0, 2**32, size=(n, num_perm), dtype=np.uint32)
+    for i in np.flatnonzero(rng.random(n) < 0.2):
+        sig[i] = sig[rng.integers(0, n)]
+        changed = rng.random(num_perm) < 0.1
+        sig[i, changed] = rng.integers(0, 2**32, size=changed.sum(), dtype=np.uint32)
+    count = np.where(rng.random(n) < 0.05, 0, 4)
+    count[-50:] = 0
+    row = np.arange(n) * 3 + 5
+    source = np.where(rng.random(n) < 0.5, "a", "b")
+    files = []
+    for k, part in enumerate([np.arange(0, 1000), np.arange(1000, n - 50), np.arange(n - 50, n)]):
+        path = folder / f"sig-{k}.parquet"
+        pl.DataFrame(
+            {"_row": row[part], "source": source[part], "_mh_count": count[part],
+             "_mh_sig": pl.Series(sig[part], dtype=pl.Array(pl.UInt32, num_perm))}
+        ).write_parquet(path)  # fmt: skip
+        files.append(str(path))
+    return files, {"sig": sig, "count": count, "row": row, "source": source}
+
+
+@needs_ray
+@pytest.mark.parametrize(("by_source", "threshold"), [(False, 0.75), (True, 0.75), (True, None)])
+def test_lsh_on_ray_data_finds_the_pairs_of_the_local_banding(tmp_path, local_ray, by_source, threshold):
+    from curate.minhash.clusters import candidate_pairs, verified
+    from curate.minhash.ray_lsh import LshPlan, lsh_edges
+    from curate.minhash.signature import band_keys
+
+    files, d = signature_files(tmp_path, seed=7)
+    bands, rows = 8, 4
+    scope = pl.Series(d["source"]).rank("dense").cast(pl.Int64).to_numpy() if by_source else np.zeros(len(d["row"]))
+    pairs = candidate_pairs(band_keys(d["sig"], bands, rows), scope, d["count"] > 0)
+    edges = verified(pairs, d["sig"], threshold) if threshold is not None else pairs
+    scopes = {"a": 1, "b": 2} if by_source else None
+    candidates, found = lsh_edges(LshPlan(tuple(files), bands, rows, 32, scopes, threshold, partitions=3))
+    assert len(pairs) > 250 and 0 < len(edges) <= len(pairs)
+    assert candidates == len(pairs)
+    assert found.tolist() == d["row"][edges].tolist()  # the same edges, as `_row` pairs, sorted
+
+
+@needs_ray
+def test_lsh_on_ray_data_without_shingled_records(tmp_path, local_ray):
+    from curate.minhash.ray_lsh import LshPlan, lsh_edges
+
+    files, _ = signature_files(tmp_path, seed=1)
+    candidates, found = lsh_edges(LshPlan((files[-1],), 8, 4, 32, None, 0.8, partitions=2))
+    assert candidates == 0 and found.shape == (0, 2)
 
 
 @needs_ray

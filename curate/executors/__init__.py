@@ -38,6 +38,8 @@ class Executor(Protocol):
         """How many tasks run at the same time."""
         ...
 
+    on_ray: bool  # the tasks run on Ray (connected in this process), whose Ray Data shuffles barriers may use
+
 
 def check_executor(name: str, address: str | None) -> list[str]:
     """Problems with an executor choice (empty when valid)."""

@@ -66,6 +66,18 @@ def _read_probe(path: str) -> str:
     return probe.read_text() if probe.is_file() else ""
 
 
+def quiet_ray_data(rows: Iterator[Any]) -> Iterator[Any]:
+    """`rows` (a Ray Data iteration) with Ray Data's log at WARNING and up while they are pulled: its
+    per-dataset INFO lines would cut through curate's progress bars."""
+    log = logging.getLogger("ray.data")
+    level = log.level
+    log.setLevel(max(level, logging.WARNING))
+    try:
+        yield from rows
+    finally:
+        log.setLevel(level)
+
+
 def pickled_windows(tasks: Iterator[Any], max_tasks: int, max_bytes: int) -> Iterator[list[bytes]]:
     """The tasks pickled, in consecutive lists of at most `max_tasks` tasks; a list also ends once it
     holds `max_bytes` (so a single bigger task makes a list of its own)."""
@@ -153,6 +165,8 @@ class RayExecutor:
             raise
         return self
 
+    on_ray = True
+
     @property
     def parallelism(self) -> int:
         """How many tasks run at the same time: the cluster's CPUs (known once entered)."""
@@ -214,12 +228,9 @@ class RayExecutor:
                 num_cpus=1,
                 max_retries=self.max_retries,
             )
-        quiet = logging.getLogger("ray.data")  # its per-dataset INFO lines would cut through curate's progress bars
-        level = quiet.level
-        quiet.setLevel(max(level, logging.WARNING))
         results = dataset.iter_rows()
         try:
-            for expected, row in enumerate(self._rows(results), start=first):
+            for expected, row in enumerate(quiet_ray_data(self._rows(results)), start=first):
                 if row["index"] != expected:
                     raise FatalError(f"Ray Data returned task {row['index']} where task {expected} was due")
                 value = cloudpickle.loads(row["value"])
@@ -230,7 +241,6 @@ class RayExecutor:
             close = getattr(results, "close", None)
             if close is not None:  # the build stopped early: end the dataset's execution with it
                 close()
-            quiet.setLevel(level)
 
     def _rows(self, results: Iterator[dict[str, Any]]) -> Iterator[dict[str, Any]]:
         exceptions = self._ray.exceptions

@@ -84,9 +84,11 @@ class BarrierStep(Step):
 
 class Tasks(Protocol):
     """Where a barrier's pieces run: `run(fn, tasks)` is `[fn(t) for t in tasks]`, possibly in parallel
-    (`fn` a module-level function, tasks picklable); `parallelism` is how many run at once."""
+    (`fn` a module-level function, tasks picklable); `parallelism` is how many run at once. `on_ray`:
+    they run on a Ray cluster, so a barrier may also use Ray Data's shuffles (connected in this process)."""
 
     parallelism: int
+    on_ray: bool
 
     def run(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]: ...
 

@@ -15,6 +15,7 @@ import pyarrow as pa
 from curate.minhash import shingles
 from curate.minhash.bands import COUNT, SIG, BandTask, band_groups, band_pairs, merge_pairs, scope_codes
 from curate.minhash.clusters import candidate_pairs, components, verified
+from curate.minhash.ray_lsh import LshPlan, lsh_edges
 from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
 from curate.minhash.skeleton import template_mask
 from curate.minhash.template_tasks import GRAMS, run_template_tasks
@@ -25,6 +26,7 @@ FOLDED, TEXT, SEP = "_mh_folded", "_mh_text", "_mh_sep"
 _CONTENT = ("kind", "text", "messages", "meta")  # what the compared text is made from
 START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
+_ROWS_PER_PARTITION = 4_000_000  # band rows (records x bands) per Ray Data shuffle partition, at most about
 
 
 def compared_text(df: pl.DataFrame, fields: str, include_input: bool, template: bool, unit: str) -> pl.DataFrame:
@@ -138,12 +140,13 @@ class _Cluster(BarrierStep):
             return {r: keep[starts[i] : starts[i + 1]] for r, i in at.items()}
 
         data = data.drop(SIG, GRAMS, strict=False)
-        return self._decisions(rows, data, pairs, edges, shingled, masks if keep is not None else None, ctx, stats)
+        return self._decisions(rows, data, len(pairs), edges, shingled, masks if keep is not None else None, ctx, stats)
 
     def decide_in_tasks(self, rows: pl.LazyFrame, ctx: Context, files: list[Path], tasks: Tasks) -> pl.DataFrame:
         """`decide` as tasks: with `template`, the skeleton figures and signatures from partitioned tasks
         (`curate.minhash.template_tasks`); then the LSH bands in one task per group of bands
-        (`curate.minhash.bands`). Only histograms, template n-grams and candidate pairs reach this process."""
+        (`curate.minhash.bands`), or, on Ray, in Ray Data shuffles by (band, key) (`curate.minhash.ray_lsh`).
+        Only histograms, template n-grams and candidate pairs (on Ray: verified pairs) reach this process."""
         data = rows.select("_row", *[c for c in self._compared if c not in (SIG, GRAMS)]).collect().sort("_row")
         names = [str(f) for f in files]
         stats: dict = {"records": data.height, "bands": self.bands, "rows": self.rows}
@@ -157,13 +160,20 @@ class _Cluster(BarrierStep):
         else:
             shingled = data[COUNT].to_numpy() > 0
         threshold = self.threshold if self.verify else None
+        if tasks.on_ray:  # band buckets grouped by Ray Data shuffles; only the edges come back
+            scopes = self._scopes(data["source"])
+            partitions = max(2 * tasks.parallelism, data.height * self.bands // _ROWS_PER_PARTITION + 1)
+            plan = LshPlan(tuple(names), self.bands, self.rows, self.num_perm, scopes, threshold, partitions)
+            candidates, found = lsh_edges(plan)
+            edges = np.searchsorted(data["_row"].to_numpy(), found)  # `_row` pairs -> record indices
+            return self._decisions(rows, data, candidates, edges, shingled, masks, ctx, stats)
         by_source = self.scope == "source"
         band_tasks = [
             BandTask(tuple(names), first, count, self.rows, self.num_perm, by_source, threshold)
             for first, count in band_groups(self.bands, tasks.parallelism)
         ]
         pairs, passed = merge_pairs(tasks.run(band_pairs, band_tasks), data.height)
-        return self._decisions(rows, data, pairs, pairs[passed], shingled, masks, ctx, stats)
+        return self._decisions(rows, data, len(pairs), pairs[passed], shingled, masks, ctx, stats)
 
     def _scopes(self, sources: pl.Series) -> dict[str, int] | None:
         """Scope code per source, as `scope_codes` numbers them (None: one global scope)."""
@@ -175,21 +185,22 @@ class _Cluster(BarrierStep):
         self,
         rows: pl.LazyFrame,
         data: pl.DataFrame,
-        pairs: np.ndarray,
+        candidates: int,
         edges: np.ndarray,
         shingled: np.ndarray,
         masks: Callable[[list[int]], dict] | None,
         ctx: Context,
         stats: dict,
     ) -> pl.DataFrame:
-        """Clusters from the verified pairs, the keep/drop decisions, and the report files. `masks`
+        """Clusters from the verified pairs (`edges`, record indices; `candidates` pairs were checked), the
+        keep/drop decisions, and the report files. `masks`
         gives the kept-n-gram masks of records by `_row` (template mode; None: every n-gram is kept)."""
         n = data.height
         labels = components(n, edges)
         stats.update(
             shingled=int(shingled.sum()),
             unshingled=int(n - shingled.sum()),
-            candidate_pairs=len(pairs),
+            candidate_pairs=candidates,
             verified_pairs=len(edges),
         )
         decisions = self._keep(data, labels)
