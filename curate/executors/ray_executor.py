@@ -31,6 +31,7 @@ import uuid
 import warnings
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from pathlib import Path
 from types import ModuleType
 from typing import Any
@@ -66,14 +67,15 @@ def _read_probe(path: str) -> str:
     return probe.read_text() if probe.is_file() else ""
 
 
-def quiet_ray_data(rows: Iterator[Any]) -> Iterator[Any]:
-    """`rows` (a Ray Data iteration) with Ray Data's log at WARNING and up while they are pulled: its
-    per-dataset INFO lines would cut through curate's progress bars."""
+@contextmanager
+def quiet_ray_data() -> Iterator[None]:
+    """Ray Data's log at WARNING and up inside the block (where datasets run): its per-dataset INFO
+    lines would cut through curate's progress bars."""
     log = logging.getLogger("ray.data")
     level = log.level
     log.setLevel(max(level, logging.WARNING))
     try:
-        yield from rows
+        yield
     finally:
         log.setLevel(level)
 
@@ -230,13 +232,14 @@ class RayExecutor:
             )
         results = dataset.iter_rows()
         try:
-            for expected, row in enumerate(quiet_ray_data(self._rows(results)), start=first):
-                if row["index"] != expected:
-                    raise FatalError(f"Ray Data returned task {row['index']} where task {expected} was due")
-                value = cloudpickle.loads(row["value"])
-                if not row["ok"]:
-                    raise value  # a CurateError, as the local executor raises it
-                yield value
+            with quiet_ray_data():
+                for expected, row in enumerate(self._rows(results), start=first):
+                    if row["index"] != expected:
+                        raise FatalError(f"Ray Data returned task {row['index']} where task {expected} was due")
+                    value = cloudpickle.loads(row["value"])
+                    if not row["ok"]:
+                        raise value  # a CurateError, as the local executor raises it
+                    yield value
         finally:
             close = getattr(results, "close", None)
             if close is not None:  # the build stopped early: end the dataset's execution with it
