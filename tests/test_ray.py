@@ -289,6 +289,24 @@ def test_lsh_on_ray_data_without_shingled_records(tmp_path, local_ray):
 
 
 @needs_ray
+def test_lsh_on_ray_data_refuses_files_out_of_row_order(tmp_path, local_ray):
+    from curate.minhash.ray_lsh import LshPlan, lsh_edges
+
+    files, _ = signature_files(tmp_path, seed=2)
+    with pytest.raises(FatalError, match="not in `_row` order"):
+        lsh_edges(LshPlan((files[1], files[0]), 8, 4, 32, None, 0.8, partitions=2))
+
+
+def test_file_blocks_are_runs_of_consecutive_files():
+    from curate.minhash.ray_lsh import block_of, file_blocks
+
+    files = tuple(f"f{i}" for i in range(7))
+    assert file_blocks(files, 3) == [("f0", "f1", "f2"), ("f3", "f4"), ("f5", "f6")]
+    assert file_blocks(files[:2], 4) == [("f0",), ("f1",)]
+    assert block_of(np.array([5, 9, 10, 30, 99]), np.array([5, 10, 30])).tolist() == [0, 0, 1, 2, 2]
+
+
+@needs_ray
 def test_batches_run_in_reused_ray_workers_that_load_models_once(tmp_path, local_ray):
     log = tmp_path / "calls.log"
     config = with_stage(quickstart(batch_size=40), REPO / "pipelines", WhereRan(str(log)), at=1)

@@ -93,20 +93,21 @@ def band_rows(batch: dict[str, Any], plan: LshPlan) -> dict[str, np.ndarray]:
             scope = np.zeros(n, dtype=np.int64)
         else:
             scope = df["source"].replace_strict(plan.scopes, return_dtype=pl.Int64).to_numpy()
-        band = np.tile(np.arange(plan.bands, dtype=np.int64), n)
+        band = np.tile(np.arange(plan.bands, dtype=np.int16), n)
         frames.append(
             {
-                "part": _mix(keys ^ band.astype(np.uint64), plan.partitions),
+                "part": _mix(keys ^ band.astype(np.uint64), plan.partitions).astype(np.int32),
                 "band": band,
                 "key": keys,
-                "scope": np.repeat(scope, plan.bands),
+                "scope": np.repeat(scope.astype(np.int32), plan.bands),
                 "row": np.repeat(df["_row"].to_numpy().astype(np.int64), plan.bands),
             }
         )
     return {c: np.concatenate([f[c] for f in frames]) for c in _BAND_COLUMNS}
 
 
-_BAND_COLUMNS = {"part": np.int64, "band": np.int64, "key": np.uint64, "scope": np.int64, "row": np.int64}
+# 26 bytes per record and band (the shuffle's volume): bands and scopes are few, partitions too.
+_BAND_COLUMNS = {"part": np.int32, "band": np.int16, "key": np.uint64, "scope": np.int32, "row": np.int64}
 
 
 def block_of(rows: np.ndarray, starts: np.ndarray) -> np.ndarray:
@@ -124,7 +125,8 @@ def bucket_pairs(group: dict[str, np.ndarray], starts: np.ndarray) -> dict[str, 
     first = row[np.maximum.accumulate(np.where(np.r_[True, ~same], position, 0))] if len(row) else row
     a = np.concatenate([row[:-1][same], first[1:][same]]).astype(np.int64)
     b = np.concatenate([row[1:][same], row[1:][same]]).astype(np.int64)
-    return {"part": block_of(a, starts) * len(starts) + block_of(b, starts), "a": a, "b": b}
+    part = (block_of(a, starts) * len(starts) + block_of(b, starts)).astype(np.int32)
+    return {"part": part, "a": a, "b": b}
 
 
 def verify_pairs(group: dict[str, np.ndarray], plan: LshPlan, blocks: list[Any]) -> dict[str, np.ndarray]:
