@@ -214,7 +214,7 @@ class BarrierTasks:
     @classmethod
     def on(cls, executor: Any) -> BarrierTasks:
         """The tasks of an entered executor (None: in this process)."""
-        return cls() if executor is None else cls(executor, executor.parallelism, executor.on_ray)
+        return cls() if executor is None else cls(executor, executor.parallelism, getattr(executor, "on_ray", False))
 
     def run(self, fn: Callable[[Any], Any], tasks: list[Any]) -> list[Any]:
         if self.executor is None:

@@ -164,6 +164,20 @@ def slow_square(task: tuple[int, float]) -> int:
     return task[0] ** 2
 
 
+def mark_and_sleep(task: tuple[str, int]) -> int:
+    """Runs in a Ray worker: leaves a file named after the task, then takes 0.3 s."""
+    folder, number = task
+    (Path(folder) / str(number)).write_text("ran\n")
+    time.sleep(0.3)
+    return number
+
+
+def always_die(task: int) -> int:
+    """Runs in a Ray worker: kills it."""
+    os.kill(os.getpid(), signal.SIGKILL)
+    return task
+
+
 def refuse_three(task: int) -> int:
     """Runs in a Ray worker: fails on task 3 with curate's own error."""
     if task == 3:
@@ -206,6 +220,22 @@ def test_a_curate_error_in_a_task_is_raised_as_it_was(local_ray):
 
 
 @needs_ray
+def test_a_map_stopped_early_stops_its_tasks(tmp_path, local_ray):
+    with RayExecutor() as executor:
+        results = executor.map(mark_and_sleep, iter([(str(tmp_path), i) for i in range(40)]))
+        assert next(results) == 0
+        results.close()  # what a build that stops on an error does
+        time.sleep(1.5)
+        assert len(list(tmp_path.iterdir())) < 20  # 40 tasks of 0.3 s on 2 CPUs would take 6 s
+
+
+@needs_ray
+def test_a_worker_that_keeps_dying_stops_the_map_with_a_fatal_error(local_ray):
+    with RayExecutor(max_retries=0) as executor, pytest.raises(FatalError, match="died 1 times on one task"):
+        list(executor.map(always_die, iter([1, 2])))
+
+
+@needs_ray
 def test_windows_end_at_the_task_or_byte_limit():
     from ray import cloudpickle
 
@@ -235,10 +265,12 @@ def test_minhash_pipeline_on_ray_is_byte_identical(tmp_path, local_ray):
     assert output_bytes(ray.output) == output_bytes(local.output)
 
 
-def signature_files(folder: Path, seed: int, n: int = 3000, num_perm: int = 32) -> tuple[list[str], dict]:
+def signature_files(
+    folder: Path, seed: int, n: int = 3000, num_perm: int = 32, shuffled: bool = False
+) -> tuple[list[str], dict]:
     """Signature files as the MinHash barrier reads them: records with gaps in `_row`, two sources, some
     unshingled, a fifth near-copies of others (a tenth of their values changed); the last file has no
-    shingled record."""
+    shingled record. `shuffled`: rows out of `_row` order inside each file."""
     rng = np.random.default_rng(seed)
     sig = rng.integers(0, 2**32, size=(n, num_perm), dtype=np.uint32)
     for i in np.flatnonzero(rng.random(n) < 0.2):
@@ -251,6 +283,7 @@ def signature_files(folder: Path, seed: int, n: int = 3000, num_perm: int = 32) 
     source = np.where(rng.random(n) < 0.5, "a", "b")
     files = []
     for k, part in enumerate([np.arange(0, 1000), np.arange(1000, n - 50), np.arange(n - 50, n)]):
+        part = rng.permutation(part) if shuffled else part
         path = folder / f"sig-{k}.parquet"
         pl.DataFrame(
             {"_row": row[part], "source": source[part], "_mh_count": count[part],
@@ -261,13 +294,16 @@ def signature_files(folder: Path, seed: int, n: int = 3000, num_perm: int = 32) 
 
 
 @needs_ray
-@pytest.mark.parametrize(("by_source", "threshold"), [(False, 0.75), (True, 0.75), (True, None)])
-def test_lsh_on_ray_data_finds_the_pairs_of_the_local_banding(tmp_path, local_ray, by_source, threshold):
+@pytest.mark.parametrize(
+    ("by_source", "threshold", "shuffled"),
+    [(False, 0.75, False), (True, 0.75, False), (True, None, False), (False, 0.75, True)],
+)
+def test_lsh_on_ray_data_finds_the_pairs_of_the_local_banding(tmp_path, local_ray, by_source, threshold, shuffled):
     from curate.minhash.clusters import candidate_pairs, verified
     from curate.minhash.ray_lsh import LshPlan, lsh_edges
     from curate.minhash.signature import band_keys
 
-    files, d = signature_files(tmp_path, seed=7)
+    files, d = signature_files(tmp_path, seed=7, shuffled=shuffled)
     bands, rows = 8, 4
     scope = pl.Series(d["source"]).rank("dense").cast(pl.Int64).to_numpy() if by_source else np.zeros(len(d["row"]))
     pairs = candidate_pairs(band_keys(d["sig"], bands, rows), scope, d["count"] > 0)

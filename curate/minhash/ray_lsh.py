@@ -17,14 +17,16 @@ The same pairs as `curate.minhash.clusters.candidate_pairs` over all bands, comp
    the pair is an edge when their estimated Jaccard similarity (the share of equal signature values,
    as `estimated_jaccard`) reaches the threshold; without verification every unique pair is one.
 
-Signatures are never shuffled: only band rows (about 30 bytes per record and band) and pairs move.
-The partition numbers use a fixed mix, so the result does not depend on the cluster; the edges are
-returned sorted. Each shuffle is materialized before the next starts, so the object store holds one
-at a time.
+Signatures are never shuffled: only band rows (26 bytes per record and band) and pairs move. The
+partition numbers use a fixed mix, so the result does not depend on the cluster; the edges are
+returned sorted. The pairs are materialized before the second shuffle starts, so the band rows are
+gone from the object store by then (the signature blocks, when verifying, stay until the end).
+A worker that dies is retried by Ray up to `MAX_RETRIES` times, then the build stops with a FatalError.
 """
 
 from __future__ import annotations
 
+import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -34,11 +36,13 @@ import numpy as np
 import polars as pl
 
 from curate.errors import FatalError
-from curate.executors.ray_executor import quiet_ray_data
+from curate.executors.ray_executor import quiet_ray_data, strict_dataset, worker_deaths_as_fatal
 from curate.minhash.bands import COUNT, SIG
 from curate.minhash.signature import band_keys
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
+MAX_RETRIES = 3
+_PAIRS_PER_CHUNK = 65_536  # pairs compared at once in the verification (two uint32 rows each)
 
 
 @dataclass(frozen=True)
@@ -140,8 +144,11 @@ def verify_pairs(group: dict[str, np.ndarray], plan: LshPlan, blocks: list[Any])
         left_block, right_block = divmod(int(group["part"][0]), len(blocks))
         left_rows, left = ray.get(blocks[left_block])
         right_rows, right = ray.get(blocks[right_block])
-        equal = left[np.searchsorted(left_rows, a)] == right[np.searchsorted(right_rows, b)]
-        passed = equal.mean(axis=1) >= plan.threshold
+        at_left, at_right = np.searchsorted(left_rows, a), np.searchsorted(right_rows, b)
+        passed = np.empty(len(a), dtype=bool)
+        for start in range(0, len(a), _PAIRS_PER_CHUNK):
+            chunk = slice(start, start + _PAIRS_PER_CHUNK)
+            passed[chunk] = (left[at_left[chunk]] == right[at_right[chunk]]).mean(axis=1) >= plan.threshold
         a, b, checked = a[passed], b[passed], len(passed)
     else:
         checked = len(a)
@@ -163,10 +170,12 @@ def _row_ranges(runs: list[tuple[str, ...]]) -> tuple[list[tuple[str, ...]], np.
     kept = [
         (run, r["lo"].item(), r["hi"].item()) for run, r in zip(runs, ranges, strict=True) if r["lo"].item() is not None
     ]
-    if any(prev[2] >= nxt[1] for prev, nxt in pairwise(kept)):
-        raise FatalError(
-            f"minhash_dedup: the files {runs[0][0]}, ... are not in `_row` order (the work dir changed?): rebuild"
-        )
+    for prev, nxt in pairwise(kept):
+        if prev[2] >= nxt[1]:
+            raise FatalError(
+                f"minhash_dedup: the `_row`s of {prev[0][-1]} and {nxt[0][0]} overlap: the files are not in "
+                "`_row` order (the work dir changed?): rebuild"
+            )
     return [run for run, _, _ in kept], np.array([lo for _, lo, _ in kept], dtype=np.int64)
 
 
@@ -179,25 +188,25 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     runs, starts = _row_ranges(file_blocks(plan.files, plan.partitions))
     if not runs:
         return 0, np.empty((0, 2), dtype=np.int64)
-    loader = ray.remote(num_cpus=1, max_retries=3)(load_block)
+    loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(load_block)
     blocks = [loader.remote(run, plan.num_perm) for run in runs] if plan.threshold is not None else []
 
     files = ray.data.from_items([{"file": f} for f in plan.files], override_num_blocks=len(runs))
-    options = files.context  # the datasets below inherit it
-    options.enable_progress_bars = False
-    options.op_resource_reservation_enabled = False  # see `curate.executors.ray_executor`
+    strict_dataset(files)  # the datasets below inherit its context
     # Sort-based shuffles run as plain tasks; the hash shuffle's aggregator actors took 10 s to start
     # on 2 CPUs (20k records: 10.9 s against 2.9 s) and stalled there once.
-    options.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    files.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    remote = {"num_cpus": 1, "max_retries": MAX_RETRIES}
 
     def grouped(data: Any, fn: Callable[..., dict[str, np.ndarray]], **fn_kwargs: Any) -> Any:
-        return data.groupby("part", num_partitions=plan.partitions).map_groups(
-            fn, batch_format="numpy", fn_kwargs=fn_kwargs
-        )
+        with warnings.catch_warnings():  # Ray Data names max_retries a deprecated remote argument; it has no other
+            warnings.simplefilter("ignore", DeprecationWarning)
+            return data.groupby("part").map_groups(fn, batch_format="numpy", fn_kwargs=fn_kwargs, **remote)
 
     checked, edges = 0, [np.empty((0, 2), dtype=np.int64)]
-    with quiet_ray_data():
-        keys = files.map_batches(band_rows, batch_size=None, batch_format="numpy", num_cpus=1, fn_kwargs={"plan": plan})
+    with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES), warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        keys = files.map_batches(band_rows, batch_size=None, batch_format="numpy", fn_kwargs={"plan": plan}, **remote)
         pairs = grouped(keys, bucket_pairs, starts=starts).materialize()
         for batch in grouped(pairs, verify_pairs, plan=plan, blocks=blocks).iter_batches(
             batch_format="numpy", batch_size=None
