@@ -1,12 +1,14 @@
 """Executors: where the batch functions of a pass run.
 
 An executor is a context manager with `map(fn, tasks)`, which yields `fn(task)` for every task in
-task order while keeping a bounded number of tasks in flight. `build` and `plan` hand it the batch
-functions of `curate.executor` (`ingest_batch`, `rerun_batch`); those read and write the work dir
-themselves, so completion markers, caching and resume work the same whichever executor runs them.
+task order while keeping a bounded number of tasks in flight (on Ray: in memory). `build` and
+`plan` hand it the batch functions of `curate.executor` (`ingest_batch`, `rerun_batch`); those read
+and write the work dir themselves, so completion markers, caching and resume work the same whichever
+executor runs them.
 
 - `local` (`LocalExecutor`): in the driver process, or a pool of spawned processes (`workers`).
-- `ray` (`RayExecutor`, `pip install curate[ray]`): Ray tasks on a local Ray or a cluster (`address`).
+- `ray` (`RayExecutor`, `pip install curate[ray]`): Ray Data `map_batches` over the tasks, on a local Ray
+  or a cluster (`address`).
 """
 
 from __future__ import annotations
