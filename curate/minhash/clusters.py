@@ -21,7 +21,6 @@ def candidate_pairs(keys: np.ndarray, scope: np.ndarray, eligible: np.ndarray) -
         return np.empty((0, 2), dtype=np.int64)
     n = np.int64(len(keys))
     scope_of = scope[index]
-    position = np.arange(len(index))
     codes = []
     for band in range(keys.shape[1]):
         order = np.lexsort((keys[index, band], scope_of))  # stable: ties stay in record order
@@ -29,14 +28,23 @@ def candidate_pairs(keys: np.ndarray, scope: np.ndarray, eligible: np.ndarray) -
         same = (key[1:] == key[:-1]) & (group[1:] == group[:-1])  # position p and p+1 share a bucket
         if not same.any():
             continue
-        members = index[order]
-        first = members[np.maximum.accumulate(np.where(np.r_[True, ~same], position, 0))]
-        codes.append(members[:-1][same] * n + members[1:][same])  # chain: predecessor
-        codes.append(first[1:][same] * n + members[1:][same])  # star: the bucket's first member
+        left, right = bucket_links(index[order], same)
+        codes.append(left * n + right)
     if not codes:
         return np.empty((0, 2), dtype=np.int64)
     unique = np.unique(np.concatenate(codes))
     return np.stack([unique // n, unique % n], axis=1)
+
+
+def bucket_links(members: np.ndarray, same: np.ndarray) -> tuple[np.ndarray, np.ndarray]:
+    """The pairs (left, right) that link bucket members: `members` sorted by bucket, in record order
+    within one, and `same[p]` true where members p and p+1 share a bucket. Each member after a bucket's
+    first is paired with its predecessor (chain) and with the first (star)."""
+    if not len(members):
+        return members, members
+    first = members[np.maximum.accumulate(np.where(np.r_[True, ~same], np.arange(len(members)), 0))]
+    later = members[1:][same]
+    return np.concatenate([members[:-1][same], first[1:][same]]), np.concatenate([later, later])
 
 
 def verified(pairs: np.ndarray, sig: np.ndarray, threshold: float) -> np.ndarray:

@@ -3,11 +3,12 @@ verified edges (and the number of pairs checked) reach the driver.
 
 The same pairs as `curate.minhash.clusters.candidate_pairs` over all bands, computed as a dataflow:
 
-0. *blocks*: the signature files are cut into `blocks` runs of consecutive files (disjoint `_row`
-   ranges); one Ray task per block loads its shingled records' `_row`s and signatures into the object
-   store, where they stay, once, for step 3 (the driver holds only the references).
-1. *keys* (a map over the files): one row per (shingled record, band): a partition number hashed from
-   (band, key), the band, its 64-bit key, the record's comparison scope and `_row`.
+0. *blocks*: the signature files are cut into runs of consecutive files (disjoint `_row` ranges); one
+   Ray task per run reads its shingled records' `_row`s, signatures and scopes into the object store,
+   where they stay, once, for steps 1 and 3 (the driver holds only the references). This is the only
+   read of the signature files.
+1. *keys* (a map over the blocks, read zero-copy): one row per (shingled record, band): a partition
+   number hashed from (band, key), the band, its 64-bit key, the record's scope and `_row`.
 2. *buckets* (`groupby(partition).map_groups`, a shuffle): every (band, key, scope) bucket lies wholly
    in one partition; its members, in `_row` order, are each paired with the bucket's first member and
    with their predecessor (chain and star, as in `candidate_pairs`). Each pair (a, b), a < b, is
@@ -20,7 +21,7 @@ The same pairs as `curate.minhash.clusters.candidate_pairs` over all bands, comp
 Signatures are never shuffled: only band rows (26 bytes per record and band) and pairs move. The
 partition numbers use a fixed mix, so the result does not depend on the cluster; the edges are
 returned sorted. The pairs are materialized before the second shuffle starts, so the band rows are
-gone from the object store by then (the signature blocks, when verifying, stay until the end).
+gone from the object store by then (the signature blocks stay until the end).
 A worker that dies is retried by Ray up to `MAX_RETRIES` times, then the build stops with a FatalError.
 """
 
@@ -38,6 +39,7 @@ import polars as pl
 from curate.errors import FatalError
 from curate.executors.ray_executor import quiet_ray_data, strict_dataset, worker_deaths_as_fatal
 from curate.minhash.bands import COUNT, SIG
+from curate.minhash.clusters import bucket_links
 from curate.minhash.signature import band_keys
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
@@ -68,43 +70,36 @@ def _mix(values: np.ndarray, partitions: int) -> np.ndarray:
     return (h % np.uint64(partitions)).astype(np.int64)
 
 
-def _shingled(path: str, columns: list[str]) -> pl.DataFrame:
-    return pl.read_parquet(path, columns=columns).filter(pl.col(COUNT) > 0)
+def load_block(files: tuple[str, ...], plan: LshPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """Step 0, a Ray task: the shingled records of `files` as (`_row`s, signatures as n x num_perm
+    uint32, scope codes), in `_row` order. The only read of the signature files."""
+    frames = [pl.read_parquet(path, columns=["_row", "source", COUNT, SIG]).filter(pl.col(COUNT) > 0) for path in files]
+    df = pl.concat(frames).sort("_row")  # batch files hold rows in `_row` order; a sorted frame is not re-sorted
+    if plan.scopes is None:
+        scope = np.zeros(df.height, dtype=np.int32)
+    else:
+        scope = df["source"].replace_strict(plan.scopes, return_dtype=pl.Int32).to_numpy()
+    sig = df[SIG].to_numpy().reshape(df.height, plan.num_perm)
+    return df["_row"].to_numpy().astype(np.int64), sig, scope
 
 
-def load_block(files: tuple[str, ...], num_perm: int) -> tuple[np.ndarray, np.ndarray]:
-    """Step 0, a Ray task: (`_row`s, signatures as n x num_perm uint32) of the shingled records of `files`."""
-    rows, sigs = [np.empty(0, dtype=np.int64)], [np.empty((0, num_perm), dtype=np.uint32)]
-    for path in files:
-        df = _shingled(path, ["_row", COUNT, SIG])
-        rows.append(df["_row"].to_numpy().astype(np.int64))
-        sigs.append(df[SIG].to_numpy().reshape(df.height, num_perm))
-    row, sig = np.concatenate(rows), np.concatenate(sigs)
-    if np.any(np.diff(row) < 0):  # batch files hold rows in `_row` order; sort only if they don't
-        order = np.argsort(row, kind="stable")
-        row, sig = row[order], sig[order]
-    return row, sig
+def band_rows(batch: dict[str, Any], plan: LshPlan, blocks: list[Any]) -> dict[str, np.ndarray]:
+    """Step 1, per signature block (read zero-copy from the object store): (part, band, key, scope, row)
+    of every shingled record and band."""
+    import ray
 
-
-def band_rows(batch: dict[str, Any], plan: LshPlan) -> dict[str, np.ndarray]:
-    """Step 1, per block of files: (part, band, key, scope, row) of every shingled record and band."""
     frames = [{c: np.empty(0, dtype=t) for c, t in _BAND_COLUMNS.items()}]
-    for path in batch["file"]:
-        df = _shingled(str(path), ["_row", "source", COUNT, SIG])
-        n = df.height
-        keys = band_keys(df[SIG].to_numpy().reshape(n, plan.num_perm), plan.bands, plan.rows).reshape(-1)
-        if plan.scopes is None:
-            scope = np.zeros(n, dtype=np.int64)
-        else:
-            scope = df["source"].replace_strict(plan.scopes, return_dtype=pl.Int64).to_numpy()
-        band = np.tile(np.arange(plan.bands, dtype=np.int16), n)
+    for number in batch["block"]:
+        row, sig, scope = ray.get(blocks[int(number)])
+        keys = band_keys(sig, plan.bands, plan.rows).reshape(-1)
+        band = np.tile(np.arange(plan.bands, dtype=np.int16), len(row))
         frames.append(
             {
                 "part": _mix(keys ^ band.astype(np.uint64), plan.partitions).astype(np.int32),
                 "band": band,
                 "key": keys,
-                "scope": np.repeat(scope.astype(np.int32), plan.bands),
-                "row": np.repeat(df["_row"].to_numpy().astype(np.int64), plan.bands),
+                "scope": np.repeat(scope, plan.bands),
+                "row": np.repeat(row, plan.bands),
             }
         )
     return {c: np.concatenate([f[c] for f in frames]) for c in _BAND_COLUMNS}
@@ -125,10 +120,7 @@ def bucket_pairs(group: dict[str, np.ndarray], starts: np.ndarray) -> dict[str, 
     order = np.lexsort((group["row"], group["scope"], group["key"], group["band"]))
     band, key, scope, row = (group[c][order] for c in ("band", "key", "scope", "row"))
     same = (band[1:] == band[:-1]) & (key[1:] == key[:-1]) & (scope[1:] == scope[:-1])
-    position = np.arange(len(row))
-    first = row[np.maximum.accumulate(np.where(np.r_[True, ~same], position, 0))] if len(row) else row
-    a = np.concatenate([row[:-1][same], first[1:][same]]).astype(np.int64)
-    b = np.concatenate([row[1:][same], row[1:][same]]).astype(np.int64)
+    a, b = (side.astype(np.int64) for side in bucket_links(row, same))
     part = (block_of(a, starts) * len(starts) + block_of(b, starts)).astype(np.int32)
     return {"part": part, "a": a, "b": b}
 
@@ -142,8 +134,8 @@ def verify_pairs(group: dict[str, np.ndarray], plan: LshPlan, blocks: list[Any])
         import ray
 
         left_block, right_block = divmod(int(group["part"][0]), len(blocks))
-        left_rows, left = ray.get(blocks[left_block])
-        right_rows, right = ray.get(blocks[right_block])
+        left_rows, left, _ = ray.get(blocks[left_block])
+        right_rows, right, _ = ray.get(blocks[right_block])
         at_left, at_right = np.searchsorted(left_rows, a), np.searchsorted(right_rows, b)
         passed = np.empty(len(a), dtype=bool)
         for start in range(0, len(a), _PAIRS_PER_CHUNK):
@@ -189,13 +181,13 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     if not runs:
         return 0, np.empty((0, 2), dtype=np.int64)
     loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(load_block)
-    blocks = [loader.remote(run, plan.num_perm) for run in runs] if plan.threshold is not None else []
+    blocks = [loader.remote(run, plan) for run in runs]
 
-    files = ray.data.from_items([{"file": f} for f in plan.files], override_num_blocks=len(runs))
-    strict_dataset(files)  # the datasets below inherit its context
+    numbers = ray.data.from_items([{"block": i} for i in range(len(blocks))], override_num_blocks=len(blocks))
+    strict_dataset(numbers)  # the datasets below inherit its context
     # Sort-based shuffles run as plain tasks; the hash shuffle's aggregator actors took 10 s to start
     # on 2 CPUs (20k records: 10.9 s against 2.9 s) and stalled there once.
-    files.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
+    numbers.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     remote = {"num_cpus": 1, "max_retries": MAX_RETRIES}
 
     def grouped(data: Any, fn: Callable[..., dict[str, np.ndarray]], **fn_kwargs: Any) -> Any:
@@ -206,7 +198,9 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     checked, edges = 0, [np.empty((0, 2), dtype=np.int64)]
     with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES), warnings.catch_warnings():
         warnings.simplefilter("ignore", DeprecationWarning)
-        keys = files.map_batches(band_rows, batch_size=None, batch_format="numpy", fn_kwargs={"plan": plan}, **remote)
+        keys = numbers.map_batches(
+            band_rows, batch_size=None, batch_format="numpy", fn_kwargs={"plan": plan, "blocks": blocks}, **remote
+        )
         pairs = grouped(keys, bucket_pairs, starts=starts).materialize()
         for batch in grouped(pairs, verify_pairs, plan=plan, blocks=blocks).iter_batches(
             batch_format="numpy", batch_size=None

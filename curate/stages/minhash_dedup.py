@@ -26,7 +26,7 @@ FOLDED, TEXT, SEP = "_mh_folded", "_mh_text", "_mh_sep"
 _CONTENT = ("kind", "text", "messages", "meta")  # what the compared text is made from
 START, END = "\x02", "\x03"  # unit markers of a text's start and end (template mode)
 _EXAMPLE_CHARS = 500
-_ROWS_PER_PARTITION = 4_000_000  # band rows (records x bands) per bucket group on Ray (one `map_groups` call), about
+_ROWS_PER_PARTITION = 4_000_000  # on Ray: about this many band rows (records x bands) per bucket group
 
 
 def compared_text(df: pl.DataFrame, fields: str, include_input: bool, template: bool, unit: str) -> pl.DataFrame:
