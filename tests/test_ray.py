@@ -32,7 +32,7 @@ from curate.cli import main
 from curate.config import Config, load_config
 from curate.errors import ConfigError, FatalError
 from curate.executors import make_executor
-from curate.executors.ray_executor import RayExecutor, check_reachable
+from curate.executors.ray_executor import LOCAL_SYSTEM_CONFIG, RayExecutor, check_reachable
 from curate.stages.base import Context, MapStep, Stage
 from tests.conftest import REPO, write_jsonl
 from tests.test_build import output_bytes
@@ -50,10 +50,11 @@ needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed
 
 @pytest.fixture(scope="module")
 def local_ray():
-    """One local Ray with 2 CPUs for the whole module (curate reuses a Ray that is already running)."""
+    """One local Ray with 2 CPUs for the whole module (curate reuses a Ray that is already running),
+    with the worker lifetimes of the local Ray curate starts itself."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING")
+    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _system_config=LOCAL_SYSTEM_CONFIG)
     yield ray
     ray.shutdown()
 
@@ -178,6 +179,12 @@ def always_die(task: int) -> int:
     return task
 
 
+def worker_pid(_task: int) -> int:
+    """Runs in a Ray worker: its process id."""
+    time.sleep(0.05)
+    return os.getpid()
+
+
 def refuse_three(task: int) -> int:
     """Runs in a Ray worker: fails on task 3 with curate's own error."""
     if task == 3:
@@ -233,6 +240,44 @@ def test_a_map_stopped_early_stops_its_tasks(tmp_path, local_ray):
 def test_a_worker_that_keeps_dying_stops_the_map_with_a_fatal_error(local_ray):
     with RayExecutor(max_retries=0) as executor, pytest.raises(FatalError, match="died 1 times on one task"):
         list(executor.map(always_die, iter([1, 2])))
+
+
+@needs_ray
+def test_idle_workers_end_and_their_memory_with_them(local_ray):
+    """A worker keeps what it touched (object-store pages, a grown heap) while it lives: idle ones end."""
+    with RayExecutor() as executor:
+        first = set(executor.map(worker_pid, iter(range(4))))
+        time.sleep(LOCAL_SYSTEM_CONFIG["idle_worker_killing_time_threshold_ms"] / 1000 + 2)
+        second = set(executor.map(worker_pid, iter(range(4))))
+    assert first.isdisjoint(second)
+    for pid in first:
+        with pytest.raises(ProcessLookupError):
+            os.kill(pid, 0)
+
+
+@needs_ray
+def test_a_local_ray_of_its_own_starts_with_those_worker_lifetimes(monkeypatch):
+    started: dict = {}
+
+    class FakeRay:  # records how the executor starts Ray; no Ray is started
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            started.update(options)
+
+        def cluster_resources(self):
+            return {"CPU": 2.0}
+
+        def shutdown(self):
+            started["shut"] = True
+
+    monkeypatch.delenv("RAY_ADDRESS", raising=False)
+    executor = RayExecutor(num_cpus=2)
+    executor._ray = FakeRay()
+    with executor:
+        assert started["_system_config"] == LOCAL_SYSTEM_CONFIG and started["num_cpus"] == 2
+    assert started["shut"]
 
 
 @needs_ray

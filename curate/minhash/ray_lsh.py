@@ -182,6 +182,9 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
         return 0, np.empty((0, 2), dtype=np.int64)
     loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(load_block)
     blocks = [loader.remote(run, plan) for run in runs]
+    # Loaded before the datasets start: while the loads hold every CPU, Ray Data warns that the
+    # dataset "will hang". A failed load raises here (the driver's ray.get in the maps would too).
+    ray.wait(blocks, num_returns=len(blocks), fetch_local=False)
 
     numbers = ray.data.from_items([{"block": i} for i in range(len(blocks))], override_num_blocks=len(blocks))
     strict_dataset(numbers)  # the datasets below inherit its context
