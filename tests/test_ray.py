@@ -25,6 +25,7 @@ import pytest
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
+from polars.testing import assert_frame_equal
 
 import curate
 from curate.build import BuildResult
@@ -308,6 +309,40 @@ def test_minhash_pipeline_on_ray_is_byte_identical(tmp_path, local_ray):
     near_drops = ray.manifest["sources"]["near"]["drop_reasons"]
     assert sum(near_drops.get("minhash_dedup", {}).values()) >= 50  # the near-duplicates were found
     assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+def hash_files(folder: Path, seed: int, n: int = 4000) -> list[str]:
+    """Hash-step batch files as `exact_dedup`'s barrier reads them: two sources, gaps in `_row`, a tenth
+    of the records repeating an earlier record's content (in either source), one empty file."""
+    rng = np.random.default_rng(seed)
+    content = rng.integers(0, n, size=n)
+    content[rng.random(n) < 0.1] = rng.integers(0, 50, size=1)  # one content many times over
+    digest = [int(c).to_bytes(16, "little") for c in content]
+    rows = pl.DataFrame(
+        {"_row": np.arange(n) * 2 + 1, "id": [f"r{i}" for i in range(n)],
+         "source": np.where(rng.random(n) < 0.5, "a", "b"), "_exact_hash": pl.Series(digest, dtype=pl.Binary)}
+    )  # fmt: skip
+    files = []
+    for k, (lo, hi) in enumerate([(0, 1500), (1500, n), (n, n)]):
+        path = folder / f"hash-{k}.parquet"
+        rows[lo:hi].write_parquet(path)
+        files.append(str(path))
+    return files
+
+
+@needs_ray
+@pytest.mark.parametrize("by_source", [False, True])
+def test_exact_dedup_on_ray_data_drops_what_the_local_barrier_drops(tmp_path, local_ray, by_source):
+    from curate.stages.exact_dedup import later_copies
+    from curate.stages.exact_dedup_ray import ray_later_copies
+
+    files = hash_files(tmp_path, seed=3)
+    expected = later_copies(pl.scan_parquet(files), by_source)
+    assert expected.height > 400  # many later copies, some across the files
+    for partitions in (1, 7):
+        assert_frame_equal(ray_later_copies(files, by_source, partitions), expected.sort("_row"))
+    assert ray_later_copies([], by_source, 4).is_empty()
+    assert ray_later_copies(files[2:], by_source, 4).is_empty()  # a file without records
 
 
 def signature_files(

@@ -13,6 +13,7 @@ from curate.params import param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step, Tasks
 
 HASH_COLUMN = "_exact_hash"
+_FILES_PER_PARTITION = 8  # on Ray: batch files (of up to `batch_size` records) per hash partition
 
 
 def content_key(casefold: bool, whitespace: bool) -> pl.Expr:
@@ -60,8 +61,14 @@ class _KeepFirst(BarrierStep):
         return later_copies(rows, self.scope == "source")
 
     def decide_in_tasks(self, rows: pl.LazyFrame, ctx: Context, files: list[Path], tasks: Tasks) -> pl.DataFrame:
-        """Hash-partitioned: each task groups the records whose content hash falls in its part."""
+        """Hash-partitioned: each task groups the records whose content hash falls in its part. On Ray,
+        the parts are grouped by a Ray Data shuffle (`exact_dedup_ray`)."""
         names = tuple(str(f) for f in files)
+        if tasks.on_ray:
+            from curate.stages.exact_dedup_ray import ray_later_copies
+
+            partitions = max(2 * tasks.parallelism, len(names) // _FILES_PER_PARTITION + 1)
+            return ray_later_copies(list(names), self.scope == "source", partitions)
         parts = max(1, tasks.parallelism)
         found = tasks.run(
             dropped_in_part, [HashPart(names, part, parts, self.scope == "source") for part in range(parts)]
