@@ -118,7 +118,20 @@ def targets(summary: dict[str, Any], sizes: list[int], runs: list[str]) -> list[
                 continue
             ok = a / b >= TARGETS[key] if rule == ">=" else a / b <= TARGETS[key]
             out.append({"target": name, "value": round(a / b, 2), "status": "PASS" if ok else "FAIL"})
+            if num == "w1":
+                out.extend(_speedup_bound(summary.get(f"{size}/w2", {}), a, size))
     return out
+
+
+def _speedup_bound(w2: dict[str, Any], w1_wall: float, size: int) -> list[dict[str, Any]]:
+    """Context for t(w1)/t(w2): 2 workers on 2 cores need at least CPU(w2) / 2 seconds, so the ratio
+    cannot exceed 2 t(w1) / CPU(w2) (it falls short of 2 where one worker keeps more than a core busy)."""
+    cpu = w2.get("cpu_seconds") or 0.0
+    if not cpu:
+        return []
+    bound = round(2 * w1_wall / cpu, 2)
+    name = f"{size:,}: context, not a target: the most t(w1)/t(w2) can be on 2 cores, 2 t(w1) / CPU s(w2)"
+    return [{"target": name, "value": bound, "status": "context"}]
 
 
 def phases(passes: list[dict[str, Any]], timeline: list[tuple[float, float]], start: float, end: float) -> list:
