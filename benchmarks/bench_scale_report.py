@@ -125,7 +125,8 @@ def targets(summary: dict[str, Any], sizes: list[int], runs: list[str]) -> list[
 
 def _speedup_bound(w2: dict[str, Any], w1_wall: float, size: int) -> list[dict[str, Any]]:
     """Context for t(w1)/t(w2): 2 workers on 2 cores need at least CPU(w2) / 2 seconds, so the ratio
-    cannot exceed 2 t(w1) / CPU(w2) (it falls short of 2 where one worker keeps more than a core busy)."""
+    cannot exceed 2 t(w1) / CPU(w2). It is below 2 where one worker keeps more than a core busy, or
+    where 2 workers spend more CPU in all than one (medians: the figures may come from different repeats)."""
     cpu = w2.get("cpu_seconds") or 0.0
     if not cpu:
         return []

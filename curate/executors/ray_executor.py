@@ -19,7 +19,8 @@ A task whose worker process dies (killed, out of memory, its node lost) is retri
 `max_retries` times. An error raised by curate's own code (`CurateError`) is returned to the driver
 as a result and raised there as it was raised: it is never retried (it would fail the same way
 again). Ray reuses worker processes between tasks, so the models that steps cache per process
-(fastText, tiktoken) load once per worker.
+(fastText, tiktoken) load once per worker. A local Ray started here ends workers idle for 2 s
+(`LOCAL_SYSTEM_CONFIG`), so a pass after a pause runs in fresh workers, which load them again.
 """
 
 from __future__ import annotations
@@ -132,7 +133,8 @@ def run_tasks(batch: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]
     """The `map_batches` function, in a Ray worker: unpickles each task of the batch, calls `fn` on it and
     returns the pickled results; a CurateError is returned (`ok` False) rather than raised. A function,
     not a class: Ray Data runs it as plain Ray tasks, whose worker processes (and the models cached
-    in them) live on from one pass to the next, where a class would get new actors per dataset."""
+    in them) live on from one dataset to the next while they are kept busy (on a local Ray of our
+    own, until idle for 2 s), where a class would get new actors per dataset."""
     from ray import cloudpickle
 
     ok, values = [], []
@@ -185,10 +187,14 @@ class RayExecutor:
         if not ray.is_initialized():
             options: dict[str, Any] = {"logging_level": logging.WARNING}
             if self.address is None and not os.environ.get("RAY_ADDRESS"):  # a local Ray of our own
-                options.update(num_cpus=self.num_cpus, include_dashboard=False, _system_config=LOCAL_SYSTEM_CONFIG)
+                # "local": a new Ray, never one that `ray start` left running on this machine (that is
+                # `--address auto`, and it would refuse the system config)
+                options.update(
+                    address="local", num_cpus=self.num_cpus, include_dashboard=False, _system_config=LOCAL_SYSTEM_CONFIG
+                )
             check_reachable(self.address)
             try:
-                ray.init(address=self.address, **options)
+                ray.init(**{"address": self.address, **options})
             except (ConnectionError, ValueError, RuntimeError) as exc:
                 raise FatalError(f"cannot start or connect to Ray (address {self.address or 'local'}): {exc}") from exc
             self._started = True

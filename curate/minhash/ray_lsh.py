@@ -83,6 +83,13 @@ def load_block(files: tuple[str, ...], plan: LshPlan) -> tuple[np.ndarray, np.nd
     return df["_row"].to_numpy().astype(np.int64), sig, scope
 
 
+def counted_block(files: tuple[str, ...], plan: LshPlan) -> tuple[int, tuple[np.ndarray, np.ndarray, np.ndarray]]:
+    """`load_block` with its record count first: as two return values, the driver can wait for the
+    loads (and see them fail) through the count without fetching the block."""
+    block = load_block(files, plan)
+    return len(block[0]), block
+
+
 def band_rows(batch: dict[str, Any], plan: LshPlan, blocks: list[Any]) -> dict[str, np.ndarray]:
     """Step 1, per signature block (read zero-copy from the object store): (part, band, key, scope, row)
     of every shingled record and band."""
@@ -180,11 +187,13 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     runs, starts = _row_ranges(file_blocks(plan.files, plan.partitions))
     if not runs:
         return 0, np.empty((0, 2), dtype=np.int64)
-    loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES)(load_block)
-    blocks = [loader.remote(run, plan) for run in runs]
-    # Loaded before the datasets start: while the loads hold every CPU, Ray Data warns that the
-    # dataset "will hang". A failed load raises here (the driver's ray.get in the maps would too).
-    ray.wait(blocks, num_returns=len(blocks), fetch_local=False)
+    loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2)(counted_block)
+    loads = [loader.remote(run, plan) for run in runs]
+    blocks = [block for _, block in loads]
+    # Loaded before the datasets start (while the loads hold every CPU, Ray Data warns that a dataset
+    # "will hang"), and a load whose worker kept dying stops the build here, as a FatalError.
+    with worker_deaths_as_fatal(ray, MAX_RETRIES):
+        ray.get([count for count, _ in loads])
 
     numbers = ray.data.from_items([{"block": i} for i in range(len(blocks))], override_num_blocks=len(blocks))
     strict_dataset(numbers)  # the datasets below inherit its context

@@ -13,7 +13,6 @@ from curate.params import param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step, Tasks
 
 HASH_COLUMN = "_exact_hash"
-_FILES_PER_PARTITION = 8  # on Ray: batch files (of up to `batch_size` records) per hash partition
 
 
 def content_key(casefold: bool, whitespace: bool) -> pl.Expr:
@@ -67,8 +66,7 @@ class _KeepFirst(BarrierStep):
         if tasks.on_ray:
             from curate.stages.exact_dedup_ray import ray_later_copies
 
-            partitions = max(2 * tasks.parallelism, len(names) // _FILES_PER_PARTITION + 1)
-            return ray_later_copies(list(names), self.scope == "source", partitions)
+            return ray_later_copies(list(names), self.scope == "source", tasks.parallelism)
         parts = max(1, tasks.parallelism)
         found = tasks.run(
             dropped_in_part, [HashPart(names, part, parts, self.scope == "source") for part in range(parts)]

@@ -1,9 +1,9 @@
 """`exact_dedup`'s barrier on a Ray cluster: a Ray Data shuffle groups the content hashes, and only
 the dropped rows reach the driver.
 
-1. *read* (a map over the hash step's batch files): each file's `_row`, `id`, `source` and content
-   hash, with a partition number taken from the hash (per source when `by_source`, the source is in
-   the key as well).
+1. *read* (a map over runs of the hash step's batch files): each record's `_row`, `id`, content hash
+   (and `source` when the scope is per source), with a partition number taken from the hash alone:
+   equal content (within a source, or across them) always shares it.
 2. *group* (`groupby(partition).map_groups`, a sort-based shuffle): equal content lies in one
    partition, whose records get `later_copies` exactly as a local hash part does: every record but
    the first (lowest `_row`) of its content is dropped with `exact_duplicate_of:<first id>`.
@@ -26,14 +26,22 @@ from curate.stages.base import DROP
 from curate.stages.exact_dedup import HASH_COLUMN, later_copies
 
 MAX_RETRIES = 3
-COLUMNS = ("_row", "id", "source")
+_FILES_PER_PARTITION = 8  # batch files (of up to `batch_size` records) per hash partition
+
+
+def partition_count(files: int, parallelism: int) -> int:
+    """Hash partitions for `files` batch files: a few per CPU, and about one per 8 files."""
+    return max(2 * parallelism, files // _FILES_PER_PARTITION + 1)
 
 
 def read_hashes(batch: dict[str, Any], partitions: int, by_source: bool) -> pa.Table:
-    """Step 1, per batch file: (`_row`, `id`, `source`, hash, `part`) of every record."""
-    rows = pl.concat([pl.read_parquet(str(path), columns=[*COLUMNS, HASH_COLUMN]) for path in batch["file"]])
-    key = pl.struct("source", HASH_COLUMN) if by_source else pl.col(HASH_COLUMN)
-    return rows.with_columns((key.hash(seed=0) % partitions).cast(pl.Int32).alias("part")).to_arrow()
+    """Step 1, per run of batch files: (`_row`, `id`, [`source`,] hash, `part`) of every record. The
+    partition is the hash's first 8 bytes modulo `partitions` (BLAKE2b bytes are uniform; the same on
+    every node, whatever its polars)."""
+    columns = ["_row", "id", *(["source"] if by_source else []), HASH_COLUMN]
+    rows = pl.concat([pl.read_parquet(str(path), columns=columns) for run in batch["files"] for path in run])
+    prefix = pl.col(HASH_COLUMN).bin.slice(0, 8).bin.reinterpret(dtype=pl.UInt64, endianness="little")
+    return rows.with_columns((prefix % partitions).cast(pl.Int32).alias("part")).to_arrow()
 
 
 def dropped_in_group(group: pa.Table, by_source: bool) -> pa.Table:
@@ -41,22 +49,27 @@ def dropped_in_group(group: pa.Table, by_source: bool) -> pa.Table:
     return later_copies(cast(pl.DataFrame, pl.from_arrow(group)).lazy(), by_source).to_arrow()
 
 
-def ray_later_copies(files: list[str], by_source: bool, partitions: int) -> pl.DataFrame:
-    """`_row` and `DROP` reason of every later copy among the records of `files`, sorted by `_row`, on Ray."""
+def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.DataFrame:
+    """`_row` and `DROP` reason of every later copy among the records of `files`, sorted by `_row`, on Ray.
+
+    The map reads runs of consecutive files, one per partition at most: the sort-based shuffle makes
+    (blocks x blocks) objects, so a block per batch file would not scale."""
     import ray
     import ray.data
     from ray.data.context import ShuffleStrategy
 
+    from curate.minhash.ray_lsh import file_blocks
+
     empty = pl.DataFrame(schema={"_row": pl.Int64, DROP: pl.String})
     if not files:
         return empty
-    names = ray.data.from_items([{"file": f} for f in files], override_num_blocks=len(files))
+    partitions = partition_count(len(files), parallelism)
+    runs = file_blocks(tuple(files), partitions)
+    names = ray.data.from_items([{"files": list(run)} for run in runs], override_num_blocks=len(runs))
     strict_dataset(names)
     names.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED  # plain tasks (see ray_lsh)
     remote = {"num_cpus": 1, "max_retries": MAX_RETRIES}
-    found = [empty]
-    with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES), warnings.catch_warnings():
-        # Ray Data names max_retries a deprecated remote argument; it has no other
+    with warnings.catch_warnings():  # Ray Data names max_retries a deprecated remote argument; it has no other
         warnings.simplefilter("ignore", DeprecationWarning)
         hashes = names.map_batches(
             read_hashes,
@@ -66,11 +79,16 @@ def ray_later_copies(files: list[str], by_source: bool, partitions: int) -> pl.D
             **remote,
         )
         dropped = hashes.groupby("part").map_groups(
-            dropped_in_group,
-            batch_format="pyarrow",
-            fn_kwargs={"by_source": by_source},
-            **remote,
+            dropped_in_group, batch_format="pyarrow", fn_kwargs={"by_source": by_source}, **remote
         )
-        for batch in dropped.iter_batches(batch_format="pyarrow", batch_size=None):
-            found.append(cast(pl.DataFrame, pl.from_arrow(batch)).cast(dict(empty.schema)))
+    found = [empty]
+    batches = iter(dropped.iter_batches(batch_format="pyarrow", batch_size=None))
+    try:
+        with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES):
+            for batch in batches:
+                found.append(cast(pl.DataFrame, pl.from_arrow(batch)).cast(dict(empty.schema)))
+    finally:
+        close = getattr(batches, "close", None)
+        if close is not None:  # stopped early: shut the dataset's execution down
+            close()
     return pl.concat(found, how="vertical").sort("_row")
