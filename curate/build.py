@@ -37,7 +37,7 @@ from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
 from curate.ingest.source import iter_raw_batches, spec_for
-from curate.ingest.spans import Cut, ScanTask, file_size, reads_by_span, scan_file
+from curate.ingest.spans import Cut, ScanTask, file_size, reads_by_span, reads_by_spill, scan_file
 from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
 from curate.manifest import build_manifest, decontamination_counts
 from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
@@ -105,6 +105,9 @@ def prepare_run(
     except ConfigError as exc:
         raise ConfigError(exc.problems, file=config.file) from None
     return RunSetup(out, work, kind, runner, ctx, specs)
+
+
+SPILL = "spill"  # pass 0's folder for the batches of compressed inputs (see `curate.ingest.spans`)
 
 
 def run_stages(
@@ -186,7 +189,7 @@ def _run_pass(
     p.folder.mkdir(parents=True, exist_ok=True)
     names = ", ".join(s.stage_name for s in p.maps) or "-"
     if previous is None:
-        cuts = scan_inputs(config, executor) if executor.parallelism > 1 else {}
+        cuts = scan_inputs(config, executor, p.folder / SPILL) if executor.parallelism > 1 else {}
         tasks: Iterator[Any] = _ingest_tasks(config, specs, p, ctx, warnings, cuts)
         task = bar.task(f"pass {number}: read + {names}", total=None, unit="batches")
         fn = ingest_batch
@@ -203,6 +206,7 @@ def _run_pass(
         fn = rerun_batch
     for _ in executor.map(fn, tasks):
         bar.advance(task)
+    shutil.rmtree(p.folder / SPILL, ignore_errors=True)  # compressed inputs' batches, all read now
     if p.barrier is not None:
         bar.note(f"pass {number}: {p.barrier.stage_name} (barrier)")
         run_barrier(p.barrier, p.folder, ctx, executor)
@@ -212,13 +216,14 @@ def _run_pass(
     return False
 
 
-def scan_inputs(config: Config, executor: Executor) -> dict[Any, list[Cut]]:
-    """Batches of the inputs the workers can read by byte range (uncompressed JSON Lines; see
-    `curate.ingest.spans`), scanned by the workers themselves; files a worker cannot see are left out
-    (the driver reads them)."""
-    files = list(dict.fromkeys(f for src in config.sources if src.data is None for f in src.files if reads_by_span(f)))
+def scan_inputs(config: Config, executor: Executor, spill: Path) -> dict[Any, list[Cut]]:
+    """Batches of the JSON Lines inputs, scanned by the workers themselves (see `curate.ingest.spans`):
+    uncompressed files are read by byte range, compressed ones are cut into batch files in `spill`;
+    files a worker cannot see, or whose stream is damaged, are left out (the driver reads them)."""
+    inputs = (f for src in config.sources if src.data is None for f in src.files)
+    files = list(dict.fromkeys(f for f in inputs if reads_by_span(f) or reads_by_spill(f)))
     size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
-    tasks = (ScanTask(f, size, max_bytes, file_size(f)) for f in files)
+    tasks = (ScanTask(f, size, max_bytes, file_size(f), str(spill)) for f in files)
     return {f: cuts for f, cuts in zip(files, executor.map(scan_file, tasks), strict=True) if cuts is not None}
 
 

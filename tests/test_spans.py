@@ -1,19 +1,24 @@
 """Worker-side reading (`curate.ingest.spans`): batches cut by a worker's scan and read by byte range
 must be exactly the driver-side reader's batches: same cuts, rows, line numbers and payloads."""
 
+import gzip
 import json
 from pathlib import Path
 
 import fsspec
 import pytest
+import zstandard
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
 import curate
+from curate.build import scan_inputs
 from curate.config import load_config
+from curate.executor import LocalExecutor
 from curate.ingest.source import iter_raw_batches, spec_for
-from curate.ingest.spans import ScanTask, file_size, read_span, reads_by_span, scan_file
+from curate.ingest.spans import ScanTask, file_size, read_span, reads_by_span, reads_by_spill, scan_file
 from tests.conftest import write_jsonl
+from tests.test_build import output_bytes
 
 LINES = [
     b'{"text": "a short document"}',
@@ -29,13 +34,16 @@ LINES = [
 
 
 def batches(path: Path, batch_size: int, batch_bytes: int, by_span: bool) -> list[tuple]:
-    """(index, first row, lines, payloads) of every batch of one JSON Lines source."""
+    """(index, first row, lines, payloads) of every batch of one JSON Lines source (by span: compressed
+    files are spilled into a folder beside them)."""
     config = load_config({"pipeline": {"name": "t"}, "sources": [{"name": "s", "path": str(path), "format": "text"}]})
     specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
     cuts = None
     if by_span:
         files = config.sources[0].files
-        cuts = {f: scan_file(ScanTask(f, batch_size, batch_bytes, file_size(f))) for f in files}
+        spill = str(path.parent / "spill")
+        cuts = {f: scan_file(ScanTask(f, batch_size, batch_bytes, file_size(f), spill)) for f in files}
+        assert all(c is not None for c in cuts.values())
     warnings: list[str] = []
     out = []
     for batch in iter_raw_batches(config.sources, specs, path.parent, batch_size, warnings, batch_bytes, cuts):
@@ -64,6 +72,44 @@ def test_span_batches_equal_the_driver_reader(
     assert batches(path, batch_size, batch_bytes, by_span=True) == batches(path, batch_size, batch_bytes, by_span=False)
 
 
+def compress(content: bytes, suffix: str) -> bytes:
+    return gzip.compress(content) if suffix == ".gz" else zstandard.ZstdCompressor().compress(content)
+
+
+@settings(max_examples=40, deadline=None)
+@given(
+    lines=st.lists(st.sampled_from(LINES), max_size=40),
+    crlf=st.booleans(),
+    bom=st.booleans(),
+    suffix=st.sampled_from([".gz", ".zst"]),
+    batch_size=st.integers(1, 7),
+    batch_bytes=st.one_of(st.integers(1, 300), st.just(1 << 62)),
+)
+def test_spilled_batches_of_compressed_files_equal_the_driver_reader(
+    tmp_path_factory, lines, crlf, bom, suffix, batch_size, batch_bytes
+):
+    content = (b"\r\n" if crlf else b"\n").join(lines)
+    path = tmp_path_factory.mktemp("spill") / f"data.jsonl{suffix}"
+    path.write_bytes(compress((b"\xef\xbb\xbf" if bom else b"") + content, suffix))
+    spilled = batches(path, batch_size, batch_bytes, by_span=True)
+    assert spilled == batches(path, batch_size, batch_bytes, by_span=False)
+    assert len(list((path.parent / "spill").glob("*.zst"))) == len(spilled) - 1  # a file per batch
+
+
+def test_a_damaged_or_unspillable_compressed_file_is_left_to_the_driver(tmp_path):
+    path = tmp_path / "a.jsonl.gz"
+    whole = gzip.compress(b'{"text": "one"}\n{"text": "two"}\n' * 200)
+    path.write_bytes(whole[: len(whole) // 2])  # truncated: the driver's reader quarantines the rest
+    assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path), str(tmp_path / "spill"))) is None
+    path.write_bytes(whole)
+    assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path))) is None  # no spill folder given
+    cuts = scan_file(ScanTask(path, 150, 1 << 20, file_size(path), str(tmp_path / "spill")))
+    assert [cut.items for cut in cuts] == [150, 150, 100] and all(cut.spill for cut in cuts)
+    Path(cuts[1].spill).write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "one"}\n'))
+    with pytest.raises(curate.FatalError, match="changed while it was read"):
+        read_span(path, cuts[1])
+
+
 def test_lines_across_read_chunks(tmp_path):
     """Records longer than the reader's 1 MiB chunks, and line ends falling on chunk borders."""
     big = json.dumps({"text": "x" * (3 << 20)}).encode()
@@ -74,10 +120,13 @@ def test_lines_across_read_chunks(tmp_path):
         assert batches(path, size, limit, by_span=True) == batches(path, size, limit, by_span=False)
 
 
-def test_only_uncompressed_json_lines_are_read_by_span(tmp_path):
+def test_only_json_lines_are_read_by_the_workers(tmp_path):
     assert reads_by_span(tmp_path / "a.jsonl")
+    assert reads_by_spill(tmp_path / "a.jsonl.gz") and reads_by_spill(tmp_path / "a.jsonl.zst")
     for name in ("a.jsonl.gz", "a.jsonl.zst", "a.json", "a.parquet", "a.txt", "a.csv"):
         assert not reads_by_span(tmp_path / name)
+    for name in ("a.jsonl", "a.json.gz", "a.parquet", "a.txt.zst", "a.csv.gz"):
+        assert not reads_by_spill(tmp_path / name)
 
 
 def test_a_file_the_worker_cannot_see_is_left_to_the_driver(tmp_path):
@@ -128,6 +177,32 @@ def test_build_with_workers_reads_by_span_and_writes_the_same_output(tmp_path):
     assert sorted(p.name for p in (two.output / "shards").iterdir()) == sorted(
         p.name for p in (one.output / "shards").iterdir()
     )
+
+
+def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(tmp_path):
+    """Two workers cut the compressed inputs into spilled batches themselves (a truncated one is left
+    to the driver); one worker gets every line from the driver. The spill folder goes after pass 0."""
+    rows = [{"text": f"document number {i} " * (i % 7 + 1)} for i in range(90)]
+    lines = [json.dumps(r).encode() for r in rows]
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines[:40]) + b"\n\n"))
+    (tmp_path / "b.jsonl.zst").write_bytes(compress(b"\xef\xbb\xbf" + b"\r\n".join(lines[40:80]), ".zst"))
+    cut = gzip.compress(b"\n".join(lines[80:]))
+    (tmp_path / "c.jsonl.gz").write_bytes(cut[: len(cut) - 12])  # truncated
+    config = {
+        "pipeline": {"name": "spill", "batch_size": 4},
+        "sources": [{"name": "docs", "path": "*.jsonl.*"}],
+        "stages": [{"use": "exact_dedup"}],
+    }
+    one = curate.build(config, base_dir=tmp_path, output=tmp_path / "w1", work_dir=tmp_path / "k1")
+    two = curate.build(config, base_dir=tmp_path, output=tmp_path / "w2", work_dir=tmp_path / "k2", workers=2)
+    assert output_bytes(one.output) == output_bytes(two.output)
+    assert one.manifest["totals"]["records_in"] >= 80 and (two.output / "quarantine" / "docs.jsonl").exists()
+    assert not list((tmp_path / "k2").rglob("spill"))
+
+    loaded = load_config(config, base_dir=tmp_path)
+    cuts = scan_inputs(loaded, LocalExecutor(1), tmp_path / "scan-spill")
+    assert sorted(Path(f).name for f in cuts) == ["a.jsonl.gz", "b.jsonl.zst"]  # c is damaged: the driver's
+    assert all(c.spill for f in cuts for c in cuts[f])
 
 
 def test_every_byte_limit_cuts_where_the_driver_reader_cuts(tmp_path):

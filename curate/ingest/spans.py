@@ -6,18 +6,37 @@ at most `batch_size` of them or `batch_bytes` of payload; see `curate.ingest.sou
 only each batch's byte range, first line number and item count. The driver numbers batches and rows
 across files as before, and each ingest task reads its own range (`read_span`). Batches, rows, line
 numbers and payloads are the ones the driver-side reader gives (tested), so the output is the same;
-the input bytes no longer pass through the driver. Compressed files, which cannot be read from the
-middle, and the other formats are read by the driver as before, as is a file a worker cannot see.
+the input bytes no longer pass through the driver.
+
+Compressed JSON Lines (`.jsonl.gz`, `.jsonl.zst`) cannot be read from the middle, so their scan task
+decompresses the file once, cuts it by the same rule, and *spills* each batch's lines into a file of
+its own in the work dir (zstd level 1); the batch's task reads that file. So compressed inputs are
+read by the workers too, one file per task. A damaged compressed file (a truncated stream) is left
+to the driver, whose reader quarantines what follows the damage. The other formats are read by the
+driver, as is a file a worker cannot see.
 """
 
 from __future__ import annotations
 
+import hashlib
 import os
 from collections.abc import Iterator
 from dataclasses import dataclass
+from pathlib import Path
+
+import zstandard
 
 from curate.errors import FatalError
-from curate.ingest.files import BOM, InputFile, is_hf_dataset_dir, iter_raw_lines, open_binary, split_suffix
+from curate.ingest.files import (
+    BOM,
+    COMPRESSION_SUFFIXES,
+    InputFile,
+    TruncatedInput,
+    is_hf_dataset_dir,
+    iter_raw_lines,
+    open_binary,
+    split_suffix,
+)
 from curate.ingest.remote import RemoteFile
 
 
@@ -30,6 +49,7 @@ class Cut:
     end: int
     first_line: int
     items: int
+    spill: str | None = None  # the file holding the bytes, when not the input (a compressed input's batch)
 
 
 @dataclass(frozen=True)
@@ -40,11 +60,18 @@ class ScanTask:
     batch_size: int
     batch_bytes: int
     size: int | None  # None: not checked (a URL)
+    spill: str | None = None  # folder for the batches of a compressed file (None: the driver reads it)
 
 
 def reads_by_span(path: InputFile) -> bool:
     """Whether a file can be read by byte ranges: uncompressed JSON Lines."""
     return split_suffix(path) == (".jsonl", None) and not is_hf_dataset_dir(path)
+
+
+def reads_by_spill(path: InputFile) -> bool:
+    """Whether a file can be cut by a worker into spilled batches: compressed JSON Lines."""
+    suffix, compression = split_suffix(path)
+    return suffix == ".jsonl" and compression in COMPRESSION_SUFFIXES and not is_hf_dataset_dir(path)
 
 
 def iter_lines_at(path: InputFile) -> Iterator[tuple[int, bytes]]:
@@ -72,6 +99,8 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
     try:
         if task.size is not None and file_size(task.path) != task.size:
             return None
+        if reads_by_spill(task.path):
+            return _spill_file(task, Path(task.spill)) if task.spill is not None else None
         cuts, items, size, start, first, end = [], 0, 0, 0, 0, 0
         for number, (offset, raw) in enumerate(iter_lines_at(task.path), start=1):
             payload = _payload(raw)
@@ -90,11 +119,54 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
     return cuts
 
 
+def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
+    """A compressed file's batches, each written to `folder` (its lines as read, from its first record
+    to its last, zstd level 1); None when the stream is damaged (the driver's reader handles it)."""
+    key = hashlib.sha256(str(getattr(task.path, "url", task.path)).encode()).hexdigest()[:16]
+    folder.mkdir(parents=True, exist_ok=True)
+    cuts: list[Cut] = []
+    lines: list[bytes] = []
+    items = size = first = kept = 0
+    compressor = zstandard.ZstdCompressor(level=1)
+
+    def spill() -> Cut:
+        data = b"\n".join(lines[:kept])  # blank lines after the last record are not the batch's
+        target = folder / f"{key}-{len(cuts):06d}.jsonl.zst"
+        partial = target.with_name(target.name + ".tmp")
+        partial.write_bytes(compressor.compress(data))
+        os.replace(partial, target)
+        return Cut(0, len(data), first, items, spill=str(target))
+
+    try:
+        for number, raw in enumerate(iter_raw_lines(task.path), start=1):
+            payload = _payload(raw)
+            if not payload.strip():
+                if items:
+                    lines.append(raw)  # inside a batch: keeps the line numbers of the records after it
+                continue
+            if not items:
+                lines, first = [], number
+            lines.append(raw)
+            items, size, kept = items + 1, size + len(payload), len(lines)
+            if items >= task.batch_size or size >= task.batch_bytes:
+                cuts.append(spill())
+                items = size = 0
+        if items:
+            cuts.append(spill())
+    except TruncatedInput:
+        return None
+    return cuts
+
+
 def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
     """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them."""
-    with open_binary(path) as raw:
-        raw.seek(cut.start)
-        data = raw.read(cut.end - cut.start)
+    if cut.spill is not None:  # a batch of a compressed input, spilled by its scan
+        path = Path(cut.spill)
+        data = zstandard.ZstdDecompressor().decompress(path.read_bytes(), max_output_size=cut.end)
+    else:
+        with open_binary(path) as raw:
+            raw.seek(cut.start)
+            data = raw.read(cut.end - cut.start)
     lines, payloads = [], []
     for number, line in enumerate(data.split(b"\n"), start=cut.first_line):
         payload = _payload(line)
