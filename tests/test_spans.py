@@ -2,7 +2,9 @@
 must be exactly the driver-side reader's batches: same cuts, rows, line numbers and payloads."""
 
 import gzip
+import importlib
 import json
+from itertools import pairwise
 from pathlib import Path
 
 import fsspec
@@ -14,7 +16,6 @@ from hypothesis import strategies as st
 import curate
 from curate.build import scan_inputs
 from curate.config import load_config
-from curate.executor import LocalExecutor
 from curate.ingest.source import iter_raw_batches, spec_for
 from curate.ingest.spans import ScanTask, file_size, read_span, reads_by_span, reads_by_spill, scan_file
 from tests.conftest import write_jsonl
@@ -72,25 +73,33 @@ def test_span_batches_equal_the_driver_reader(
     assert batches(path, batch_size, batch_bytes, by_span=True) == batches(path, batch_size, batch_bytes, by_span=False)
 
 
-def compress(content: bytes, suffix: str) -> bytes:
-    return gzip.compress(content) if suffix == ".gz" else zstandard.ZstdCompressor().compress(content)
+def compress(content: bytes, suffix: str, cuts: tuple[int, ...] = ()) -> bytes:
+    """`content` as one gzip member / zstd frame, or several (split at the `cuts` offsets)."""
+    bounds = [0, *sorted(c for c in cuts if 0 < c < len(content)), len(content)]
+    pieces = [content[lo:hi] for lo, hi in pairwise(bounds)] or [b""]
+    one = gzip.compress if suffix == ".gz" else zstandard.ZstdCompressor().compress
+    return b"".join(one(piece) for piece in pieces)
 
 
-@settings(max_examples=40, deadline=None)
+@settings(max_examples=60, deadline=None)
 @given(
     lines=st.lists(st.sampled_from(LINES), max_size=40),
-    crlf=st.booleans(),
+    endings=st.lists(st.sampled_from([b"\n", b"\r\n", b"\n\n", b"\r\r\n"]), min_size=40, max_size=40),
+    final_newline=st.booleans(),
     bom=st.booleans(),
     suffix=st.sampled_from([".gz", ".zst"]),
+    members=st.lists(st.integers(0, 4000), max_size=3),
     batch_size=st.integers(1, 7),
     batch_bytes=st.one_of(st.integers(1, 300), st.just(1 << 62)),
 )
 def test_spilled_batches_of_compressed_files_equal_the_driver_reader(
-    tmp_path_factory, lines, crlf, bom, suffix, batch_size, batch_bytes
+    tmp_path_factory, lines, endings, final_newline, bom, suffix, members, batch_size, batch_bytes
 ):
-    content = (b"\r\n" if crlf else b"\n").join(lines)
+    content = b"".join(line + ending for line, ending in zip(lines, endings, strict=False))
+    if lines and not final_newline:
+        content = content.rstrip(b"\r\n")
     path = tmp_path_factory.mktemp("spill") / f"data.jsonl{suffix}"
-    path.write_bytes(compress((b"\xef\xbb\xbf" if bom else b"") + content, suffix))
+    path.write_bytes(compress((b"\xef\xbb\xbf" if bom else b"") + content, suffix, tuple(members)))
     spilled = batches(path, batch_size, batch_bytes, by_span=True)
     assert spilled == batches(path, batch_size, batch_bytes, by_span=False)
     assert len(list((path.parent / "spill").glob("*.zst"))) == len(spilled) - 1  # a file per batch
@@ -101,13 +110,17 @@ def test_a_damaged_or_unspillable_compressed_file_is_left_to_the_driver(tmp_path
     whole = gzip.compress(b'{"text": "one"}\n{"text": "two"}\n' * 200)
     path.write_bytes(whole[: len(whole) // 2])  # truncated: the driver's reader quarantines the rest
     assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path), str(tmp_path / "spill"))) is None
+    assert not list((tmp_path / "spill").iterdir())  # the batches spilled before the damage are gone
     path.write_bytes(whole)
     assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path))) is None  # no spill folder given
     cuts = scan_file(ScanTask(path, 150, 1 << 20, file_size(path), str(tmp_path / "spill")))
     assert [cut.items for cut in cuts] == [150, 150, 100] and all(cut.spill for cut in cuts)
     Path(cuts[1].spill).write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "one"}\n'))
-    with pytest.raises(curate.FatalError, match="changed while it was read"):
+    with pytest.raises(curate.FatalError, match=r"input .*a\.jsonl\.gz changed while it was read"):
         read_span(path, cuts[1])
+    Path(cuts[2].spill).unlink()
+    with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.jsonl\.gz is missing or damaged"):
+        read_span(path, cuts[2])
 
 
 def test_lines_across_read_chunks(tmp_path):
@@ -179,7 +192,7 @@ def test_build_with_workers_reads_by_span_and_writes_the_same_output(tmp_path):
     )
 
 
-def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(tmp_path):
+def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(tmp_path, monkeypatch):
     """Two workers cut the compressed inputs into spilled batches themselves (a truncated one is left
     to the driver); one worker gets every line from the driver. The spill folder goes after pass 0."""
     rows = [{"text": f"document number {i} " * (i % 7 + 1)} for i in range(90)]
@@ -193,16 +206,23 @@ def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(
         "sources": [{"name": "docs", "path": "*.jsonl.*"}],
         "stages": [{"use": "exact_dedup"}],
     }
+    scanned: list[dict] = []
+
+    def recorded(*args):  # the driver's scan, seen from the build
+        scanned.append(scan_inputs(*args))
+        return scanned[-1]
+
+    build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
+    monkeypatch.setattr(build_module, "scan_inputs", recorded)
     one = curate.build(config, base_dir=tmp_path, output=tmp_path / "w1", work_dir=tmp_path / "k1")
+    assert not scanned  # one worker: the driver reads every input
     two = curate.build(config, base_dir=tmp_path, output=tmp_path / "w2", work_dir=tmp_path / "k2", workers=2)
     assert output_bytes(one.output) == output_bytes(two.output)
     assert one.manifest["totals"]["records_in"] >= 80 and (two.output / "quarantine" / "docs.jsonl").exists()
-    assert not list((tmp_path / "k2").rglob("spill"))
-
-    loaded = load_config(config, base_dir=tmp_path)
-    cuts = scan_inputs(loaded, LocalExecutor(1), tmp_path / "scan-spill")
+    (cuts,) = scanned
     assert sorted(Path(f).name for f in cuts) == ["a.jsonl.gz", "b.jsonl.zst"]  # c is damaged: the driver's
-    assert all(c.spill for f in cuts for c in cuts[f])
+    assert all(c.spill for f in cuts for c in cuts[f]) and sum(len(c) for c in cuts.values()) == 20
+    assert not list((tmp_path / "k2").rglob("spill"))
 
 
 def test_every_byte_limit_cuts_where_the_driver_reader_cuts(tmp_path):

@@ -20,6 +20,7 @@ from __future__ import annotations
 
 import hashlib
 import os
+import uuid
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -121,9 +122,10 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
 
 def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A compressed file's batches, each written to `folder` (its lines as read, from its first record
-    to its last, zstd level 1); None when the stream is damaged (the driver's reader handles it)."""
-    key = hashlib.sha256(str(getattr(task.path, "url", task.path)).encode()).hexdigest()[:16]
-    folder.mkdir(parents=True, exist_ok=True)
+    to its last, zstd level 1); None when the stream is damaged (the driver's reader handles it; the
+    batches written so far are removed)."""
+    name = str(getattr(task.path, "url", task.path))
+    key = hashlib.sha256(name.encode()).hexdigest()
     cuts: list[Cut] = []
     lines: list[bytes] = []
     items = size = first = kept = 0
@@ -132,12 +134,13 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     def spill() -> Cut:
         data = b"\n".join(lines[:kept])  # blank lines after the last record are not the batch's
         target = folder / f"{key}-{len(cuts):06d}.jsonl.zst"
-        partial = target.with_name(target.name + ".tmp")
+        partial = folder / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
         partial.write_bytes(compressor.compress(data))
         os.replace(partial, target)
         return Cut(0, len(data), first, items, spill=str(target))
 
     try:
+        folder.mkdir(parents=True, exist_ok=True)
         for number, raw in enumerate(iter_raw_lines(task.path), start=1):
             payload = _payload(raw)
             if not payload.strip():
@@ -153,16 +156,32 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
                 items = size = 0
         if items:
             cuts.append(spill())
-    except TruncatedInput:
+    except (TruncatedInput, FileNotFoundError):  # damaged, or not there for this worker: the driver reads it
+        _remove_spills(cuts)
         return None
+    except OSError as exc:  # the work dir is full or not writable
+        _remove_spills(cuts)
+        raise FatalError(f"cannot write the batches of {name} into {folder}: {exc}; free space there") from exc
     return cuts
+
+
+def _remove_spills(cuts: list[Cut]) -> None:
+    for cut in cuts:
+        if cut.spill is not None:
+            Path(cut.spill).unlink(missing_ok=True)
 
 
 def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
     """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them."""
+    name = getattr(path, "url", path)
     if cut.spill is not None:  # a batch of a compressed input, spilled by its scan
-        path = Path(cut.spill)
-        data = zstandard.ZstdDecompressor().decompress(path.read_bytes(), max_output_size=cut.end)
+        try:
+            data = zstandard.ZstdDecompressor().decompress(Path(cut.spill).read_bytes(), max_output_size=cut.end)
+        except (OSError, zstandard.ZstdError) as exc:
+            raise FatalError(
+                f"the spilled batch {cut.spill} of input {name} is missing or damaged ({exc}); run the build "
+                "again (the input is read again)"
+            ) from exc
     else:
         with open_binary(path) as raw:
             raw.seek(cut.start)
@@ -174,5 +193,5 @@ def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
             lines.append(number)
             payloads.append(payload)
     if len(payloads) != cut.items or len(data) != cut.end - cut.start:
-        raise FatalError(f"input {getattr(path, 'url', path)} changed while it was read; run the build again")
+        raise FatalError(f"input {name} changed while it was read; run the build again")
     return lines, payloads
