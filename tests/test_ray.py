@@ -8,6 +8,8 @@ workers, which import this module by name (Ray puts the driver's working folder 
 from __future__ import annotations
 
 import functools
+import gzip
+import importlib
 import importlib.util
 import json
 import os
@@ -23,6 +25,7 @@ from typing import ClassVar
 import numpy as np
 import polars as pl
 import pytest
+import zstandard
 from click.testing import CliRunner
 from hypothesis import given, settings
 from hypothesis import strategies as st
@@ -316,6 +319,26 @@ def test_quickstart_on_ray_is_byte_identical(tmp_path, local_ray):
     assert ray.manifest["totals"]["records_out"] > 0
     assert len(list((tmp_path / "work-ray").glob("pass-*/batch-*.parquet"))) > 8  # several tasks per pass
     assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+@needs_ray
+def test_compressed_inputs_are_spilled_by_ray_workers_with_the_same_output(tmp_path, local_ray, monkeypatch):
+    lines = [json.dumps({"text": f"document {i} " * (i % 5 + 1)}).encode() for i in range(120)]
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines[:70])))
+    (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"\r\n".join(lines[70:])))
+    config = {
+        "pipeline": {"name": "spill", "batch_size": 8},
+        "sources": [{"name": "docs", "path": "*.jsonl.*"}],
+        "stages": [{"use": "exact_dedup"}],
+    }
+    build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
+    scanned: list[dict] = []
+    scan = build_module.scan_inputs
+    monkeypatch.setattr(build_module, "scan_inputs", lambda *args: scanned.append(scan(*args)) or scanned[-1])
+    local, ray = both(config, tmp_path, tmp_path)
+    assert output_bytes(ray.output) == output_bytes(local.output)
+    (cuts,) = scanned  # only the Ray build scans: the local one has one worker
+    assert sum(len(c) for c in cuts.values()) == 9 + 7 and all(c.spill for f in cuts for c in cuts[f])
 
 
 @needs_ray
