@@ -159,9 +159,12 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     except (TruncatedInput, FileNotFoundError):  # damaged, or not there for this worker: the driver reads it
         _remove_spills(cuts)
         return None
-    except OSError as exc:  # the work dir is full or not writable
+    except OSError as exc:  # the work dir is full or not writable, or the input not readable
         _remove_spills(cuts)
-        raise FatalError(f"cannot write the batches of {name} into {folder}: {exc}; free space there") from exc
+        raise FatalError(
+            f"cannot cut {name} into batch files in {folder}: {exc}; check that the input is readable by the "
+            "workers and that the work dir has space"
+        ) from exc
     return cuts
 
 

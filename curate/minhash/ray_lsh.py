@@ -27,7 +27,6 @@ A worker that dies is retried by Ray up to `MAX_RETRIES` times, then the build s
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Callable
 from dataclasses import dataclass
 from itertools import pairwise
@@ -37,13 +36,19 @@ import numpy as np
 import polars as pl
 
 from curate.errors import FatalError
-from curate.executors.ray_executor import quiet_ray_data, strict_dataset, worker_deaths_as_fatal
+from curate.executors.ray_executor import (
+    MAX_RETRIES,
+    closing,
+    curate_dataset,
+    quiet_ray_data,
+    with_retries,
+    worker_deaths_as_fatal,
+)
 from curate.minhash.bands import COUNT, SIG
 from curate.minhash.clusters import bucket_links
 from curate.minhash.signature import band_keys
 
 _MIX = np.uint64(0x9E3779B97F4A7C15)
-MAX_RETRIES = 3
 _PAIRS_PER_CHUNK = 65_536  # pairs compared at once in the verification (two uint32 rows each)
 
 
@@ -181,8 +186,6 @@ def _row_ranges(runs: list[tuple[str, ...]]) -> tuple[list[tuple[str, ...]], np.
 def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     """(number of unique candidate pairs, verified edges as sorted (m x 2) `_row` pairs), on Ray."""
     import ray
-    import ray.data
-    from ray.data.context import ShuffleStrategy
 
     runs, starts = _row_ranges(file_blocks(plan.files, plan.partitions))
     if not runs:
@@ -195,30 +198,26 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     with worker_deaths_as_fatal(ray, MAX_RETRIES):
         ray.get([count for count, _ in loads])
 
-    numbers = ray.data.from_items([{"block": i} for i in range(len(blocks))], override_num_blocks=len(blocks))
-    strict_dataset(numbers)  # the datasets below inherit its context
-    # Sort-based shuffles run as plain tasks; the hash shuffle's aggregator actors took 10 s to start
-    # on 2 CPUs (20k records: 10.9 s against 2.9 s) and stalled there once.
-    numbers.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
-    remote = {"num_cpus": 1, "max_retries": MAX_RETRIES}
+    numbers = curate_dataset([{"block": i} for i in range(len(blocks))])
 
     def grouped(data: Any, fn: Callable[..., dict[str, np.ndarray]], **fn_kwargs: Any) -> Any:
-        with warnings.catch_warnings():  # Ray Data names max_retries a deprecated remote argument; it has no other
-            warnings.simplefilter("ignore", DeprecationWarning)
-            return data.groupby("part").map_groups(fn, batch_format="numpy", fn_kwargs=fn_kwargs, **remote)
+        return with_retries(data.groupby("part").map_groups, fn, batch_format="numpy", fn_kwargs=fn_kwargs)
 
     checked, edges = 0, [np.empty((0, 2), dtype=np.int64)]
-    with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES), warnings.catch_warnings():
-        warnings.simplefilter("ignore", DeprecationWarning)
-        keys = numbers.map_batches(
-            band_rows, batch_size=None, batch_format="numpy", fn_kwargs={"plan": plan, "blocks": blocks}, **remote
-        )
+    keys = with_retries(
+        numbers.map_batches,
+        band_rows,
+        batch_size=None,
+        batch_format="numpy",
+        fn_kwargs={"plan": plan, "blocks": blocks},
+    )
+    with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES):
         pairs = grouped(keys, bucket_pairs, starts=starts).materialize()
-        for batch in grouped(pairs, verify_pairs, plan=plan, blocks=blocks).iter_batches(
-            batch_format="numpy", batch_size=None
-        ):
-            checked += int(batch["checked"].sum())
-            keep = batch["a"] >= 0
-            edges.append(np.stack([batch["a"][keep], batch["b"][keep]], axis=1).astype(np.int64))
+        verified = grouped(pairs, verify_pairs, plan=plan, blocks=blocks)
+        with closing(verified.iter_batches(batch_format="numpy", batch_size=None)) as batches:
+            for batch in batches:
+                checked += int(batch["checked"].sum())
+                keep = batch["a"] >= 0
+                edges.append(np.stack([batch["a"][keep], batch["b"][keep]], axis=1).astype(np.int64))
     found = np.concatenate(edges)
     return checked, found[np.lexsort((found[:, 1], found[:, 0]))]

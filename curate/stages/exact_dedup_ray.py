@@ -15,17 +15,22 @@ A worker that dies is retried by Ray up to `MAX_RETRIES` times, then the build s
 
 from __future__ import annotations
 
-import warnings
 from typing import Any, cast
 
 import polars as pl
 import pyarrow as pa
 
-from curate.executors.ray_executor import quiet_ray_data, strict_dataset, worker_deaths_as_fatal
+from curate.executors.ray_executor import (
+    MAX_RETRIES,
+    closing,
+    curate_dataset,
+    quiet_ray_data,
+    with_retries,
+    worker_deaths_as_fatal,
+)
 from curate.stages.base import DROP
 from curate.stages.exact_dedup import HASH_COLUMN, later_copies
 
-MAX_RETRIES = 3
 _FILES_PER_PARTITION = 8  # batch files (of up to `batch_size` records) per hash partition
 
 
@@ -55,8 +60,6 @@ def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.
     The map reads runs of consecutive files, one per partition at most: the sort-based shuffle makes
     (blocks x blocks) objects, so a block per batch file would not scale."""
     import ray
-    import ray.data
-    from ray.data.context import ShuffleStrategy
 
     from curate.minhash.ray_lsh import file_blocks
 
@@ -65,30 +68,23 @@ def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.
         return empty
     partitions = partition_count(len(files), parallelism)
     runs = file_blocks(tuple(files), partitions)
-    names = ray.data.from_items([{"files": list(run)} for run in runs], override_num_blocks=len(runs))
-    strict_dataset(names)
-    names.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED  # plain tasks (see ray_lsh)
-    remote = {"num_cpus": 1, "max_retries": MAX_RETRIES}
-    with warnings.catch_warnings():  # Ray Data names max_retries a deprecated remote argument; it has no other
-        warnings.simplefilter("ignore", DeprecationWarning)
-        hashes = names.map_batches(
-            read_hashes,
-            batch_size=1,
-            batch_format="numpy",
-            fn_kwargs={"partitions": partitions, "by_source": by_source},
-            **remote,
-        )
-        dropped = hashes.groupby("part").map_groups(
-            dropped_in_group, batch_format="pyarrow", fn_kwargs={"by_source": by_source}, **remote
-        )
+    names = curate_dataset([{"files": list(run)} for run in runs])
+    hashes = with_retries(
+        names.map_batches,
+        read_hashes,
+        batch_size=1,
+        batch_format="numpy",
+        fn_kwargs={"partitions": partitions, "by_source": by_source},
+    )
+    dropped = with_retries(
+        hashes.groupby("part").map_groups, dropped_in_group, batch_format="pyarrow", fn_kwargs={"by_source": by_source}
+    )
     found = [empty]
-    batches = iter(dropped.iter_batches(batch_format="pyarrow", batch_size=None))
-    try:
-        with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES):
-            for batch in batches:
-                found.append(cast(pl.DataFrame, pl.from_arrow(batch)).cast(dict(empty.schema)))
-    finally:
-        close = getattr(batches, "close", None)
-        if close is not None:  # stopped early: shut the dataset's execution down
-            close()
+    with (
+        closing(dropped.iter_batches(batch_format="pyarrow", batch_size=None)) as batches,
+        quiet_ray_data(),
+        worker_deaths_as_fatal(ray, MAX_RETRIES),
+    ):
+        for batch in batches:
+            found.append(cast(pl.DataFrame, pl.from_arrow(batch)).cast(dict(empty.schema)))
     return pl.concat(found, how="vertical").sort("_row")
