@@ -24,6 +24,8 @@ from typing import ClassVar
 
 import numpy as np
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 from click.testing import CliRunner
@@ -322,13 +324,17 @@ def test_quickstart_on_ray_is_byte_identical(tmp_path, local_ray):
 
 
 @needs_ray
-def test_compressed_inputs_are_spilled_by_ray_workers_with_the_same_output(tmp_path, local_ray, monkeypatch):
+def test_compressed_and_parquet_inputs_are_spilled_by_ray_workers_with_the_same_output(
+    tmp_path, local_ray, monkeypatch
+):
     lines = [json.dumps({"text": f"document {i} " * (i % 5 + 1)}).encode() for i in range(120)]
     (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines[:70])))
     (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"\r\n".join(lines[70:])))
+    table = pa.table({"text": [f"table row {i} " * (i % 4 + 1) for i in range(50)]})
+    pq.write_table(table, tmp_path / "c.parquet", row_group_size=12)
     config = {
         "pipeline": {"name": "spill", "batch_size": 8},
-        "sources": [{"name": "docs", "path": "*.jsonl.*"}],
+        "sources": [{"name": "docs", "path": "*.jsonl.*"}, {"name": "tables", "path": "*.parquet"}],
         "stages": [{"use": "exact_dedup"}],
     }
     build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
@@ -338,7 +344,7 @@ def test_compressed_inputs_are_spilled_by_ray_workers_with_the_same_output(tmp_p
     local, ray = both(config, tmp_path, tmp_path)
     assert output_bytes(ray.output) == output_bytes(local.output)
     (cuts,) = scanned  # only the Ray build scans: the local one has one worker
-    assert sum(len(c) for c in cuts.values()) == 9 + 7 and all(c.spill for f in cuts for c in cuts[f])
+    assert sum(len(c) for c in cuts.values()) == 9 + 7 + 7 and all(c.spill for f in cuts for c in cuts[f])
 
 
 @needs_ray

@@ -2,12 +2,15 @@
 must be exactly the driver-side reader's batches: same cuts, rows, line numbers and payloads."""
 
 import gzip
+import hashlib
 import importlib
 import json
 from itertools import pairwise
 from pathlib import Path
 
 import fsspec
+import pyarrow as pa
+import pyarrow.parquet as pq
 import pytest
 import zstandard
 from hypothesis import given, settings
@@ -16,8 +19,17 @@ from hypothesis import strategies as st
 import curate
 from curate.build import scan_inputs
 from curate.config import load_config
-from curate.ingest.source import iter_raw_batches, spec_for
-from curate.ingest.spans import ScanTask, file_size, read_span, reads_by_span, reads_by_spill, scan_file
+from curate.ingest.parquet_spill import row_sizes
+from curate.ingest.source import _size, iter_raw_batches, spec_for
+from curate.ingest.spans import (
+    ScanTask,
+    file_size,
+    read_span,
+    reads_by_rows,
+    reads_by_span,
+    reads_by_spill,
+    scan_file,
+)
 from tests.conftest import write_jsonl
 from tests.test_build import output_bytes
 
@@ -107,10 +119,12 @@ def test_spilled_batches_of_compressed_files_equal_the_driver_reader(
 
 def test_a_damaged_or_unspillable_compressed_file_is_left_to_the_driver(tmp_path):
     path = tmp_path / "a.jsonl.gz"
-    whole = gzip.compress(b'{"text": "one"}\n{"text": "two"}\n' * 200)
+    lines = (json.dumps({"text": f"{i} {hashlib.sha256(bytes(i)).hexdigest()}"}).encode() for i in range(400))
+    whole = gzip.compress(b"\n".join(lines) + b"\n")
     path.write_bytes(whole[: len(whole) // 2])  # truncated: the driver's reader quarantines the rest
     assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path), str(tmp_path / "spill"))) is None
-    assert not list((tmp_path / "spill").iterdir())  # the batches spilled before the damage are gone
+    assert (tmp_path / "spill").is_dir()  # made by the first batch spilled before the damage
+    assert not list((tmp_path / "spill").iterdir())  # those batches are gone
     path.write_bytes(whole)
     assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path))) is None  # no spill folder given
     cuts = scan_file(ScanTask(path, 150, 1 << 20, file_size(path), str(tmp_path / "spill")))
@@ -133,8 +147,10 @@ def test_lines_across_read_chunks(tmp_path):
         assert batches(path, size, limit, by_span=True) == batches(path, size, limit, by_span=False)
 
 
-def test_only_json_lines_are_read_by_the_workers(tmp_path):
-    assert reads_by_span(tmp_path / "a.jsonl")
+def test_only_json_lines_and_parquet_are_read_by_the_workers(tmp_path):
+    assert reads_by_span(tmp_path / "a.jsonl") and reads_by_rows(tmp_path / "a.parquet")
+    for name in ("a.parquet.gz", "a.parquet.zst", "a.jsonl", "a.json", "a.csv", "a.txt"):
+        assert not reads_by_rows(tmp_path / name)
     assert reads_by_spill(tmp_path / "a.jsonl.gz") and reads_by_spill(tmp_path / "a.jsonl.zst")
     for name in ("a.jsonl.gz", "a.jsonl.zst", "a.json", "a.parquet", "a.txt", "a.csv"):
         assert not reads_by_span(tmp_path / name)
@@ -193,17 +209,21 @@ def test_build_with_workers_reads_by_span_and_writes_the_same_output(tmp_path):
 
 
 def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(tmp_path, monkeypatch):
-    """Two workers cut the compressed inputs into spilled batches themselves (a truncated one is left
-    to the driver); one worker gets every line from the driver. The spill folder goes after pass 0."""
+    """Two workers cut the compressed and Parquet inputs into spilled batches themselves (a truncated
+    file and one that is not Parquet are left to the driver); one worker gets every record from the
+    driver. The spill folder goes after pass 0."""
     rows = [{"text": f"document number {i} " * (i % 7 + 1)} for i in range(90)]
     lines = [json.dumps(r).encode() for r in rows]
     (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines[:40]) + b"\n\n"))
     (tmp_path / "b.jsonl.zst").write_bytes(compress(b"\xef\xbb\xbf" + b"\r\n".join(lines[40:80]), ".zst"))
     cut = gzip.compress(b"\n".join(lines[80:]))
     (tmp_path / "c.jsonl.gz").write_bytes(cut[: len(cut) - 12])  # truncated
+    table = pa.table({"text": [f"table row {i} " * (i % 5 + 1) for i in range(30)], "n": list(range(30))})
+    pq.write_table(table, tmp_path / "d.parquet", row_group_size=7)
+    (tmp_path / "e.parquet").write_bytes(b"not parquet")
     config = {
         "pipeline": {"name": "spill", "batch_size": 4},
-        "sources": [{"name": "docs", "path": "*.jsonl.*"}],
+        "sources": [{"name": "docs", "path": "*.jsonl.*"}, {"name": "tables", "path": "*.parquet", "format": "text"}],
         "stages": [{"use": "exact_dedup"}],
     }
     scanned: list[dict] = []
@@ -218,10 +238,11 @@ def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(
     assert not scanned  # one worker: the driver reads every input
     two = curate.build(config, base_dir=tmp_path, output=tmp_path / "w2", work_dir=tmp_path / "k2", workers=2)
     assert output_bytes(one.output) == output_bytes(two.output)
-    assert one.manifest["totals"]["records_in"] >= 80 and (two.output / "quarantine" / "docs.jsonl").exists()
+    assert one.manifest["totals"]["records_in"] >= 110 and (two.output / "quarantine" / "docs.jsonl").exists()
+    assert (two.output / "quarantine" / "tables.jsonl").exists()  # e.parquet, read by the driver
     (cuts,) = scanned
-    assert sorted(Path(f).name for f in cuts) == ["a.jsonl.gz", "b.jsonl.zst"]  # c is damaged: the driver's
-    assert all(c.spill for f in cuts for c in cuts[f]) and sum(len(c) for c in cuts.values()) == 20
+    assert sorted(Path(f).name for f in cuts) == ["a.jsonl.gz", "b.jsonl.zst", "d.parquet"]  # c, e: the driver's
+    assert all(c.spill for f in cuts for c in cuts[f]) and sum(len(c) for c in cuts.values()) == 20 + 8
     assert not list((tmp_path / "k2").rglob("spill"))
 
 
@@ -231,3 +252,80 @@ def test_every_byte_limit_cuts_where_the_driver_reader_cuts(tmp_path):
     path.write_bytes(b"\r\n".join(LINES[:3] * 3) + b"\r\n\r\n" + LINES[0])
     for limit in range(1, 130):
         assert batches(path, 100, limit, by_span=True) == batches(path, 100, limit, by_span=False), limit
+
+
+TEXTS = ["", "plain", "café — unicode", "😀 astral", "x" * 300, None]
+
+
+@st.composite
+def parquet_tables(draw) -> pa.Table:
+    """Tables with the column types sources hold: strings (plain, large, dictionary-encoded, null),
+    numbers, lists, structs and binary (the last four do not count toward a batch's payload)."""
+    rows = draw(st.integers(0, 40))
+    texts = st.lists(st.sampled_from(TEXTS), min_size=rows, max_size=rows)
+    columns = {
+        "text": pa.array(draw(texts), pa.string()),
+        "prompt": pa.array(draw(texts), pa.large_string()),
+        "label": pa.array(draw(texts), pa.string()).dictionary_encode(),
+        "n": pa.array(range(rows), pa.int64()),
+        "tags": pa.array([[t or "", "b"] for t in draw(texts)], pa.list_(pa.string())),
+        "meta": pa.array([{"k": t} for t in draw(texts)], pa.struct([("k", pa.string())])),
+        "blob": pa.array([(t or "").encode() for t in draw(texts)], pa.binary()),
+    }
+    keep = draw(st.lists(st.sampled_from(sorted(columns)), min_size=1, unique=True))
+    return pa.table({name: columns[name] for name in keep})
+
+
+@settings(max_examples=60, deadline=None)
+@given(
+    table=parquet_tables(),
+    row_group=st.integers(1, 50),
+    batch_size=st.integers(1, 7),
+    batch_bytes=st.one_of(st.integers(1, 400), st.just(1 << 62)),
+)
+def test_spilled_batches_of_parquet_files_equal_the_driver_reader(
+    tmp_path_factory, table, row_group, batch_size, batch_bytes
+):
+    path = tmp_path_factory.mktemp("parquet") / "data.parquet"
+    pq.write_table(table, path, row_group_size=row_group)
+    spilled = batches(path, batch_size, batch_bytes, by_span=True)
+    assert spilled == batches(path, batch_size, batch_bytes, by_span=False)
+    assert len(list((path.parent / "spill").glob("*.arrow"))) == len(spilled) - 1  # a file per batch
+
+
+def test_parquet_rows_are_sized_as_the_driver_reader_sizes_them():
+    table = pa.table({"a": ["é😀", None, "abc"], "b": pa.array(["xy", "z", None]).dictionary_encode(), "n": [1, 2, 3]})
+    assert row_sizes(table.to_batches()[0]) == [4, 1, 3]
+    assert row_sizes(table.to_batches()[0]) == [_size(row) for row in table.to_pylist()]
+
+
+def test_a_parquet_file_the_workers_cannot_read_is_left_to_the_driver(tmp_path):
+    spill = str(tmp_path / "spill")
+    garbage = tmp_path / "garbage.parquet"
+    garbage.write_bytes(b"not parquet at all")
+    assert scan_file(ScanTask(garbage, 10, 1 << 20, file_size(garbage), spill)) is None
+    empty = tmp_path / "empty.parquet"
+    empty.write_bytes(b"")
+    assert scan_file(ScanTask(empty, 10, 1 << 20, 0, spill)) == []  # no records, as the driver reads it
+    fine = tmp_path / "fine.parquet"
+    pq.write_table(pa.table({"text": ["one", "two", "three"]}), fine)
+    assert scan_file(ScanTask(fine, 10, 1 << 20, file_size(fine))) is None  # no spill folder given
+    assert scan_file(ScanTask(tmp_path / "missing.parquet", 10, 1 << 20, None, spill)) is None
+    odd = tmp_path / "odd.parquet"  # extension types: their Python values cannot be sized from Arrow
+    pq.write_table(pa.table({"meta": pa.array(['{"a": 1}'], pa.json_()), "text": ["x"]}), odd)
+    assert scan_file(ScanTask(odd, 10, 1 << 20, file_size(odd), spill)) is None
+    assert not list((tmp_path / "spill").glob("*"))
+
+
+def test_a_changed_or_missing_parquet_spill_is_refused(tmp_path):
+    path = tmp_path / "a.parquet"
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(25)]}), path, row_group_size=7)
+    cuts = scan_file(ScanTask(path, 10, 1 << 20, file_size(path), str(tmp_path / "spill")))
+    assert [(c.first_line, c.items) for c in cuts] == [(1, 10), (11, 10), (21, 5)]
+    assert read_span(path, cuts[1]) == (list(range(11, 21)), [{"text": f"row {i}"} for i in range(10, 20)])
+    Path(cuts[1].spill).write_bytes(Path(cuts[2].spill).read_bytes())
+    with pytest.raises(curate.FatalError, match=r"input .*a\.parquet changed while it was read"):
+        read_span(path, cuts[1])
+    Path(cuts[2].spill).unlink()
+    with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.parquet is missing or damaged"):
+        read_span(path, cuts[2])

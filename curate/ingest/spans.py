@@ -12,22 +12,21 @@ Compressed JSON Lines (`.jsonl.gz`, `.jsonl.zst`) cannot be read from the middle
 decompresses the file once, cuts it by the same rule, and *spills* each batch's lines into a file of
 its own in the work dir (zstd level 1); the batch's task reads that file. So compressed inputs are
 read by the workers too, one file per task. A damaged compressed file (a truncated stream) is left
-to the driver, whose reader quarantines what follows the damage. The other formats are read by the
-driver, as is a file a worker cannot see.
+to the driver, whose reader quarantines what follows the damage. Parquet files are spilled the same
+way (`curate.ingest.parquet_spill`). The other formats are read by the driver, as is a file a worker
+cannot see.
 """
 
 from __future__ import annotations
 
-import hashlib
 import os
-import uuid
 from collections.abc import Iterator
-from dataclasses import dataclass
 from pathlib import Path
 
 import zstandard
 
 from curate.errors import FatalError
+from curate.ingest.cut import Cut, ScanTask, Spiller, input_name
 from curate.ingest.files import (
     BOM,
     COMPRESSION_SUFFIXES,
@@ -38,30 +37,10 @@ from curate.ingest.files import (
     open_binary,
     split_suffix,
 )
+from curate.ingest.parquet_spill import read_parquet_spill, reads_by_rows, spill_parquet
 from curate.ingest.remote import RemoteFile
 
-
-@dataclass(frozen=True)
-class Cut:
-    """One batch of a JSON Lines file: bytes [start, end) hold its lines (end: after the last line's
-    content, before its line ending), the first of them is line `first_line`, and `items` are not blank."""
-
-    start: int
-    end: int
-    first_line: int
-    items: int
-    spill: str | None = None  # the file holding the bytes, when not the input (a compressed input's batch)
-
-
-@dataclass(frozen=True)
-class ScanTask:
-    """An input file to cut into batches, with the batch limits and the size the driver sees."""
-
-    path: InputFile
-    batch_size: int
-    batch_bytes: int
-    size: int | None  # None: not checked (a URL)
-    spill: str | None = None  # folder for the batches of a compressed file (None: the driver reads it)
+__all__ = ["Cut", "ScanTask", "file_size", "read_span", "reads_by_rows", "reads_by_span", "reads_by_spill", "scan_file"]
 
 
 def reads_by_span(path: InputFile) -> bool:
@@ -102,6 +81,8 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
             return None
         if reads_by_spill(task.path):
             return _spill_file(task, Path(task.spill)) if task.spill is not None else None
+        if reads_by_rows(task.path):
+            return spill_parquet(task, Path(task.spill)) if task.spill is not None else None
         cuts, items, size, start, first, end = [], 0, 0, 0, 0, 0
         for number, (offset, raw) in enumerate(iter_lines_at(task.path), start=1):
             payload = _payload(raw)
@@ -124,8 +105,7 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A compressed file's batches, each written to `folder` (its lines as read, from its first record
     to its last, zstd level 1); None when the stream is damaged (the driver's reader handles it; the
     batches written so far are removed)."""
-    name = str(getattr(task.path, "url", task.path))
-    key = hashlib.sha256(name.encode()).hexdigest()
+    spiller = Spiller(task.path, folder, "jsonl.zst")
     cuts: list[Cut] = []
     lines: list[bytes] = []
     items = size = first = kept = 0
@@ -133,14 +113,9 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
 
     def spill() -> Cut:
         data = b"\n".join(lines[:kept])  # blank lines after the last record are not the batch's
-        target = folder / f"{key}-{len(cuts):06d}.jsonl.zst"
-        partial = folder / f".{target.name}.{os.getpid()}-{uuid.uuid4().hex[:8]}.tmp"
-        partial.write_bytes(compressor.compress(data))
-        os.replace(partial, target)
-        return Cut(0, len(data), first, items, spill=str(target))
+        return Cut(0, len(data), first, items, spill=spiller.write(compressor.compress(data)))
 
     try:
-        folder.mkdir(parents=True, exist_ok=True)
         for number, raw in enumerate(iter_raw_lines(task.path), start=1):
             payload = _payload(raw)
             if not payload.strip():
@@ -157,26 +132,22 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
         if items:
             cuts.append(spill())
     except (TruncatedInput, FileNotFoundError):  # damaged, or not there for this worker: the driver reads it
-        _remove_spills(cuts)
+        spiller.remove()
         return None
     except OSError as exc:  # the work dir is full or not writable, or the input not readable
-        _remove_spills(cuts)
+        spiller.remove()
         raise FatalError(
-            f"cannot cut {name} into batch files in {folder}: {exc}; check that the input is readable by the "
-            "workers and that the work dir has space"
+            f"cannot cut {input_name(task.path)} into batch files in {folder}: {exc}; check that the input is "
+            "readable by the workers and that the work dir has space"
         ) from exc
     return cuts
 
 
-def _remove_spills(cuts: list[Cut]) -> None:
-    for cut in cuts:
-        if cut.spill is not None:
-            Path(cut.spill).unlink(missing_ok=True)
-
-
 def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
     """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them."""
-    name = getattr(path, "url", path)
+    name = input_name(path)
+    if cut.spill is not None and reads_by_rows(path):  # a batch of a Parquet input, spilled by its scan
+        return read_parquet_spill(path, cut)
     if cut.spill is not None:  # a batch of a compressed input, spilled by its scan
         try:
             data = zstandard.ZstdDecompressor().decompress(Path(cut.spill).read_bytes(), max_output_size=cut.end)
