@@ -6,7 +6,7 @@ payload of a row being the length of its string values. A row group can hold man
 one batch's rows from the middle of a row group decodes the row group from its start, so batches are
 not read in place: with several workers (or Ray) one task per file reads it once, computes each row's
 payload with Arrow (`row_sizes`, the same figure), cuts by the same rule and writes each batch's rows to
-a file of its own in the work dir (Arrow IPC, LZ4). Each batch's task reads that file (`read_parquet_spill`)
+a file of its own in the work dir (Arrow IPC, zstd). Each batch's task reads that file (`read_parquet_spill`)
 and gets the driver-side reader's rows. A file that is not Parquet, cannot be decoded, or has a column
 whose Python values cannot be sized from Arrow (an extension type, a repeated column name) is left to
 the driver, whose reader reports it as before.
@@ -27,7 +27,7 @@ from curate.ingest.cut import Cut, ScanTask, Spiller, input_name
 from curate.ingest.files import InputFile, is_hf_dataset_dir, open_binary, split_suffix
 
 _READ_ROWS = 65_536  # rows per record batch while scanning (memory: one record batch)
-_IPC = pa.ipc.IpcWriteOptions(compression="lz4")
+_IPC = pa.ipc.IpcWriteOptions(compression="zstd")  # smaller and faster than LZ4 here (measured)
 
 
 def reads_by_rows(path: InputFile) -> bool:
