@@ -36,8 +36,8 @@ from curate.executor import (
 from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
-from curate.ingest.source import iter_raw_batches, spec_for
-from curate.ingest.spans import Cut, ScanTask, file_size, reads_by_rows, reads_by_span, reads_by_spill, scan_file
+from curate.ingest.source import Cuts, iter_raw_batches, spec_for
+from curate.ingest.spans import ScanTask, file_size, scan_file
 from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
 from curate.manifest import build_manifest, decontamination_counts
 from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
@@ -107,7 +107,7 @@ def prepare_run(
     return RunSetup(out, work, kind, runner, ctx, specs)
 
 
-SPILL = "spill"  # pass 0's folder for the batches of compressed and Parquet inputs (`curate.ingest.spans`)
+SPILL = "spill"  # pass 0's folder for the batch files the workers cut from inputs (`curate.ingest.spans`)
 
 
 def run_stages(
@@ -216,20 +216,23 @@ def _run_pass(
     return False
 
 
-def scan_inputs(config: Config, executor: Executor, spill: Path) -> dict[Any, list[Cut]]:
-    """Batches of the JSON Lines and Parquet inputs, scanned by the workers themselves (see
-    `curate.ingest.spans`): uncompressed JSON Lines are read by byte range, compressed JSON Lines and
-    Parquet files are cut into batch files in `spill`; files a worker cannot see, or cannot decode, are
-    left out (the driver reads them)."""
-    inputs = (f for src in config.sources if src.data is None for f in src.files)
-    files = list(dict.fromkeys(f for f in inputs if reads_by_span(f) or reads_by_spill(f) or reads_by_rows(f)))
+def scan_inputs(config: Config, executor: Executor, spill: Path) -> Cuts:
+    """Batches of the input files, scanned by the workers themselves (see `curate.ingest.spans`):
+    uncompressed JSON Lines are read by byte range, every other file is cut into batch files in
+    `spill`; files a worker cannot see, or whose reader fails there, are left out (the driver reads them)."""
     size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
-    tasks = (ScanTask(f, size, max_bytes, file_size(f), str(spill)) for f in files)
-    return {f: cuts for f, cuts in zip(files, executor.map(scan_file, tasks), strict=True) if cuts is not None}
+    tasks = [
+        ScanTask(f, size, max_bytes, file_size(f), str(spill), number, src.txt_mode, src.split or None)
+        for number, src in enumerate(config.sources)
+        if src.data is None
+        for f in src.files
+    ]
+    results = executor.map(scan_file, iter(tasks))
+    return {(t.source, t.path): cuts for t, cuts in zip(tasks, results, strict=True) if cuts is not None}
 
 
 def _ingest_tasks(
-    config: Config, specs: list[SourceSpec], p: Pass, ctx: Context, warnings: list[str], cuts: dict[Any, list[Cut]]
+    config: Config, specs: list[SourceSpec], p: Pass, ctx: Context, warnings: list[str], cuts: Cuts
 ) -> Iterator[Any]:
     size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
     for batch in iter_raw_batches(config.sources, specs, config.base_dir, size, warnings, max_bytes, cuts):

@@ -324,17 +324,20 @@ def test_quickstart_on_ray_is_byte_identical(tmp_path, local_ray):
 
 
 @needs_ray
-def test_compressed_and_parquet_inputs_are_spilled_by_ray_workers_with_the_same_output(
-    tmp_path, local_ray, monkeypatch
-):
+def test_inputs_of_every_kind_are_cut_by_ray_workers_with_the_same_output(tmp_path, local_ray, monkeypatch):
     lines = [json.dumps({"text": f"document {i} " * (i % 5 + 1)}).encode() for i in range(120)]
     (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b"\n".join(lines[:70])))
     (tmp_path / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress(b"\r\n".join(lines[70:])))
     table = pa.table({"text": [f"table row {i} " * (i % 4 + 1) for i in range(50)]})
     pq.write_table(table, tmp_path / "c.parquet", row_group_size=12)
+    (tmp_path / "d.json").write_text(json.dumps([{"text": f"array item {i} " * (i % 3 + 1)} for i in range(20)]))
     config = {
         "pipeline": {"name": "spill", "batch_size": 8},
-        "sources": [{"name": "docs", "path": "*.jsonl.*"}, {"name": "tables", "path": "*.parquet"}],
+        "sources": [
+            {"name": "docs", "path": "*.jsonl.*"},
+            {"name": "tables", "path": "*.parquet"},
+            {"name": "arrays", "path": "*.json"},
+        ],
         "stages": [{"use": "exact_dedup"}],
     }
     build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
@@ -344,7 +347,7 @@ def test_compressed_and_parquet_inputs_are_spilled_by_ray_workers_with_the_same_
     local, ray = both(config, tmp_path, tmp_path)
     assert output_bytes(ray.output) == output_bytes(local.output)
     (cuts,) = scanned  # only the Ray build scans: the local one has one worker
-    assert sum(len(c) for c in cuts.values()) == 9 + 7 + 7 and all(c.spill for f in cuts for c in cuts[f])
+    assert sum(len(c) for c in cuts.values()) == 9 + 7 + 7 + 3 and all(c.spill for f in cuts for c in cuts[f])
 
 
 @needs_ray

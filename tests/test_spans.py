@@ -19,8 +19,9 @@ from hypothesis import strategies as st
 import curate
 from curate.build import scan_inputs
 from curate.config import load_config
-from curate.ingest.parquet_spill import row_sizes
-from curate.ingest.source import _size, iter_raw_batches, spec_for
+from curate.ingest.batching import payload_size
+from curate.ingest.parquet_spill import row_sizes, spill_parquet
+from curate.ingest.source import iter_raw_batches, spec_for
 from curate.ingest.spans import (
     ScanTask,
     file_size,
@@ -46,16 +47,21 @@ LINES = [
 ]
 
 
-def batches(path: Path, batch_size: int, batch_bytes: int, by_span: bool) -> list[tuple]:
-    """(index, first row, lines, payloads) of every batch of one JSON Lines source (by span: compressed
-    files are spilled into a folder beside them)."""
-    config = load_config({"pipeline": {"name": "t"}, "sources": [{"name": "s", "path": str(path), "format": "text"}]})
+def batches(path: Path, batch_size: int, batch_bytes: int, by_span: bool, **options) -> list[tuple]:
+    """(index, file, first row, lines, payloads) of every batch of a source of one file, and the warnings
+    (by span: batch files are spilled into a folder beside it). `options`: the source's."""
+    source = {"name": "s", "path": str(path), "format": "text", **options}
+    config = load_config({"pipeline": {"name": "t"}, "sources": [source]})
     specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
     cuts = None
     if by_span:
         files = config.sources[0].files
         spill = str(path.parent / "spill")
-        cuts = {f: scan_file(ScanTask(f, batch_size, batch_bytes, file_size(f), spill)) for f in files}
+        src = config.sources[0]
+        cuts = {
+            (0, f): scan_file(ScanTask(f, batch_size, batch_bytes, file_size(f), spill, 0, src.txt_mode, src.split))
+            for f in files
+        }
         assert all(c is not None for c in cuts.values())
     warnings: list[str] = []
     out = []
@@ -117,17 +123,19 @@ def test_spilled_batches_of_compressed_files_equal_the_driver_reader(
     assert len(list((path.parent / "spill").glob("*.zst"))) == len(spilled) - 1  # a file per batch
 
 
-def test_a_damaged_or_unspillable_compressed_file_is_left_to_the_driver(tmp_path):
+def test_a_damaged_compressed_file_is_read_by_the_driver_reader_on_the_worker(tmp_path):
     path = tmp_path / "a.jsonl.gz"
     lines = (json.dumps({"text": f"{i} {hashlib.sha256(bytes(i)).hexdigest()}"}).encode() for i in range(400))
     whole = gzip.compress(b"\n".join(lines) + b"\n")
-    path.write_bytes(whole[: len(whole) // 2])  # truncated: the driver's reader quarantines the rest
-    assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path), str(tmp_path / "spill"))) is None
-    assert (tmp_path / "spill").is_dir()  # made by the first batch spilled before the damage
-    assert not list((tmp_path / "spill").iterdir())  # those batches are gone
+    path.write_bytes(whole[: len(whole) // 2])  # truncated: the reader quarantines what follows the damage
+    spilled = batches(path, 10, 1 << 20, by_span=True)
+    assert spilled == batches(path, 10, 1 << 20, by_span=False)
+    assert "truncated_file" in spilled[-2][4][-1].reason  # the last batch ends with the reader's problem
+    names = [p.name for p in (tmp_path / "spill").iterdir()]  # the lines spilled before the damage are gone:
+    assert len(names) == len(spilled) - 1 and all(n.endswith(".pickle.zst") for n in names)  # only these
     path.write_bytes(whole)
     assert scan_file(ScanTask(path, 10, 1 << 20, file_size(path))) is None  # no spill folder given
-    cuts = scan_file(ScanTask(path, 150, 1 << 20, file_size(path), str(tmp_path / "spill")))
+    cuts = scan_file(ScanTask(path, 150, 1 << 20, file_size(path), str(tmp_path / "spill2")))
     assert [cut.items for cut in cuts] == [150, 150, 100] and all(cut.spill for cut in cuts)
     Path(cuts[1].spill).write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "one"}\n'))
     with pytest.raises(curate.FatalError, match=r"input .*a\.jsonl\.gz changed while it was read"):
@@ -221,9 +229,17 @@ def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(
     table = pa.table({"text": [f"table row {i} " * (i % 5 + 1) for i in range(30)], "n": list(range(30))})
     pq.write_table(table, tmp_path / "d.parquet", row_group_size=7)
     (tmp_path / "e.parquet").write_bytes(b"not parquet")
+    (tmp_path / "misc").mkdir()
+    (tmp_path / "misc" / "f.json").write_text(json.dumps([{"text": f"array item {i}"} for i in range(9)]))
+    (tmp_path / "misc" / "g.csv").write_text("text\n" + "".join(f'"csv, row {i}"\n' for i in range(6)) + "ragged,row\n")
+    (tmp_path / "misc" / "h.txt").write_text("".join(f"block {i}\nsecond line\n\n" for i in range(5)))
     config = {
         "pipeline": {"name": "spill", "batch_size": 4},
-        "sources": [{"name": "docs", "path": "*.jsonl.*"}, {"name": "tables", "path": "*.parquet", "format": "text"}],
+        "sources": [
+            {"name": "docs", "path": "*.jsonl.*"},
+            {"name": "tables", "path": "*.parquet", "format": "text"},
+            {"name": "misc", "path": "misc", "format": "text"},
+        ],
         "stages": [{"use": "exact_dedup"}],
     }
     scanned: list[dict] = []
@@ -239,10 +255,12 @@ def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(
     two = curate.build(config, base_dir=tmp_path, output=tmp_path / "w2", work_dir=tmp_path / "k2", workers=2)
     assert output_bytes(one.output) == output_bytes(two.output)
     assert one.manifest["totals"]["records_in"] >= 110 and (two.output / "quarantine" / "docs.jsonl").exists()
-    assert (two.output / "quarantine" / "tables.jsonl").exists()  # e.parquet, read by the driver
+    assert (two.output / "quarantine" / "tables.jsonl").exists()  # e.parquet: not Parquet
+    assert (two.output / "quarantine" / "misc.jsonl").exists()  # g.csv: a ragged row
     (cuts,) = scanned
-    assert sorted(Path(f).name for f in cuts) == ["a.jsonl.gz", "b.jsonl.zst", "d.parquet"]  # c, e: the driver's
-    assert all(c.spill for f in cuts for c in cuts[f]) and sum(len(c) for c in cuts.values()) == 20 + 8
+    names = ["a.jsonl.gz", "b.jsonl.zst", "c.jsonl.gz", "d.parquet", "e.parquet", "f.json", "g.csv", "h.txt"]
+    assert sorted(Path(f).name for _, f in cuts) == names  # c (damaged), e (not Parquet) through the reader
+    assert all(c.spill for f in cuts for c in cuts[f]) and sum(len(c) for c in cuts.values()) == 20 + 3 + 8 + 1 + 7
     assert not list((tmp_path / "k2").rglob("spill"))
 
 
@@ -296,25 +314,29 @@ def test_spilled_batches_of_parquet_files_equal_the_driver_reader(
 def test_parquet_rows_are_sized_as_the_driver_reader_sizes_them():
     table = pa.table({"a": ["é😀", None, "abc"], "b": pa.array(["xy", "z", None]).dictionary_encode(), "n": [1, 2, 3]})
     assert row_sizes(table.to_batches()[0]) == [4, 1, 3]
-    assert row_sizes(table.to_batches()[0]) == [_size(row) for row in table.to_pylist()]
+    assert row_sizes(table.to_batches()[0]) == [payload_size(row) for row in table.to_pylist()]
 
 
-def test_a_parquet_file_the_workers_cannot_read_is_left_to_the_driver(tmp_path):
-    spill = str(tmp_path / "spill")
+def test_parquet_files_arrow_cannot_cut_go_through_the_driver_reader_on_the_worker(tmp_path):
+    """Not Parquet, or an extension type (its Python values cannot be sized from Arrow): the row path
+    declines, and the driver's reader, run on the worker, spills them instead; an empty file has no batch."""
     garbage = tmp_path / "garbage.parquet"
     garbage.write_bytes(b"not parquet at all")
-    assert scan_file(ScanTask(garbage, 10, 1 << 20, file_size(garbage), spill)) is None
+    odd = tmp_path / "odd.parquet"
+    pq.write_table(pa.table({"meta": pa.array(['{"a": 1}'] * 5, pa.json_()), "text": list("abcde")}), odd)
+    for path in (garbage, odd):
+        assert spill_parquet(ScanTask(path, 2, 1 << 20, file_size(path)), tmp_path / "rows") is None
+        assert batches(path, 2, 1 << 20, by_span=True) == batches(path, 2, 1 << 20, by_span=False)
+        assert all(p.name.endswith(".pickle.zst") for p in (tmp_path / "spill").iterdir())
+    assert "invalid_parquet" in batches(garbage, 2, 1 << 20, by_span=True)[0][4][0].reason
+    assert not list((tmp_path / "rows").glob("*"))
     empty = tmp_path / "empty.parquet"
     empty.write_bytes(b"")
-    assert scan_file(ScanTask(empty, 10, 1 << 20, 0, spill)) == []  # no records, as the driver reads it
+    assert scan_file(ScanTask(empty, 10, 1 << 20, 0, str(tmp_path / "spill"))) == []  # no records, as the driver
     fine = tmp_path / "fine.parquet"
     pq.write_table(pa.table({"text": ["one", "two", "three"]}), fine)
     assert scan_file(ScanTask(fine, 10, 1 << 20, file_size(fine))) is None  # no spill folder given
-    assert scan_file(ScanTask(tmp_path / "missing.parquet", 10, 1 << 20, None, spill)) is None
-    odd = tmp_path / "odd.parquet"  # extension types: their Python values cannot be sized from Arrow
-    pq.write_table(pa.table({"meta": pa.array(['{"a": 1}'], pa.json_()), "text": ["x"]}), odd)
-    assert scan_file(ScanTask(odd, 10, 1 << 20, file_size(odd), spill)) is None
-    assert not list((tmp_path / "spill").glob("*"))
+    assert scan_file(ScanTask(tmp_path / "missing.parquet", 10, 1 << 20, None, str(tmp_path / "spill"))) is None
 
 
 def test_a_changed_or_missing_parquet_spill_is_refused(tmp_path):
@@ -328,4 +350,65 @@ def test_a_changed_or_missing_parquet_spill_is_refused(tmp_path):
         read_span(path, cuts[1])
     Path(cuts[2].spill).unlink()
     with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.parquet is missing or damaged"):
+        read_span(path, cuts[2])
+
+
+def _hf_folder(path: Path) -> Path:
+    import datasets
+
+    rows = {"instruction": ["add 2 and 2", "name a colour", "say hi"], "output": ["4", "red", "hi"]}
+    datasets.DatasetDict(
+        {"train": datasets.Dataset.from_dict(rows), "test": datasets.Dataset.from_dict(rows)}
+    ).save_to_disk(str(path))
+    return path
+
+
+OTHER_FORMATS = {
+    "array.json": b'[{"text": "one"}, 7, {"text": "caf\xc3\xa9"}, {"text": "three"}]',
+    "lines.json": b'{"text": "really"}\n{"text": "json lines"}\n{broken\n',
+    "broken.json": b'[{"text": "one"}, {"text": ',
+    "table.csv": b'text,label\n"multi\nline",a\nragged\n"bad \xff byte",b\nplain,c\n',
+    "blocks.txt": b"\xef\xbb\xbfone block\nof two lines\n\n\n second block \n\r\nthird\n",
+    "array.json.gz": gzip.compress(b'[{"text": "zipped"}, {"text": "array"}]'),
+    "table.csv.zst": zstandard.ZstdCompressor().compress(b"text\nfirst\nsecond\nthird\n"),
+    "blocks.txt.gz": gzip.compress(b"a\n\nb\n\nc\n\nd\n")[:-6],  # truncated: the reader reports the file
+}
+
+
+@pytest.mark.parametrize("name", sorted(OTHER_FORMATS))
+@pytest.mark.parametrize("batch_size", [1, 2, 100])
+def test_other_formats_are_read_by_the_driver_reader_on_the_worker(tmp_path, name, batch_size):
+    path = tmp_path / name
+    path.write_bytes(OTHER_FORMATS[name])
+    spilled = batches(path, batch_size, 1 << 20, by_span=True)
+    assert spilled == batches(path, batch_size, 1 << 20, by_span=False)
+    assert len(list((tmp_path / "spill").glob("*.pickle.zst"))) == len(spilled) - 1
+
+
+def test_text_files_whole_compressed_parquet_and_dataset_folders_on_the_worker(tmp_path):
+    whole = tmp_path / "whole.txt"
+    whole.write_bytes(b"one document\n\nin one file\n")
+    assert batches(whole, 1, 1 << 20, True, txt_mode="file") == batches(whole, 1, 1 << 20, False, txt_mode="file")
+    sink = pa.BufferOutputStream()
+    pq.write_table(pa.table({"text": ["a", None, "c"], "when": pa.array([0, 1, 2], pa.timestamp("s"))}), sink)
+    packed = tmp_path / "rows.parquet.zst"
+    packed.write_bytes(zstandard.ZstdCompressor().compress(sink.getvalue().to_pybytes()))
+    assert batches(packed, 2, 1 << 20, by_span=True) == batches(packed, 2, 1 << 20, by_span=False)
+    folder = _hf_folder(tmp_path / "hf")
+    for split in ("", "test"):
+        assert batches(folder, 2, 1 << 20, True, split=split) == batches(folder, 2, 1 << 20, False, split=split)
+    assert {p.name.split(".", 1)[1] for p in (tmp_path / "spill").iterdir()} == {"pickle.zst"}  # all spilled
+
+
+def test_a_changed_or_missing_spill_of_the_driver_reader_is_refused(tmp_path):
+    path = tmp_path / "a.json"
+    path.write_bytes(json.dumps([{"text": f"row {i}"} for i in range(5)]).encode())
+    cuts = scan_file(ScanTask(path, 2, 1 << 20, file_size(path), str(tmp_path / "spill")))
+    assert [(c.first_line, c.items) for c in cuts] == [(1, 2), (3, 2), (5, 1)]
+    assert read_span(path, cuts[1]) == ([3, 4], [{"text": "row 2"}, {"text": "row 3"}])
+    Path(cuts[1].spill).write_bytes(Path(cuts[2].spill).read_bytes())
+    with pytest.raises(curate.FatalError, match=r"input .*a\.json changed while it was read"):
+        read_span(path, cuts[1])
+    Path(cuts[2].spill).write_bytes(b"garbage")
+    with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.json is missing or damaged"):
         read_span(path, cuts[2])

@@ -28,13 +28,17 @@ class Cut:
 
 @dataclass(frozen=True)
 class ScanTask:
-    """An input file to cut into batches, with the batch limits and the size the driver sees."""
+    """An input file of source number `source` to cut into batches, with the batch limits, the size the
+    driver sees, and the source's reading options."""
 
     path: InputFile
     batch_size: int
     batch_bytes: int
     size: int | None  # None: not checked (a URL)
     spill: str | None = None  # folder for spilled batches (None: such files are left to the driver)
+    source: int = 0
+    txt_mode: str = "blocks"
+    split: str | None = None
 
 
 def input_name(path: InputFile) -> str:
@@ -43,12 +47,13 @@ def input_name(path: InputFile) -> str:
 
 
 class Spiller:
-    """Writes one input's batch files into `folder`: `<sha256 of the input's name>-<batch>.<suffix>`,
-    each complete or absent (written under a temporary name, then renamed)."""
+    """Writes the batch files of one scan task's input into `folder`: `<sha256 of the source number and
+    the input's name>-<batch>.<suffix>`, each complete or absent (written under a temporary name, then
+    renamed)."""
 
-    def __init__(self, path: InputFile, folder: Path, suffix: str):
+    def __init__(self, task: ScanTask, folder: Path, suffix: str):
         self.folder, self.suffix = folder, suffix
-        self.key = hashlib.sha256(input_name(path).encode()).hexdigest()
+        self.key = hashlib.sha256(f"{task.source}\x00{input_name(task.path)}".encode()).hexdigest()
         self.written: list[Path] = []
 
     def write(self, data: bytes) -> str:

@@ -62,7 +62,7 @@ def row_sizes(batch: pa.RecordBatch) -> list[int] | None:
 def spill_parquet(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A Parquet file's batches, each written to `folder`; None when the driver must read the file (see
     the module docstring; the batches written so far are removed)."""
-    spiller = Spiller(task.path, folder, "arrow")
+    spiller = Spiller(task, folder, "arrow")
     cuts: list[Cut] = []
     pending: list[pa.RecordBatch] = []  # the current batch's rows, in slices
     items = size = 0

@@ -10,12 +10,13 @@ import orjson
 
 from curate.config import SourceConfig
 from curate.errors import ConfigError
+from curate.ingest.batching import file_batches
 from curate.ingest.convert import RawBatch, SourceSpec
+from curate.ingest.cut import Cut
 from curate.ingest.files import InputFile, split_suffix
 from curate.ingest.formats import detect_format
 from curate.ingest.readers import Payload, iter_file, iter_rows
 from curate.ingest.remote import RemoteFile
-from curate.ingest.spans import Cut
 
 _DETECT_LOOKAHEAD = 50
 
@@ -40,12 +41,17 @@ def iter_source_items(src: SourceConfig) -> Iterator[tuple[InputFile | None, boo
         yield path, is_text, iter_file(path, src.txt_mode, src.split or None)
 
 
+#: The batches workers cut themselves (see `curate.ingest.spans`), by (source index, file).
+Cuts = Mapping[tuple[int, InputFile], list[Cut]]
+
+
 def _items_or_cuts(
-    src: SourceConfig, cuts: Mapping[InputFile, list[Cut]]
+    index: int, src: SourceConfig, cuts: Cuts
 ) -> Iterator[tuple[InputFile | None, bool, Iterator[tuple[int, Payload]] | list[Cut]]]:
     """`iter_source_items`, with the batches of the files in `cuts` instead of their items."""
     for path, is_text, items in iter_source_items(src):
-        yield (path, is_text, cuts[path]) if path is not None and path in cuts else (path, is_text, items)
+        found = cuts.get((index, path)) if path is not None else None
+        yield path, is_text, (found if found is not None else items)
 
 
 def resolve_format(src: SourceConfig, index: int) -> str:
@@ -88,28 +94,6 @@ def spec_for(src: SourceConfig, index: int) -> SourceSpec:
     return SourceSpec(src.name, resolve_format(src, index), src.text_field, src.id_field, dict(src.fields))
 
 
-def _size(payload: Payload) -> int:
-    if isinstance(payload, bytes | str):
-        return len(payload)
-    if isinstance(payload, dict):
-        return sum(len(v) for v in payload.values() if isinstance(v, str))
-    return 0
-
-
-def _chunks(items: Iterator[tuple[int, Payload]], max_items: int, max_bytes: int) -> Iterator[list]:
-    """Consecutive items, cut at `max_items` or once `max_bytes` of payload is reached."""
-    chunk: list = []
-    size = 0
-    for item in items:
-        chunk.append(item)
-        size += _size(item[1])
-        if len(chunk) >= max_items or size >= max_bytes:
-            yield chunk
-            chunk, size = [], 0
-    if chunk:
-        yield chunk
-
-
 def iter_raw_batches(
     sources: list[SourceConfig],
     specs: list[SourceSpec],
@@ -117,7 +101,7 @@ def iter_raw_batches(
     batch_size: int,
     warnings: list[str],
     batch_bytes: int = 1 << 62,
-    cuts: Mapping[InputFile, list[Cut]] | None = None,
+    cuts: Cuts | None = None,
 ) -> Iterator[RawBatch]:
     """Raw batches of every source, in config order, files sorted, items in file order.
 
@@ -130,28 +114,17 @@ def iter_raw_batches(
     row = 0
     index = 0
     cuts = cuts or {}
-    for src, spec in zip(sources, specs, strict=True):
-        for path, is_text, items in _items_or_cuts(src, cuts):
+    for number, (src, spec) in enumerate(zip(sources, specs, strict=True)):
+        for path, is_text, items in _items_or_cuts(number, src, cuts):
             file = display_path(path, base) if path else f"<{src.name} data>"
+            empty = True
             if isinstance(items, list):  # cut by a worker's scan: the worker reads each batch
                 for cut in items:
-                    yield RawBatch(index, spec, file, False, row, [], [], span=(path, cut))
-                    row += cut.items
-                    index += 1
-                if not items:
-                    warnings.append(f"{src.name}: {file}: empty file (no records)")
-                continue
-            last_line = 0
-            for chunk in _chunks(items, batch_size, batch_bytes):
-                lines = []
-                for line, _ in chunk:
-                    if line < 0:  # a problem with the file as a whole, found after its last record
-                        line = last_line + 1
-                    lines.append(line)
-                    last_line = max(last_line, line)
-                payloads = [payload for _, payload in chunk]
-                yield RawBatch(index, spec, file, is_text, row, lines, payloads)
-                row += len(chunk)
-                index += 1
-            if last_line == 0:
+                    yield RawBatch(index, spec, file, is_text, row, [], [], span=(path, cut))
+                    row, index, empty = row + cut.items, index + 1, False
+            else:
+                for lines, payloads in file_batches(items, batch_size, batch_bytes):
+                    yield RawBatch(index, spec, file, is_text, row, lines, payloads)
+                    row, index, empty = row + len(lines), index + 1, False
+            if empty:
                 warnings.append(f"{src.name}: {file}: empty file (no records)")

@@ -1,20 +1,22 @@
-"""Worker-side reading of JSON Lines inputs: batches travel as byte ranges, not as their lines.
+"""Worker-side reading of the inputs: batches travel as byte ranges or batch files, not as records.
 
-With several workers (or Ray), each uncompressed `.jsonl` input is first scanned by a task on a
-worker (`scan_file`), which cuts it into batches by the driver-side reader's rule (non-blank lines,
-at most `batch_size` of them or `batch_bytes` of payload; see `curate.ingest.source`) and returns
-only each batch's byte range, first line number and item count. The driver numbers batches and rows
-across files as before, and each ingest task reads its own range (`read_span`). Batches, rows, line
-numbers and payloads are the ones the driver-side reader gives (tested), so the output is the same;
-the input bytes no longer pass through the driver.
+With several workers (or Ray), each input file is first scanned by a task on a worker (`scan_file`),
+which cuts it into batches by the driver-side reader's rule (at most `batch_size` items, or until
+`batch_bytes` of payload; see `curate.ingest.source`). The driver numbers batches and rows across files
+as before, and each batch's task reads its own batch (`read_span`). Batches, rows, line numbers and
+payloads are the ones the driver-side reader gives (tested), so the output is the same; the input
+bytes no longer pass through the driver.
 
-Compressed JSON Lines (`.jsonl.gz`, `.jsonl.zst`) cannot be read from the middle, so their scan task
-decompresses the file once, cuts it by the same rule, and *spills* each batch's lines into a file of
-its own in the work dir (zstd level 1); the batch's task reads that file. So compressed inputs are
-read by the workers too, one file per task. A damaged compressed file (a truncated stream) is left
-to the driver, whose reader quarantines what follows the damage. Parquet files are spilled the same
-way (`curate.ingest.parquet_spill`). The other formats are read by the driver, as is a file a worker
-cannot see.
+- Uncompressed JSON Lines are read in place: the scan returns each batch's byte range.
+- Compressed JSON Lines (`.jsonl.gz`, `.jsonl.zst`) cannot be read from the middle, so their scan task
+  decompresses the file once, cuts it by the same rule, and *spills* each batch's lines into a file of
+  its own in the work dir (zstd level 1); the batch's task reads that file.
+- Parquet files are spilled by rows (`curate.ingest.parquet_spill`).
+- Every other file (JSON arrays, CSV, text, compressed Parquet, dataset folders), and one the paths
+  above leave (a damaged compressed stream, an Arrow type they cannot size), is read by the
+  driver-side reader itself, run in the scan task, and spilled (`curate.ingest.reader_spill`).
+
+A file a worker cannot see (missing, or another size: not on shared storage) is read by the driver.
 """
 
 from __future__ import annotations
@@ -38,6 +40,7 @@ from curate.ingest.files import (
     split_suffix,
 )
 from curate.ingest.parquet_spill import read_parquet_spill, reads_by_rows, spill_parquet
+from curate.ingest.reader_spill import read_items_spill, spill_items
 from curate.ingest.remote import RemoteFile
 
 __all__ = ["Cut", "ScanTask", "file_size", "read_span", "reads_by_rows", "reads_by_span", "reads_by_spill", "scan_file"]
@@ -79,10 +82,8 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
     try:
         if task.size is not None and file_size(task.path) != task.size:
             return None
-        if reads_by_spill(task.path):
-            return _spill_file(task, Path(task.spill)) if task.spill is not None else None
-        if reads_by_rows(task.path):
-            return spill_parquet(task, Path(task.spill)) if task.spill is not None else None
+        if not reads_by_span(task.path):
+            return _spill(task, Path(task.spill)) if task.spill is not None else None
         cuts, items, size, start, first, end = [], 0, 0, 0, 0, 0
         for number, (offset, raw) in enumerate(iter_lines_at(task.path), start=1):
             payload = _payload(raw)
@@ -101,11 +102,23 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
     return cuts
 
 
+def _spill(task: ScanTask, folder: Path) -> list[Cut] | None:
+    """Batch files for an input that is not read in place: compressed JSON Lines by their lines, Parquet
+    by its rows, and any other file, or one of those the faster paths leave (a damaged stream, a type
+    Arrow cannot size), through the driver-side reader (`curate.ingest.reader_spill`)."""
+    cuts = None
+    if reads_by_spill(task.path):
+        cuts = _spill_file(task, folder)
+    elif reads_by_rows(task.path):
+        cuts = spill_parquet(task, folder)
+    return cuts if cuts is not None else spill_items(task, folder)
+
+
 def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A compressed file's batches, each written to `folder` (its lines as read, from its first record
     to its last, zstd level 1); None when the stream is damaged (the driver's reader handles it; the
     batches written so far are removed)."""
-    spiller = Spiller(task.path, folder, "jsonl.zst")
+    spiller = Spiller(task, folder, "jsonl.zst")
     cuts: list[Cut] = []
     lines: list[bytes] = []
     items = size = first = kept = 0
@@ -146,9 +159,11 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
 def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
     """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them."""
     name = input_name(path)
-    if cut.spill is not None and reads_by_rows(path):  # a batch of a Parquet input, spilled by its scan
+    if cut.spill is not None and cut.spill.endswith(".arrow"):  # a batch of a Parquet input
         return read_parquet_spill(path, cut)
-    if cut.spill is not None:  # a batch of a compressed input, spilled by its scan
+    if cut.spill is not None and cut.spill.endswith(".pickle.zst"):  # one spilled by the driver's reader
+        return read_items_spill(path, cut)
+    if cut.spill is not None:  # a batch of a compressed JSON Lines input, spilled by its scan
         try:
             data = zstandard.ZstdDecompressor().decompress(Path(cut.spill).read_bytes(), max_output_size=cut.end)
         except (OSError, zstandard.ZstdError) as exc:
