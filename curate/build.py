@@ -36,6 +36,7 @@ from curate.executor import (
 from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
+from curate.ingest.scan_record import load_scan, save_scan
 from curate.ingest.source import Cuts, iter_raw_batches, spec_for
 from curate.ingest.spans import ScanTask, file_size, scan_file
 from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
@@ -108,6 +109,7 @@ def prepare_run(
 
 
 SPILL = "spill"  # pass 0's folder for the batch files the workers cut from inputs (`curate.ingest.spans`)
+SCAN = "scan.json"  # pass 0's record of that scan (`curate.ingest.scan_record`), kept while pass 0 runs
 
 
 def run_stages(
@@ -189,7 +191,7 @@ def _run_pass(
     p.folder.mkdir(parents=True, exist_ok=True)
     names = ", ".join(s.stage_name for s in p.maps) or "-"
     if previous is None:
-        cuts = scan_inputs(config, executor, p.folder / SPILL) if executor.parallelism > 1 else {}
+        cuts = _scan_once(config, executor, p.folder) if executor.parallelism > 1 else {}
         tasks: Iterator[Any] = _ingest_tasks(config, specs, p, ctx, warnings, cuts)
         task = bar.task(f"pass {number}: read + {names}", total=None, unit="batches")
         fn = ingest_batch
@@ -206,7 +208,8 @@ def _run_pass(
         fn = rerun_batch
     for _ in executor.map(fn, tasks):
         bar.advance(task)
-    shutil.rmtree(p.folder / SPILL, ignore_errors=True)  # compressed inputs' batches, all read now
+    shutil.rmtree(p.folder / SPILL, ignore_errors=True)  # the inputs' spilled batches, all read now
+    (p.folder / SCAN).unlink(missing_ok=True)
     if p.barrier is not None:
         bar.note(f"pass {number}: {p.barrier.stage_name} (barrier)")
         run_barrier(p.barrier, p.folder, ctx, executor)
@@ -214,6 +217,16 @@ def _run_pass(
         (p.folder / "warnings.txt").write_text("".join(w + "\n" for w in warnings))
     mark_done(p.folder, len(batch_files(p.folder)))
     return False
+
+
+def _scan_once(config: Config, executor: Executor, folder: Path) -> Cuts:
+    """The workers' scan of the inputs (`scan_inputs`), recorded in pass 0's folder; a resumed pass 0
+    reuses the record and the batch files it spilled, so its inputs are not cut again."""
+    cuts = load_scan(folder / SCAN, config.sources)
+    if cuts is None:
+        cuts = scan_inputs(config, executor, folder / SPILL)
+        save_scan(folder / SCAN, cuts)
+    return cuts
 
 
 def scan_inputs(config: Config, executor: Executor, spill: Path) -> Cuts:

@@ -19,8 +19,10 @@ from hypothesis import strategies as st
 import curate
 from curate.build import scan_inputs
 from curate.config import load_config
+from curate.executor import LocalExecutor
 from curate.ingest.batching import payload_size
 from curate.ingest.parquet_spill import row_sizes, spill_parquet
+from curate.ingest.scan_record import load_scan
 from curate.ingest.source import iter_raw_batches, spec_for
 from curate.ingest.spans import (
     ScanTask,
@@ -261,7 +263,7 @@ def test_build_with_workers_spills_compressed_inputs_and_writes_the_same_output(
     names = ["a.jsonl.gz", "b.jsonl.zst", "c.jsonl.gz", "d.parquet", "e.parquet", "f.json", "g.csv", "h.txt"]
     assert sorted(Path(f).name for _, f in cuts) == names  # c (damaged), e (not Parquet) through the reader
     assert all(c.spill for f in cuts for c in cuts[f]) and sum(len(c) for c in cuts.values()) == 20 + 3 + 8 + 1 + 7
-    assert not list((tmp_path / "k2").rglob("spill"))
+    assert not list((tmp_path / "k2").rglob("spill")) and not list((tmp_path / "k2").rglob("scan.json"))
 
 
 def test_every_byte_limit_cuts_where_the_driver_reader_cuts(tmp_path):
@@ -412,3 +414,31 @@ def test_a_changed_or_missing_spill_of_the_driver_reader_is_refused(tmp_path):
     Path(cuts[2].spill).write_bytes(b"garbage")
     with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.json is missing or damaged"):
         read_span(path, cuts[2])
+
+
+def test_a_resumed_pass_0_reuses_the_recorded_scan_and_its_spilled_batches(tmp_path, monkeypatch):
+    (tmp_path / "a.jsonl.gz").write_bytes(gzip.compress(b"".join(b'{"text": "row %d"}\n' % i for i in range(9))))
+    write_jsonl(tmp_path / "b.jsonl", [{"text": f"line {i}"} for i in range(5)])
+    (tmp_path / "c.json").write_text(json.dumps([{"text": f"item {i}"} for i in range(4)]))
+    config = load_config(
+        {"pipeline": {"name": "t", "batch_size": 2}, "sources": [{"name": "s", "path": "*.*", "format": "text"}]},
+        base_dir=tmp_path,
+    )
+    build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
+    scan = build_module.scan_inputs
+    folder = tmp_path / "pass"
+    folder.mkdir()
+    with LocalExecutor(2) as executor:
+        first = build_module._scan_once(config, executor, folder)
+        assert sum(len(c) for c in first.values()) == 5 + 3 + 2 and (folder / "scan.json").exists()
+        monkeypatch.setattr(build_module, "scan_inputs", lambda *args: pytest.fail("the inputs were cut again"))
+        assert build_module._scan_once(config, executor, folder) == first  # resumed: the record is reused
+        spilled = [Path(c.spill) for cuts in first.values() for c in cuts if c.spill]
+        spilled[0].unlink()  # a batch file gone: the record cannot be used, the inputs are cut again
+        monkeypatch.setattr(build_module, "scan_inputs", scan)
+        assert build_module._scan_once(config, executor, folder) == first and all(p.exists() for p in spilled)
+    assert load_scan(folder / "scan.json", config.sources[:0]) is None  # a file no source has
+    (folder / "scan.json").write_text('{"version": 1, "files": [{"source": 0}]}')
+    assert load_scan(folder / "scan.json", config.sources) is None
+    (folder / "scan.json").write_text("{not json")
+    assert load_scan(folder / "scan.json", config.sources) is None
