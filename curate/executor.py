@@ -6,7 +6,7 @@ kept rows (`batch-NNNNNN.parquet`) and the removed rows with their reasons (`rem
 into a work-dir folder named by a fingerprint of everything that determines it (inputs, steps,
 tokenizer). A finished pass gets a `_DONE` marker; an unfinished one resumes batch by batch. Results
 do not depend on the number of workers: batches are cut and numbered in input order by one rule,
-whether the driver reads them or the workers read them by byte range (`curate.ingest.spans`).
+whether the driver reads them or the workers cut and read them (`curate.ingest.spans`).
 """
 
 from __future__ import annotations
@@ -111,7 +111,7 @@ def _finish_batch(folder: Path, index: int, kept: pl.DataFrame, removed: list[pl
 def ingest_batch(task: tuple[RawBatch, list[MapStep], Context, Path]) -> dict[str, int]:
     """Pass 0, one batch: convert raw items, run the map steps, write kept and removed rows."""
     batch, steps, ctx, folder = task
-    if batch.span is not None:  # a byte range of the input that this worker reads itself
+    if batch.span is not None:  # a batch this worker reads itself (a byte range, or a spilled batch file)
         lines, payloads = read_span(*batch.span)
         batch = replace(batch, lines=lines, payloads=payloads, span=None)
     records, quarantined = convert_batch(batch)

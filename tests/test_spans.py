@@ -21,14 +21,13 @@ from curate.build import scan_inputs
 from curate.config import load_config
 from curate.executor import LocalExecutor
 from curate.ingest.batching import payload_size
-from curate.ingest.parquet_spill import row_sizes, spill_parquet
+from curate.ingest.parquet_spill import reads_by_rows, row_sizes, spill_parquet
 from curate.ingest.scan_record import load_scan
 from curate.ingest.source import iter_raw_batches, spec_for
 from curate.ingest.spans import (
     ScanTask,
     file_size,
     read_span,
-    reads_by_rows,
     reads_by_span,
     reads_by_spill,
     scan_file,
@@ -140,7 +139,10 @@ def test_a_damaged_compressed_file_is_read_by_the_driver_reader_on_the_worker(tm
     cuts = scan_file(ScanTask(path, 150, 1 << 20, file_size(path), str(tmp_path / "spill2")))
     assert [cut.items for cut in cuts] == [150, 150, 100] and all(cut.spill for cut in cuts)
     Path(cuts[1].spill).write_bytes(zstandard.ZstdCompressor().compress(b'{"text": "one"}\n'))
-    with pytest.raises(curate.FatalError, match=r"input .*a\.jsonl\.gz changed while it was read"):
+    with pytest.raises(
+        curate.FatalError,
+        match=r"spilled batch .* of input .*a\.jsonl\.gz is missing or damaged \(its content is not what",
+    ):
         read_span(path, cuts[1])
     Path(cuts[2].spill).unlink()
     with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.jsonl\.gz is missing or damaged"):
@@ -287,6 +289,7 @@ def parquet_tables(draw) -> pa.Table:
         "text": pa.array(draw(texts), pa.string()),
         "prompt": pa.array(draw(texts), pa.large_string()),
         "label": pa.array(draw(texts), pa.string()).dictionary_encode(),
+        "view": pa.array(draw(texts), pa.string_view()),
         "n": pa.array(range(rows), pa.int64()),
         "tags": pa.array([[t or "", "b"] for t in draw(texts)], pa.list_(pa.string())),
         "meta": pa.array([{"k": t} for t in draw(texts)], pa.struct([("k", pa.string())])),
@@ -348,7 +351,10 @@ def test_a_changed_or_missing_parquet_spill_is_refused(tmp_path):
     assert [(c.first_line, c.items) for c in cuts] == [(1, 10), (11, 10), (21, 5)]
     assert read_span(path, cuts[1]) == (list(range(11, 21)), [{"text": f"row {i}"} for i in range(10, 20)])
     Path(cuts[1].spill).write_bytes(Path(cuts[2].spill).read_bytes())
-    with pytest.raises(curate.FatalError, match=r"input .*a\.parquet changed while it was read"):
+    with pytest.raises(
+        curate.FatalError,
+        match=r"spilled batch .* of input .*a\.parquet is missing or damaged \(its content is not what",
+    ):
         read_span(path, cuts[1])
     Path(cuts[2].spill).unlink()
     with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.parquet is missing or damaged"):
@@ -409,7 +415,9 @@ def test_a_changed_or_missing_spill_of_the_driver_reader_is_refused(tmp_path):
     assert [(c.first_line, c.items) for c in cuts] == [(1, 2), (3, 2), (5, 1)]
     assert read_span(path, cuts[1]) == ([3, 4], [{"text": "row 2"}, {"text": "row 3"}])
     Path(cuts[1].spill).write_bytes(Path(cuts[2].spill).read_bytes())
-    with pytest.raises(curate.FatalError, match=r"input .*a\.json changed while it was read"):
+    with pytest.raises(
+        curate.FatalError, match=r"spilled batch .* of input .*a\.json is missing or damaged \(its content is not what"
+    ):
         read_span(path, cuts[1])
     Path(cuts[2].spill).write_bytes(b"garbage")
     with pytest.raises(curate.FatalError, match=r"spilled batch .* of input .*a\.json is missing or damaged"):
@@ -442,3 +450,59 @@ def test_a_resumed_pass_0_reuses_the_recorded_scan_and_its_spilled_batches(tmp_p
     assert load_scan(folder / "scan.json", config.sources) is None
     (folder / "scan.json").write_text("{not json")
     assert load_scan(folder / "scan.json", config.sources) is None
+
+
+def test_a_spilled_batch_with_one_byte_changed_is_refused(tmp_path):
+    """Every kind of spilled batch is checked against the digest its scan recorded, so a change that
+    still decodes is refused instead of read as other records."""
+    write = {
+        "a.jsonl.gz": lambda p: p.write_bytes(gzip.compress(b'{"text": "one"}\n{"text": "two"}\n')),
+        "b.parquet": lambda p: pq.write_table(pa.table({"text": ["one", "two"]}), p),
+        "c.json": lambda p: p.write_text('[{"text": "one"}, {"text": "two"}]'),
+    }
+    for name, make in write.items():
+        path = tmp_path / name
+        make(path)
+        (cut,) = scan_file(ScanTask(path, 10, 1 << 20, file_size(path), str(tmp_path / "spill")))
+        assert read_span(path, cut)[1]  # reads back as scanned
+        data = bytearray(Path(cut.spill).read_bytes())
+        data[len(data) // 2] ^= 1
+        Path(cut.spill).write_bytes(bytes(data))
+        with pytest.raises(curate.FatalError, match="is missing or damaged"):
+            read_span(path, cut)
+
+
+def test_parquet_with_string_views_or_a_dictionary_per_row_group_takes_the_row_path(tmp_path):
+    views = tmp_path / "views.parquet"
+    pq.write_table(pa.table({"text": pa.array(["é😀", None, "abc"] * 4, pa.string_view())}), views, row_group_size=5)
+    dictionaries = tmp_path / "dictionaries.parquet"
+    schema = pa.schema([("text", pa.dictionary(pa.int32(), pa.string()))])
+    with pq.ParquetWriter(dictionaries, schema) as writer:  # each row group with a dictionary of its own
+        for part in range(4):
+            values = pa.array([f"part {part} row {i}" for i in range(5)]).dictionary_encode()
+            writer.write_table(pa.table({"text": values.cast(schema.field("text").type)}))
+    for path in (views, dictionaries):
+        assert spill_parquet(ScanTask(path, 7, 1 << 20, file_size(path)), tmp_path / "rows") is not None
+        assert batches(path, 7, 1 << 20, by_span=True) == batches(path, 7, 1 << 20, by_span=False)
+
+
+def test_a_damaged_parquet_file_is_the_same_fatal_error_on_the_driver_and_on_a_worker(tmp_path):
+    path = tmp_path / "damaged.parquet"
+    pq.write_table(pa.table({"text": [f"row {i} " * 20 for i in range(2000)]}), path, compression="snappy")
+    data = bytearray(path.read_bytes())
+    for offset in range(200, 2200, 400):  # inside the data pages, before the footer
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    message = r"cannot decode Parquet input .*damaged\.parquet: .*the file is damaged"
+    with pytest.raises(curate.FatalError, match=message):
+        batches(path, 100, 1 << 20, by_span=False)
+    with pytest.raises(curate.FatalError, match=message):
+        batches(path, 100, 1 << 20, by_span=True)
+    assert not list((tmp_path / "spill").glob("*"))
+
+
+def test_a_split_the_dataset_folder_lacks_is_a_fatal_error(tmp_path):
+    folder = _hf_folder(tmp_path / "hf")
+    for by_span in (False, True):
+        with pytest.raises(curate.FatalError, match=r"has no split 'nope' \(it has train, test\)"):
+            batches(folder, 2, 1 << 20, by_span, split="nope")

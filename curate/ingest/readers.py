@@ -22,6 +22,7 @@ from typing import IO, Any, Literal
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.errors import FatalError
 from curate.ingest.files import (
     InputFile,
     TruncatedInput,
@@ -105,15 +106,22 @@ def _json_type(value: Any) -> str:
     )
 
 
+def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
+    """The error for a Parquet file whose footer reads but whose data does not decode (Arrow reports
+    such damage as an OSError, like a failing read, so it is not quarantined as a record)."""
+    name = getattr(path, "url", path)
+    return FatalError(f"cannot decode Parquet input {name}: {exc}; the file is damaged (or was not readable)")
+
+
 def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
     if split_suffix(path)[1] is not None:  # compressed: parquet needs random access, so decompress whole
-        yield from _parquet_rows(io.BytesIO(read_all(path)))
+        yield from _parquet_rows(io.BytesIO(read_all(path)), path)
         return
     with open_binary(path) as raw:  # local or remote, read by row group through a seekable file
-        yield from _parquet_rows(raw)
+        yield from _parquet_rows(raw, path)
 
 
-def _parquet_rows(source: IO[bytes]) -> Iterator[tuple[int, Payload]]:
+def _parquet_rows(source: IO[bytes], path: InputFile) -> Iterator[tuple[int, Payload]]:
     if source.seek(0, io.SEEK_END) == 0:  # an empty file holds no records
         return
     source.seek(0)
@@ -123,7 +131,14 @@ def _parquet_rows(source: IO[bytes]) -> Iterator[tuple[int, Payload]]:
         yield 1, Problem(f"invalid_parquet: {exc}; file not read")
         return
     number = 0
-    for batch in reader.iter_batches(batch_size=4096):
+    batches = reader.iter_batches(batch_size=4096)
+    while True:
+        try:
+            batch = next(batches, None)
+        except (OSError, pa.ArrowException) as exc:
+            raise parquet_damaged(path, exc) from exc
+        if batch is None:
+            return
         for row in batch.to_pylist():
             number += 1
             yield number, row
@@ -189,6 +204,11 @@ def _iter_hf(path: Path, split: str | None) -> Iterator[tuple[int, Payload]]:
         yield 1, Problem(f"invalid_dataset: cannot load the dataset folder ({type(exc).__name__}: {exc})")
         return
     if isinstance(data, datasets.DatasetDict):
+        if split and split not in data:
+            raise FatalError(
+                f"dataset folder {path} has no split {split!r} (it has {', '.join(data)}); set the source's "
+                "split to one of them"
+            )
         data = data[split or next(iter(data))]
     yield from iter_rows(data)
 

@@ -2,7 +2,7 @@
 
 With several workers (or Ray), each input file is first scanned by a task on a worker (`scan_file`),
 which cuts it into batches by the driver-side reader's rule (at most `batch_size` items, or until
-`batch_bytes` of payload; see `curate.ingest.source`). The driver numbers batches and rows across files
+`batch_bytes` of payload; see `curate.ingest.batching`). The driver numbers batches and rows across files
 as before, and each batch's task reads its own batch (`read_span`). Batches, rows, line numbers and
 payloads are the ones the driver-side reader gives (tested), so the output is the same; the input
 bytes no longer pass through the driver.
@@ -24,11 +24,11 @@ from __future__ import annotations
 import os
 from collections.abc import Iterator
 from pathlib import Path
+from typing import Any
 
 import zstandard
 
-from curate.errors import FatalError
-from curate.ingest.cut import Cut, ScanTask, Spiller, input_name
+from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, input_unreadable, read_spill, spill_damaged
 from curate.ingest.files import (
     BOM,
     COMPRESSION_SUFFIXES,
@@ -43,7 +43,7 @@ from curate.ingest.parquet_spill import read_parquet_spill, reads_by_rows, spill
 from curate.ingest.reader_spill import read_items_spill, spill_items
 from curate.ingest.remote import RemoteFile
 
-__all__ = ["Cut", "ScanTask", "file_size", "read_span", "reads_by_rows", "reads_by_span", "reads_by_spill", "scan_file"]
+__all__ = ["Cut", "ScanTask", "file_size", "read_span", "reads_by_span", "reads_by_spill", "scan_file"]
 
 
 def reads_by_span(path: InputFile) -> bool:
@@ -116,9 +116,9 @@ def _spill(task: ScanTask, folder: Path) -> list[Cut] | None:
 
 def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A compressed file's batches, each written to `folder` (its lines as read, from its first record
-    to its last, zstd level 1); None when the stream is damaged (the driver's reader handles it; the
-    batches written so far are removed)."""
-    spiller = Spiller(task, folder, "jsonl.zst")
+    to its last, zstd level 1); None when the stream is damaged or the file is not there (the batches
+    written so far are removed)."""
+    spiller = Spiller(task, folder, "lines", "jsonl.zst")
     cuts: list[Cut] = []
     lines: list[bytes] = []
     items = size = first = kept = 0
@@ -126,7 +126,7 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
 
     def spill() -> Cut:
         data = b"\n".join(lines[:kept])  # blank lines after the last record are not the batch's
-        return Cut(0, len(data), first, items, spill=spiller.write(compressor.compress(data)))
+        return spiller.write(compressor.compress(data), first, items, len(data))
 
     try:
         for number, raw in enumerate(iter_raw_lines(task.path), start=1):
@@ -144,33 +144,27 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
                 items = size = 0
         if items:
             cuts.append(spill())
-    except (TruncatedInput, FileNotFoundError):  # damaged, or not there for this worker: the driver reads it
+    except (TruncatedInput, FileNotFoundError):  # damaged (the driver's reader, run here, reads it), or not here
         spiller.remove()
         return None
-    except OSError as exc:  # the work dir is full or not writable, or the input not readable
+    except OSError as exc:
         spiller.remove()
-        raise FatalError(
-            f"cannot cut {input_name(task.path)} into batch files in {folder}: {exc}; check that the input is "
-            "readable by the workers and that the work dir has space"
-        ) from exc
+        raise input_unreadable(task.path, exc) from exc
     return cuts
 
 
-def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
-    """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them."""
-    name = input_name(path)
-    if cut.spill is not None and cut.spill.endswith(".arrow"):  # a batch of a Parquet input
+def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[Any]]:
+    """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them
+    (payloads: JSON lines as bytes, or whatever the reader gives for spilled rows and items)."""
+    if cut.kind == "rows":
         return read_parquet_spill(path, cut)
-    if cut.spill is not None and cut.spill.endswith(".pickle.zst"):  # one spilled by the driver's reader
+    if cut.kind == "items":
         return read_items_spill(path, cut)
-    if cut.spill is not None:  # a batch of a compressed JSON Lines input, spilled by its scan
+    if cut.kind == "lines":
         try:
-            data = zstandard.ZstdDecompressor().decompress(Path(cut.spill).read_bytes(), max_output_size=cut.end)
-        except (OSError, zstandard.ZstdError) as exc:
-            raise FatalError(
-                f"the spilled batch {cut.spill} of input {name} is missing or damaged ({exc}); run the build "
-                "again (the input is read again)"
-            ) from exc
+            data = zstandard.ZstdDecompressor().decompress(read_spill(path, cut), max_output_size=cut.end)
+        except zstandard.ZstdError as exc:
+            raise spill_damaged(path, cut, str(exc)) from exc
     else:
         with open_binary(path) as raw:
             raw.seek(cut.start)
@@ -182,5 +176,5 @@ def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[bytes]]:
             lines.append(number)
             payloads.append(payload)
     if len(payloads) != cut.items or len(data) != cut.end - cut.start:
-        raise FatalError(f"input {name} changed while it was read; run the build again")
+        raise input_changed(path)
     return lines, payloads
