@@ -446,7 +446,7 @@ def test_a_resumed_pass_0_reuses_the_recorded_scan_and_its_spilled_batches(tmp_p
         monkeypatch.setattr(build_module, "scan_inputs", scan)
         assert build_module._scan_once(config, executor, folder) == first and all(p.exists() for p in spilled)
     assert load_scan(folder / "scan.json", config.sources[:0]) is None  # a file no source has
-    (folder / "scan.json").write_text('{"version": 1, "files": [{"source": 0}]}')
+    (folder / "scan.json").write_text('{"version": 2, "files": [{"source": 0}]}')
     assert load_scan(folder / "scan.json", config.sources) is None
     (folder / "scan.json").write_text("{not json")
     assert load_scan(folder / "scan.json", config.sources) is None

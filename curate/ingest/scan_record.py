@@ -13,7 +13,7 @@ from curate.config import SourceConfig
 from curate.ingest.cut import Cut
 from curate.ingest.source import Cuts
 
-_VERSION = 1
+_VERSION = 2  # 2: cuts carry their kind and digest
 
 
 def save_scan(path: Path, cuts: Cuts) -> None:
