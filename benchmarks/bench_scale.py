@@ -237,6 +237,8 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         "wall_seconds": round(wall, 2),
         # CPU seconds of the driver and the descendants it waited for (pool workers; Ray's are partly missed)
         "cpu_seconds": round(usage.ru_utime + usage.ru_stime - usage_before.ru_utime - usage_before.ru_stime, 1),
+        # the same for every process sampled in the tree (Ray's workers included), a lower bound
+        "cpu_seconds_sampled": round(sampler.cpu_seconds, 1),
         "load_before": [round(x, 2) for x in load_before],
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_tree_mb": round(sampler.peak_tree / 2**20, 1),

@@ -10,8 +10,8 @@ from pathlib import Path
 RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray_", "dashboard")
 
 
-def _proc_table() -> dict[int, tuple[int, str, int]]:
-    """pid -> (ppid, comm, start ticks) of every process."""
+def _proc_table() -> dict[int, tuple[int, str, int, int]]:
+    """pid -> (ppid, comm, start ticks, user + system CPU ticks) of every process."""
     table = {}
     for entry in os.listdir("/proc"):
         if entry.isdigit():
@@ -22,7 +22,7 @@ def _proc_table() -> dict[int, tuple[int, str, int]]:
                 continue
             comm = stat[stat.index(b"(") + 1 : stat.rindex(b")")].decode("utf-8", "replace")
             rest = stat.rsplit(b")", 1)[1].split()
-            table[int(entry)] = (int(rest[1]), comm, int(rest[19]))
+            table[int(entry)] = (int(rest[1]), comm, int(rest[19]), int(rest[11]) + int(rest[12]))
     return table
 
 
@@ -47,8 +47,8 @@ def _pss(pid: int) -> int:
 
 
 class Sampler(threading.Thread):
-    """Peak summed RSS of a process tree, its largest process, the names seen in it, and Ray processes
-    started during the run outside it.
+    """Peak summed RSS of a process tree, its largest process, the names seen in it, the CPU seconds of
+    its processes, and Ray processes started during the run outside it.
 
     The RSS of the tree's known processes is read every `interval`; the tree itself (a scan of all of
     /proc), PSS (smaps_rollup, which walks page tables) and the Ray processes outside it every
@@ -66,25 +66,29 @@ class Sampler(threading.Thread):
         self.ray_outside: set[str] = set()
         self._stop_event = threading.Event()
         self._page = os.sysconf("SC_PAGE_SIZE")
-        self._start_ticks = _proc_table().get(pid, (0, "", 0))[2]
+        self._start_ticks = _proc_table().get(pid, (0, "", 0, 0))[2]
+        self._cpu_ticks: dict[tuple[int, int], int] = {}  # (pid, start ticks) -> last CPU ticks seen
         self._tree: dict[int, str] = {pid: "?"}  # pid -> name, as of the last full sample
 
     def _full_sample(self) -> None:
         """Find the tree's processes, the peak PSS, and Ray processes started outside the tree."""
         table = _proc_table()
         children: dict[int, list[int]] = {}
-        for pid, (ppid, _, _) in table.items():
+        for pid, (ppid, _, _, _) in table.items():
             children.setdefault(ppid, []).append(pid)
         tree, todo = [], [self.pid]
         while todo:
             pid = todo.pop()
             tree.append(pid)
             todo += children.get(pid, [])
-        self._tree = {pid: table.get(pid, (0, "?", 0))[1] for pid in tree}
+        self._tree = {pid: table.get(pid, (0, "?", 0, 0))[1] for pid in tree}
+        for pid in tree:
+            if pid in table:
+                self._cpu_ticks[(pid, table[pid][2])] = table[pid][3]
         self.names.update(self._tree.values())
         self.max_procs = max(self.max_procs, len(tree))
         self.peak_pss = max(self.peak_pss, sum(_pss(pid) for pid in tree))
-        for pid, (_, name, start) in table.items():
+        for pid, (_, name, start, _) in table.items():
             if pid not in self._tree and start >= self._start_ticks and name.startswith(RAY_NAMES):
                 self.ray_outside.add(name)
 
@@ -107,6 +111,13 @@ class Sampler(threading.Thread):
     def stop(self) -> None:
         self._stop_event.set()
         self.join()
+
+    @property
+    def cpu_seconds(self) -> float:
+        """User + system seconds of every process seen in the tree, as of its last full sample (each
+        process's last second or less before it exits is missed: a lower bound, counted the same way
+        for every run, Ray's workers included)."""
+        return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
 
 
 def du(path: Path) -> int:

@@ -36,6 +36,7 @@ def summarize(results: dict[int, dict[str, list[dict]]]) -> dict[str, Any]:
                 "wall_seconds": median([r["wall_seconds"] for r in ok]),
                 "records_per_s": median([r["records_per_s"] for r in ok]),
                 "cpu_seconds": median([r.get("cpu_seconds", 0.0) for r in ok]),
+                "cpu_seconds_sampled": median([r.get("cpu_seconds_sampled", 0.0) for r in ok]),
                 "peak_rss_tree_mb": median([r["peak_rss_tree_mb"] for r in ok]),
                 "peak_pss_tree_mb": median([r["peak_pss_tree_mb"] for r in ok]),
                 "peak_rss_process_mb": median([r["peak_rss_process_mb"] for r in ok]),
@@ -225,23 +226,26 @@ def markdown(report: dict[str, Any]) -> str:
         "process = max of the sampled largest process and the driver's own `ru_maxrss`.",
         "",
         "CPU s = user + system seconds of the driver and the processes it waited for (the pool workers; Ray's "
-        "workers are reaped by the raylet and only partly counted); CPU s / wall s = cores in use on average.",
+        "workers are reaped by the raylet and only partly counted); CPU s / wall s = cores in use on average. "
+        "Tree CPU s = user + system seconds of every process seen in the tree (Ray's workers included), read "
+        "from /proc every 1 s: each process's last second or less is missed, so it is a lower bound.",
         "",
-        "| size | run | wall s | records/s | CPU s | tree peak RSS MB | tree peak PSS MB | largest process MB "
-        "| run.json s per pass | records out | tokens out |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| size | run | wall s | records/s | CPU s | tree CPU s | tree peak RSS MB | tree peak PSS MB "
+        "| largest process MB | run.json s per pass | records out | tokens out |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in report["summary"].values():
         if "wall_seconds" not in row:
             lines.append(
-                f"| {row['size']:,} | {LABELS[row['run']]} | **failed** ({row['failed']} runs) | | | | | | | | |"
+                f"| {row['size']:,} | {LABELS[row['run']]} | **failed** ({row['failed']} runs) | | | | | | | | | |"
             )
             continue
         passes = ", ".join(f"{k} {v:.1f}" for k, v in row["timings"].items())
         t = row["totals"]
         lines.append(
             f"| {row['size']:,} | {LABELS[row['run']]} | {row['wall_seconds']:.1f} | {row['records_per_s']:,.0f} "
-            f"| {row.get('cpu_seconds', 0.0):.1f} | {_mb(row['peak_rss_tree_mb'])} | {_mb(row['peak_pss_tree_mb'])} "
+            f"| {row.get('cpu_seconds', 0.0):.1f} | {row.get('cpu_seconds_sampled', 0.0):.1f} "
+            f"| {_mb(row['peak_rss_tree_mb'])} | {_mb(row['peak_pss_tree_mb'])} "
             f"| {_mb(row['peak_rss_process_mb'])} "
             f"| {passes} "
             f"| {t['records_out']:,} | {t['tokens_out']:,} |"
