@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, read_spill, spill_damaged
+from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, input_unreadable, read_spill, spill_damaged
 from curate.ingest.files import InputFile, is_hf_dataset_dir, open_binary, split_suffix
 from curate.ingest.readers import parquet_damaged
 
@@ -90,29 +90,39 @@ def spill_parquet(task: ScanTask, folder: Path) -> list[Cut] | None:
                 reader = pq.ParquetFile(raw)
             except pa.ArrowInvalid:  # not Parquet: the driver's reader, run here, reports it
                 return None
-            try:
-                for batch in reader.iter_batches(batch_size=_READ_ROWS):
-                    sizes = row_sizes(batch)
-                    if sizes is None:
-                        spiller.remove()
-                        return None
-                    start = 0
-                    for row, row_size in enumerate(sizes):
-                        items, size = items + 1, size + row_size
-                        if items >= task.batch_size or size >= task.batch_bytes:
-                            pending.append(batch.slice(start, row + 1 - start))
-                            cuts.append(spiller.write(_ipc(pending), first, items, items))
-                            first, start, pending, items, size = first + items, row + 1, [], 0, 0
-                    if start < batch.num_rows:
-                        pending.append(batch.slice(start))
-            except (OSError, pa.ArrowException) as exc:  # the file is damaged past its footer
-                spiller.remove()
-                raise parquet_damaged(task.path, exc) from exc
+            batches = reader.iter_batches(batch_size=_READ_ROWS)
+            while True:
+                try:
+                    batch = next(batches, None)
+                except (OSError, pa.ArrowException) as exc:  # the file is damaged past its footer
+                    spiller.remove()
+                    raise parquet_damaged(task.path, exc) from exc
+                if batch is None:
+                    break
+                sizes = row_sizes(batch)
+                if sizes is None:
+                    spiller.remove()
+                    return None
+                start = 0
+                for row, row_size in enumerate(sizes):
+                    items, size = items + 1, size + row_size
+                    if items >= task.batch_size or size >= task.batch_bytes:
+                        pending.append(batch.slice(start, row + 1 - start))
+                        cuts.append(spiller.write(_ipc(pending), first, items, items))
+                        first, start, pending, items, size = first + items, row + 1, [], 0, 0
+                if start < batch.num_rows:
+                    pending.append(batch.slice(start))
         if items:
             cuts.append(spiller.write(_ipc(pending), first, items, items))
     except FileNotFoundError:  # not there for this worker: the driver reads it
         spiller.remove()
         return None
+    except pa.ArrowException:  # a type this path cannot size or write: the driver's reader, run here
+        spiller.remove()
+        return None
+    except OSError as exc:
+        spiller.remove()
+        raise input_unreadable(task.path, exc) from exc
     return cuts
 
 

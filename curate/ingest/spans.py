@@ -97,6 +97,8 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
                 items = size = 0
     except FileNotFoundError:
         return None
+    except OSError as exc:
+        raise input_unreadable(task.path, exc) from exc
     if items:
         cuts.append(Cut(start, end, first, items))
     return cuts
