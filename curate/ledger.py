@@ -26,8 +26,9 @@ def assign_unique_ids(ledger: FrameT) -> FrameT:
     )
 
 
-def duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
-    """One warning per source whose records share ids (identical content, or repeated `id_field` values)."""
+def duplicate_id_warnings(ids: pl.DataFrame | pl.LazyFrame) -> list[str]:
+    """One warning per source whose records share ids (identical content, or repeated `id_field` values).
+    `ids`: `source`, `id` of every record (lazy: not held as one frame)."""
     extra = (
         ids.drop_nulls("id")
         .group_by("source", "id")
@@ -36,6 +37,8 @@ def duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
         .group_by("source")
         .agg((pl.col("len") - 1).sum().alias("n"))
         .sort("source")
+        .lazy()
+        .collect()
     )
     return [
         f"{r['source']}: {r['n']} record(s) share an id with an earlier record of the source; "
