@@ -245,3 +245,23 @@ def test_pipeline_edits_are_validated_and_change_the_config_hash(tmp_path, small
     pipeline.stages[-1] = curate.stages.FilterLength(min_chars=3)
     assert pipeline.config.sha256 != before
     assert pipeline.run().manifest["config_sha256"] == pipeline.config.sha256
+
+
+def test_records_sharing_an_id_get_suffixes_and_one_warning_per_source(tmp_path):
+    """Ids shared within a source (kept or removed records alike) are made unique and counted per source."""
+    write_jsonl(tmp_path / "a.jsonl", [{"id": "x", "text": f"doc {i}"} for i in range(3)] + [{"id": "y", "text": "y"}])
+    write_jsonl(tmp_path / "b.jsonl", [{"id": "x", "text": "other source"}, {"id": "z", "text": ""}])
+    config = {
+        "pipeline": {"name": "ids"},
+        "sources": [
+            {"name": "a", "path": "a.jsonl", "id_field": "id"},
+            {"name": "b", "path": "b.jsonl", "id_field": "id"},
+        ],
+        "stages": [{"use": "filter_length", "min_tokens": 3}],
+    }
+    result = curate.build(config, base_dir=tmp_path, output=tmp_path / "out", work_dir=tmp_path / "work")
+    assert [w for w in result.manifest["warnings"] if "share an id" in w] == [
+        "a: 2 record(s) share an id with an earlier record of the source; they got ~2, ~3, ... suffixes"
+    ]
+    ids = result.ledger.filter(pl.col("source") == "a")["id"].to_list()
+    assert ids == ["x", "x~2", "x~3", "y"]
