@@ -288,9 +288,7 @@ def _finish(
     names = [s.name for s in config.sources]
     compiled = compile_mixture(narrow, config.mixture, names, config.pipeline.seed)
     plan, times = compiled.plan, compiled.times
-    warnings += duplicate_id_warnings(
-        pl.concat([removed.lazy().select("source", "id"), narrow.lazy().select("source", "id")])
-    )
+    warnings += duplicate_id_warnings(pl.concat([removed.select("source", "id"), narrow.select("source", "id")]))
     ledger = build_ledger(removed, narrow, times)
     order = split_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
     instances = output_plan(order, narrow, config.output)

@@ -26,9 +26,8 @@ def assign_unique_ids(ledger: FrameT) -> FrameT:
     )
 
 
-def duplicate_id_warnings(ids: pl.DataFrame | pl.LazyFrame) -> list[str]:
-    """One warning per source whose records share ids (identical content, or repeated `id_field` values).
-    `ids`: `source`, `id` of every record (lazy: not held as one frame)."""
+def duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
+    """One warning per source whose records share ids (identical content, or repeated `id_field` values)."""
     extra = (
         ids.drop_nulls("id")
         .group_by("source", "id")
@@ -37,8 +36,6 @@ def duplicate_id_warnings(ids: pl.DataFrame | pl.LazyFrame) -> list[str]:
         .group_by("source")
         .agg((pl.col("len") - 1).sum().alias("n"))
         .sort("source")
-        .lazy()
-        .collect()
     )
     return [
         f"{r['source']}: {r['n']} record(s) share an id with an earlier record of the source; "
