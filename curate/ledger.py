@@ -2,20 +2,16 @@
 
 from __future__ import annotations
 
-from typing import TypeVar
-
 import polars as pl
 
 from curate.stages.base import DROP, ERROR
-
-FrameT = TypeVar("FrameT", pl.DataFrame, pl.LazyFrame)
 
 #: The public ledger's columns, in order. `split` is 'train' or 'validation' for kept records, else null;
 #: `times_sampled` counts every use (training repeats, or 1 for a validation record).
 LEDGER_COLUMNS = ("id", "source", "file", "line", "status", "stage", "reason", "times_sampled", "split")
 
 
-def assign_unique_ids(ledger: FrameT) -> FrameT:
+def assign_unique_ids(ledger: pl.DataFrame) -> pl.DataFrame:
     """Records with equal ids within a source (identical content) get `~2`, `~3`, ... in input order."""
     occurrence = pl.col("_row").rank("ordinal").over(["source", "id"])
     return ledger.with_columns(
@@ -50,7 +46,7 @@ def build_ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame)
     `times` has `_row`, `times_sampled` and optionally `split` and `reason` (why a kept row was not used:
     `not_sampled`, `not_in_group`; stage `mixture`).
     """
-    gone = removed.lazy().select(
+    gone = removed.select(
         "_row",
         "_file",
         "_line",
@@ -69,7 +65,7 @@ def build_ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame)
             times = times.with_columns(pl.when(used).then(pl.lit("train")).alias("split"))
         if "reason" not in times.columns:
             times = times.with_columns(pl.lit(None, pl.String).alias("reason"))
-        sampled = kept.lazy().select("_row", "_file", "_line", "id", "source").join(times.lazy(), on="_row", how="left")
+        sampled = kept.select("_row", "_file", "_line", "id", "source").join(times, on="_row", how="left")
         used = pl.col("times_sampled") > 0
         parts.append(
             sampled.with_columns(pl.col("times_sampled").fill_null(0)).select(
@@ -88,5 +84,5 @@ def build_ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame)
                 pl.when(used).then(pl.col("split")).alias("split"),
             )
         )
-    ledger = pl.concat(parts, how="vertical").sort("_row")  # one lazy query: intermediates are not all held
-    return assign_unique_ids(ledger).rename({"_file": "file", "_line": "line"}).collect()
+    ledger = pl.concat(parts, how="vertical").sort("_row")
+    return assign_unique_ids(ledger).rename({"_file": "file", "_line": "line"})
