@@ -302,7 +302,9 @@ def _finish(
         )
         quarantine_files = write_quarantine(quarantined, tmp / "quarantine")
         stage_stats = _copy_artifacts(passes, tmp)
-        public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS)
+        # one chunk: polars writes a frame's chunks as they are, and how a query chunks its result can
+        # depend on its threads (a lazy ledger made 12 chunks on 1 thread, 16 on 2: other bytes)
+        public_ledger = ledger.sort("_row").select(LEDGER_COLUMNS).rechunk()
         public_ledger.write_parquet(tmp / "ledger.parquet", compression="zstd", statistics=True)
         manifest = build_manifest(
             config, plan, ledger, instances, shards, quarantine_files, warnings, groups=compiled.groups
