@@ -6,6 +6,7 @@ from __future__ import annotations
 import hashlib
 import os
 import uuid
+from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -65,7 +66,7 @@ class Spiller:
     renamed). A write that fails (the work dir full or not writable) is a FatalError."""
 
     def __init__(self, task: ScanTask, folder: Path, kind: CutKind, suffix: str):
-        self.folder, self.kind, self.suffix = folder, kind, suffix
+        self.path, self.folder, self.kind, self.suffix = task.path, folder, kind, suffix
         self.key = hashlib.sha256(f"{task.source}\x00{input_name(task.path)}".encode()).hexdigest()
         self.written: list[Path] = []
 
@@ -86,6 +87,25 @@ class Spiller:
             ) from exc
         self.written.append(target)
         return Cut(0, end, first, items, spill=str(target), kind=self.kind, digest=_digest(data))
+
+    def run(self, cut: Callable[[], list[Cut] | None], declined: tuple[type[Exception], ...] = ()) -> list[Cut] | None:
+        """The batches `cut` writes through this spiller. None, with the files written so far removed,
+        when `cut` declines the file (returns None, or raises one of `declined`) or the file is not there
+        for this worker (the file is then left to another path); another I/O error is a FatalError naming
+        the input; any other error removes the files and is raised as it is."""
+        try:
+            cuts = cut()
+        except (FileNotFoundError, *declined):
+            cuts = None
+        except OSError as exc:
+            self.remove()
+            raise input_unreadable(self.path, exc) from exc
+        except BaseException:
+            self.remove()
+            raise
+        if cuts is None:
+            self.remove()
+        return cuts
 
     def remove(self) -> None:
         """Remove the batch files written so far (the input is left to another path, or failed)."""

@@ -23,7 +23,7 @@ import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
-from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, input_unreadable, read_spill, spill_damaged
+from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, read_spill, spill_damaged
 from curate.ingest.files import InputFile, is_hf_dataset_dir, open_binary, split_suffix
 from curate.ingest.readers import parquet_damaged
 
@@ -74,55 +74,43 @@ def _ipc(pending: list[pa.RecordBatch]) -> bytes:
 
 
 def spill_parquet(task: ScanTask, folder: Path) -> list[Cut] | None:
-    """A Parquet file's batches, each written to `folder`; None when this path declines the file (see
-    the module docstring; the batches written so far are removed)."""
+    """A Parquet file's batches, each written to `folder`; None when this path declines the file (not
+    Parquet, or a type it cannot size or write: see the module docstring) or the file is not there."""
     spiller = Spiller(task, folder, "rows", "arrow")
+    return spiller.run(lambda: _spill_rows(task, spiller), declined=(pa.ArrowException,))
+
+
+def _spill_rows(task: ScanTask, spiller: Spiller) -> list[Cut] | None:
     cuts: list[Cut] = []
     pending: list[pa.RecordBatch] = []  # the current batch's rows, in slices
     items = size = 0
     first = 1
-    try:
-        with open_binary(task.path) as raw:
-            if raw.seek(0, io.SEEK_END) == 0:  # an empty file holds no records
-                return []
-            raw.seek(0)
+    with open_binary(task.path) as raw:
+        if raw.seek(0, io.SEEK_END) == 0:  # an empty file holds no records
+            return []
+        raw.seek(0)
+        batches = pq.ParquetFile(raw).iter_batches(batch_size=_READ_ROWS)  # not Parquet: ArrowInvalid
+        while True:
             try:
-                reader = pq.ParquetFile(raw)
-            except pa.ArrowInvalid:  # not Parquet: the driver's reader, run here, reports it
+                batch = next(batches, None)
+            except (OSError, pa.ArrowException) as exc:  # the file is damaged past its footer
+                raise parquet_damaged(task.path, exc) from exc
+            if batch is None:
+                break
+            sizes = row_sizes(batch)
+            if sizes is None:
                 return None
-            batches = reader.iter_batches(batch_size=_READ_ROWS)
-            while True:
-                try:
-                    batch = next(batches, None)
-                except (OSError, pa.ArrowException) as exc:  # the file is damaged past its footer
-                    spiller.remove()
-                    raise parquet_damaged(task.path, exc) from exc
-                if batch is None:
-                    break
-                sizes = row_sizes(batch)
-                if sizes is None:
-                    spiller.remove()
-                    return None
-                start = 0
-                for row, row_size in enumerate(sizes):
-                    items, size = items + 1, size + row_size
-                    if items >= task.batch_size or size >= task.batch_bytes:
-                        pending.append(batch.slice(start, row + 1 - start))
-                        cuts.append(spiller.write(_ipc(pending), first, items, items))
-                        first, start, pending, items, size = first + items, row + 1, [], 0, 0
-                if start < batch.num_rows:
-                    pending.append(batch.slice(start))
-        if items:
-            cuts.append(spiller.write(_ipc(pending), first, items, items))
-    except FileNotFoundError:  # not there for this worker: the driver reads it
-        spiller.remove()
-        return None
-    except pa.ArrowException:  # a type this path cannot size or write: the driver's reader, run here
-        spiller.remove()
-        return None
-    except OSError as exc:
-        spiller.remove()
-        raise input_unreadable(task.path, exc) from exc
+            start = 0
+            for row, row_size in enumerate(sizes):
+                items, size = items + 1, size + row_size
+                if items >= task.batch_size or size >= task.batch_bytes:
+                    pending.append(batch.slice(start, row + 1 - start))
+                    cuts.append(spiller.write(_ipc(pending), first, items, items))
+                    first, start, pending, items, size = first + items, row + 1, [], 0, 0
+            if start < batch.num_rows:
+                pending.append(batch.slice(start))
+    if items:
+        cuts.append(spiller.write(_ipc(pending), first, items, items))
     return cuts
 
 

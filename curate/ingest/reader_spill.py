@@ -21,38 +21,29 @@ from typing import Any
 
 import zstandard
 
-from curate.errors import FatalError
 from curate.ingest.batching import file_batches
-from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, input_unreadable, read_spill, spill_damaged
+from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, read_spill, spill_damaged
 from curate.ingest.files import InputFile
 from curate.ingest.readers import iter_file
 
 
 def spill_items(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A file's batches as the driver-side reader cuts them, each written to `folder`; None when the
-    driver must read the file (see the module docstring; the batches written so far are removed)."""
+    driver must read the file (see the module docstring)."""
     spiller = Spiller(task, folder, "items", "pickle.zst")
+    return spiller.run(lambda: _spill_items(task, spiller))
+
+
+def _spill_items(task: ScanTask, spiller: Spiller) -> list[Cut] | None:
     compressor = zstandard.ZstdCompressor(level=1)
     cuts: list[Cut] = []
-    try:
-        for lines, payloads in file_batches(
-            iter_file(task.path, task.txt_mode, task.split), task.batch_size, task.batch_bytes
-        ):
-            try:
-                data = pickle.dumps((lines, payloads), protocol=pickle.HIGHEST_PROTOCOL)
-            except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
-                spiller.remove()  # values pickle cannot hold: the driver reads the file, as before
-                return None
-            cuts.append(spiller.write(compressor.compress(data), lines[0], len(lines), len(data)))
-    except FileNotFoundError:  # not there for this worker: the driver reads it
-        spiller.remove()
-        return None
-    except FatalError:
-        spiller.remove()
-        raise
-    except OSError as exc:
-        spiller.remove()
-        raise input_unreadable(task.path, exc) from exc
+    items = iter_file(task.path, task.txt_mode, task.split)
+    for lines, payloads in file_batches(items, task.batch_size, task.batch_bytes):
+        try:
+            data = pickle.dumps((lines, payloads), protocol=pickle.HIGHEST_PROTOCOL)
+        except (pickle.PicklingError, TypeError, AttributeError, RecursionError):
+            return None  # values pickle cannot hold: the driver reads the file, as before
+        cuts.append(spiller.write(compressor.compress(data), lines[0], len(lines), len(data)))
     return cuts
 
 

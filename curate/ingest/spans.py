@@ -118,9 +118,13 @@ def _spill(task: ScanTask, folder: Path) -> list[Cut] | None:
 
 def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     """A compressed file's batches, each written to `folder` (its lines as read, from its first record
-    to its last, zstd level 1); None when the stream is damaged or the file is not there (the batches
-    written so far are removed)."""
+    to its last, zstd level 1); None when the stream is damaged (the driver's reader, run on the worker,
+    then reads it and quarantines from the damage on) or the file is not there."""
     spiller = Spiller(task, folder, "lines", "jsonl.zst")
+    return spiller.run(lambda: _spill_lines(task, spiller), declined=(TruncatedInput,))
+
+
+def _spill_lines(task: ScanTask, spiller: Spiller) -> list[Cut]:
     cuts: list[Cut] = []
     lines: list[bytes] = []
     items = size = first = kept = 0
@@ -130,28 +134,21 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
         data = b"\n".join(lines[:kept])  # blank lines after the last record are not the batch's
         return spiller.write(compressor.compress(data), first, items, len(data))
 
-    try:
-        for number, raw in enumerate(iter_raw_lines(task.path), start=1):
-            payload = _payload(raw)
-            if not payload.strip():
-                if items:
-                    lines.append(raw)  # inside a batch: keeps the line numbers of the records after it
-                continue
-            if not items:
-                lines, first = [], number
-            lines.append(raw)
-            items, size, kept = items + 1, size + len(payload), len(lines)
-            if items >= task.batch_size or size >= task.batch_bytes:
-                cuts.append(spill())
-                items = size = 0
-        if items:
+    for number, raw in enumerate(iter_raw_lines(task.path), start=1):
+        payload = _payload(raw)
+        if not payload.strip():
+            if items:
+                lines.append(raw)  # inside a batch: keeps the line numbers of the records after it
+            continue
+        if not items:
+            lines, first = [], number
+        lines.append(raw)
+        items, size, kept = items + 1, size + len(payload), len(lines)
+        if items >= task.batch_size or size >= task.batch_bytes:
             cuts.append(spill())
-    except (TruncatedInput, FileNotFoundError):  # damaged (the driver's reader, run here, reads it), or not here
-        spiller.remove()
-        return None
-    except OSError as exc:
-        spiller.remove()
-        raise input_unreadable(task.path, exc) from exc
+            items = size = 0
+    if items:
+        cuts.append(spill())
     return cuts
 
 
