@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import glob
+import io
 import zlib
 from collections.abc import Callable, Iterator
 from pathlib import Path
@@ -155,6 +156,34 @@ def iter_lines(path: InputFile) -> Iterator[bytes]:
     """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
     for line in iter_raw_lines(path):
         yield line[:-1] if line.endswith(b"\r") else line
+
+
+class _ChunkStream(io.RawIOBase):
+    """A readable binary stream over an iterator of byte chunks."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self._chunk = memoryview(b"")
+
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        while not self._chunk:
+            chunk = next(self._chunks, None)
+            if chunk is None:
+                return 0
+            self._chunk = memoryview(chunk)
+        size = min(len(buffer), len(self._chunk))
+        buffer[:size] = self._chunk[:size]
+        self._chunk = self._chunk[size:]
+        return size
+
+
+def open_stream(path: InputFile) -> IO[bytes]:
+    """The decompressed content of a file as a binary stream (as `iter_chunks`: no byte-order mark; a
+    damaged compressed stream raises TruncatedInput where the damage is read)."""
+    return io.BufferedReader(_ChunkStream(iter_chunks(path)), buffer_size=_CHUNK)
 
 
 def read_all(path: InputFile) -> bytes:

@@ -11,9 +11,9 @@ from __future__ import annotations
 
 import csv
 import io
-import json
 import re
 import sys
+import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -27,11 +27,14 @@ from curate.ingest.files import (
     InputFile,
     TruncatedInput,
     is_hf_dataset_dir,
+    iter_chunks,
     iter_lines,
     open_binary,
+    open_stream,
     read_all,
     split_suffix,
 )
+from curate.ingest.json_stream import iter_json
 
 TxtMode = Literal["file", "blocks"]
 Payload = Any  # bytes | dict | str | Problem
@@ -68,42 +71,7 @@ def _iter_jsonl(path: InputFile) -> Iterator[tuple[int, Payload]]:
 
 
 def _iter_json(path: InputFile) -> Iterator[tuple[int, Payload]]:
-    content = read_all(path)
-    if not content.strip():
-        return
-    looks_like_lines = content.lstrip().startswith(b"{") and b"\n" in content.strip()
-    try:
-        data = json.loads(content)
-    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
-        # Many ".json" files are really JSON Lines; read them as such (bad lines are quarantined alone).
-        if looks_like_lines:
-            yield from _iter_jsonl(path)
-        elif isinstance(exc, UnicodeDecodeError):
-            yield 1, Problem(f"invalid_utf8: byte {exc.start} is not valid UTF-8 ({exc.reason}); file not read")
-        else:
-            raw = content[max(0, exc.pos - 80) : exc.pos + 80].decode("utf-8", "replace")
-            yield exc.lineno, Problem(f"invalid_json: {exc.msg} at line {exc.lineno} column {exc.colno}", raw)
-        return
-    if isinstance(data, dict):
-        data = [data]
-    if not isinstance(data, list):
-        yield 1, Problem(f"not_an_object: the file holds a JSON {_json_type(data)}, not an array of objects")
-        return
-    for number, item in enumerate(data, start=1):
-        yield (
-            number,
-            item
-            if isinstance(item, dict)
-            else Problem(
-                f"not_an_object: record is a JSON {_json_type(item)}, expected an object", json.dumps(item)[:2000]
-            ),
-        )
-
-
-def _json_type(value: Any) -> str:
-    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
-        type(value), "null" if value is None else type(value).__name__
-    )
+    return iter_json(path, Problem, _iter_jsonl)  # item by item, in bounded memory
 
 
 def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
@@ -114,8 +82,11 @@ def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
 
 
 def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
-    if split_suffix(path)[1] is not None:  # compressed: parquet needs random access, so decompress whole
-        yield from _parquet_rows(io.BytesIO(read_all(path)), path)
+    if split_suffix(path)[1] is not None:  # compressed: Parquet needs random access, so decompress to disk
+        with tempfile.TemporaryFile(prefix="curate-", suffix=".parquet") as plain:
+            for chunk in iter_chunks(path):
+                plain.write(chunk)
+            yield from _parquet_rows(plain, path)
         return
     with open_binary(path) as raw:  # local or remote, read by row group through a seekable file
         yield from _parquet_rows(raw, path)
@@ -149,7 +120,12 @@ _BAD_BYTE = re.compile("[\udc80-\udcff]")
 
 def _iter_csv(path: InputFile) -> Iterator[tuple[int, Payload]]:
     # Undecodable bytes become lone surrogates, so one bad row is quarantined instead of the whole file.
-    text = io.TextIOWrapper(io.BytesIO(read_all(path)), encoding="utf-8", errors="surrogateescape", newline="")
+    # Streamed: a row at a time, whatever the file's size.
+    with io.TextIOWrapper(open_stream(path), encoding="utf-8", errors="surrogateescape", newline="") as text:
+        yield from _csv_rows(text)
+
+
+def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
     csv.field_size_limit(sys.maxsize)  # documents can be long; the default limit is 128 KiB
     reader = csv.reader(text)
     try:

@@ -1,0 +1,245 @@
+"""Reading a `.json` file in bounded memory: a JSON array item by item, a single object, or JSON Lines
+that were named `.json`.
+
+Values are parsed by the standard library's decoder (`json.JSONDecoder.raw_decode`), the same one
+`json.loads` uses, so numbers, escapes and duplicate keys come out as they would from the whole file.
+The text is decoded from UTF-8 chunk by chunk and parsed from a buffer that holds the unread part of
+the current chunk and the item being parsed, never the whole file: memory is about one read chunk plus
+the largest item.
+
+What a file holds decides how it is read:
+- `[ ... ]`: each element is a record, numbered from 1 (an element that is not an object is quarantined
+  as `not_an_object`). Damage inside the array (invalid JSON, invalid UTF-8, text after the closing
+  bracket) quarantines the damage as the next record, with its line and column in the reason; the
+  elements before it are kept and the rest of the file is not read.
+- one object: one record, line 1.
+- an object followed by more text (JSON Lines in a `.json` file, a common mislabelling): the file is read
+  as JSON Lines, each line on its own (a broken line is quarantined alone).
+- anything else (a string, a number, invalid JSON): one quarantined record for the whole file.
+"""
+
+from __future__ import annotations
+
+import json
+import re
+from collections.abc import Callable, Iterator
+from typing import Any
+
+from curate.ingest.files import InputFile, iter_chunks
+
+_DECODER = json.JSONDecoder()
+_WHITESPACE = " \t\n\r"
+_NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
+# An error this close to the end of the buffer may only mean that the value goes on in the next chunk.
+_NEAR_END = 16
+_NUMBER_GOES_ON = frozenset("0123456789.eE+-")
+
+
+class JsonDamage(Exception):
+    """The file's text stops being valid JSON (or UTF-8) at `line`:`column`."""
+
+    def __init__(self, reason: str, message: str, line: int, column: int, raw: str):
+        super().__init__(f"{reason}: {message} at line {line} column {column}")
+        self.reason, self.message, self.line, self.column, self.raw = reason, message, line, column, raw
+
+
+class TextBuffer:
+    """The decoded text of a file with a read position, refilled from `chunks` on demand.
+
+    Consumed text is dropped when the buffer is refilled, so the buffer holds the unparsed rest of the
+    last chunks only. Line and column numbers stay those of the whole file. Bytes that are not UTF-8 end
+    the text: what precedes them is parsed, and reading past them raises JsonDamage."""
+
+    def __init__(self, chunks: Iterator[bytes]):
+        self._chunks = chunks
+        self.text = ""
+        self.pos = 0
+        self.eof = False  # no more text will come (the file ended, or its bytes stopped being UTF-8)
+        self._pending = b""  # the start of a character cut by a chunk's end
+        self._bytes_read = 0  # bytes of the file read so far
+        self._bad_utf8: str | None = None  # why the text ended early
+        self._lines_before = 0  # newlines in text dropped from the buffer
+        self._line_start = 0  # offset (from the buffer start, may be negative) where the current line began
+
+    def fill(self, at_least: int = 1) -> bool:
+        """Read until `at_least` more characters are buffered past the position, or the text ends;
+        False when nothing more could be read. Raises JsonDamage when that was because of bytes that
+        are not UTF-8."""
+        self._drop_consumed()
+        before = len(self.text)
+        while not self.eof and len(self.text) - before < at_least:
+            chunk = next(self._chunks, None)
+            self._bytes_read += len(chunk or b"")
+            self.text += self._decode(self._pending + (chunk or b""), final=chunk is None)
+        if len(self.text) == before and self._bad_utf8 is not None:
+            line, column = self.line_column(len(self.text))
+            raise JsonDamage("invalid_utf8", self._bad_utf8, line, column, self.text[-80:])
+        return len(self.text) > before
+
+    def _decode(self, data: bytes, final: bool) -> str:
+        self._pending = b""
+        self.eof = final
+        try:
+            return data.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            cut = exc.end == len(data) and exc.reason == "unexpected end of data"
+            if cut and not final:  # a character split between chunks: finish it with the next one
+                self._pending = data[exc.start :]
+            else:
+                where = self._bytes_read - len(data) + exc.start
+                self._bad_utf8 = f"byte {where} is not valid UTF-8 ({exc.reason})"
+                self.eof = True
+            return data[: exc.start].decode("utf-8")
+
+    def _drop_consumed(self) -> None:
+        if self.pos == 0:
+            return
+        newlines = self.text.count("\n", 0, self.pos)
+        if newlines:
+            self._lines_before += newlines
+            self._line_start = self.text.rindex("\n", 0, self.pos) + 1
+        self._line_start -= self.pos
+        self.text, self.pos = self.text[self.pos :], 0
+
+    def skip_whitespace(self) -> str:
+        """The next character that is not whitespace ('' at the end of the text), not consumed."""
+        while True:
+            found = _NOT_WHITESPACE.search(self.text, self.pos)
+            if found is not None:
+                self.pos = found.start()
+                return self.text[self.pos]
+            self.pos = len(self.text)
+            if not self.fill():
+                return ""
+
+    def line_column(self, offset: int) -> tuple[int, int]:
+        """1-based line and column of buffer offset `offset` in the whole file."""
+        newlines = self.text.count("\n", 0, offset)
+        line = self._lines_before + newlines + 1
+        start = self.text.rindex("\n", 0, offset) + 1 if newlines else self._line_start
+        return line, offset - start + 1
+
+    def damage(self, message: str, offset: int) -> JsonDamage:
+        line, column = self.line_column(offset)
+        raw = self.text[max(0, offset - 80) : offset + 80]
+        return JsonDamage("invalid_json", message, line, column, raw)
+
+    def _complete(self, end: int) -> bool:
+        """True when a value parsed up to `end` cannot go on in text not read yet: a number at the buffer's
+        end (`12` of `12.5`, `-0` of `-0.0e1`) may."""
+        if (self.eof and self._bad_utf8 is None) or end < len(self.text) - _NEAR_END:
+            return True
+        return end < len(self.text) and self.text[end] not in _NUMBER_GOES_ON
+
+    def value(self) -> Any:
+        """Parse the JSON value at the position and move past it. Raises JsonDamage when it is invalid."""
+        want = max(1 << 16, len(self.text) - self.pos)
+        while True:
+            try:
+                value, end = _DECODER.raw_decode(self.text, self.pos)
+            except json.JSONDecodeError as exc:
+                may_go_on = exc.pos >= len(self.text) - _NEAR_END or exc.msg.startswith("Unterminated string")
+                if (self.eof and self._bad_utf8 is None) or not may_go_on:
+                    raise self.damage(exc.msg, exc.pos) from None
+            else:
+                if self._complete(end):
+                    self.pos = end
+                    return value
+            self.fill(want)  # keeps the text from the position on; raises at bytes that are not UTF-8
+            want *= 2  # a long value is re-parsed a few times only
+
+
+def iter_json(path: InputFile, problem: Callable[..., Any], jsonl: Callable[[InputFile], Iterator]) -> Iterator:
+    """Records of a `.json` file as (number, payload) pairs (see the module doc); `problem(reason, raw)`
+    makes a quarantined item and `jsonl(path)` reads the file as JSON Lines."""
+    chunks = iter_chunks(path)
+    try:
+        yield from _read_json(path, TextBuffer(chunks), problem, jsonl)
+    finally:
+        chunks.close()  # the file, when the caller stops early (format detection reads a few items)
+
+
+def _read_json(path: InputFile, text: TextBuffer, problem: Callable[..., Any], jsonl: Callable) -> Iterator:
+    first = ""
+    try:
+        first = text.skip_whitespace()
+        if first == "":
+            return
+        if first == "[":
+            text.pos += 1
+            yield from _array_items(text, problem)
+            return
+        value = text.value()
+        if text.skip_whitespace():
+            raise text.damage("Extra data", text.pos)
+    except JsonDamage as exc:
+        if first == "{" and _has_second_line(path):  # JSON Lines named .json: each line on its own
+            yield from jsonl(path)
+        elif exc.reason == "invalid_utf8":
+            yield 1, problem(f"invalid_utf8: {exc.message}; file not read")
+        else:
+            yield exc.line, problem(f"invalid_json: {exc.message} at line {exc.line} column {exc.column}", exc.raw)
+        return
+    if isinstance(value, dict):
+        yield 1, value
+    else:
+        kind = json_type(value)
+        yield 1, problem(f"not_an_object: the file holds a JSON {kind}, not an array of objects")
+
+
+def _array_items(text: TextBuffer, problem: Callable[..., Any]) -> Iterator:
+    number = 0
+    try:
+        if text.skip_whitespace() == "]":
+            text.pos += 1
+        else:
+            while True:
+                item = text.value()
+                number += 1
+                if isinstance(item, dict):
+                    yield number, item
+                else:
+                    reason = f"not_an_object: record is a JSON {json_type(item)}, expected an object"
+                    yield number, problem(reason, json.dumps(item)[:2000])
+                after = text.skip_whitespace()
+                if after == "]":
+                    text.pos += 1
+                    break
+                if after != ",":
+                    raise text.damage("Expecting ',' delimiter", text.pos)
+                text.pos += 1
+                text.skip_whitespace()
+        if text.skip_whitespace():
+            raise text.damage("Extra data", text.pos)
+    except JsonDamage as exc:
+        where = f"at line {exc.line} column {exc.column}"
+        rest = "the rest of the file was not read" if number else "file not read"
+        message = f"{exc.reason}: {exc.message} {where}; {rest}"
+        if exc.reason == "invalid_utf8":
+            message = f"invalid_utf8: {exc.message} (line {exc.line}); {rest}"
+        yield number + 1, problem(message, exc.raw)
+
+
+def _has_second_line(path: InputFile) -> bool:
+    """True when the file goes on after its first line (a newline, then more than whitespace): the
+    rule by which a `.json` file that is not one JSON value is read as JSON Lines. Reads the file's
+    bytes up to that point only."""
+    state = "leading"  # then "first line", then "after it"
+    for chunk in iter_chunks(path):
+        if state == "leading":
+            chunk = chunk.lstrip()
+            state = "first line" if chunk else state
+        if state == "first line":
+            at = chunk.find(b"\n")
+            if at < 0:
+                continue
+            state, chunk = "after it", chunk[at:]
+        if state == "after it" and chunk.strip():
+            return True
+    return False
+
+
+def json_type(value: Any) -> str:
+    return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
+        type(value), "null" if value is None else type(value).__name__
+    )

@@ -1,0 +1,232 @@
+"""JSON arrays, CSV and compressed Parquet are read in bounded memory (issue 6: "inputs are read in
+bounded batches"): item by item, never the whole file, with the same records and the same quarantine
+reasons as parsing the whole text would give.
+
+The JSON reader is checked against `json.loads` on random arrays cut into random chunk sizes, and on
+the same arrays cut short (the error's message, line and column match); laziness is checked by counting
+the chunks read before the first records come out.
+"""
+
+from __future__ import annotations
+
+import gzip
+import json
+from collections.abc import Iterator
+from pathlib import Path
+from typing import Any
+
+import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
+import pytest
+import zstandard
+from hypothesis import HealthCheck, given, settings
+from hypothesis import strategies as st
+
+import curate
+import curate.ingest.files as files
+import curate.ingest.json_stream as json_stream
+from curate.config import load_config
+from curate.ingest.json_stream import json_type
+from curate.ingest.readers import Problem, iter_file
+from curate.ingest.source import resolve_format
+
+JSON_VALUES = st.recursive(
+    st.none()
+    | st.booleans()
+    | st.integers(min_value=-(10**30), max_value=10**30)
+    | st.floats(allow_nan=False, allow_infinity=False)
+    | st.text(max_size=12),
+    lambda inner: st.lists(inner, max_size=4) | st.dictionaries(st.text(max_size=6), inner, max_size=4),
+    max_leaves=12,
+)
+ITEMS = st.lists(st.dictionaries(st.text(max_size=6), JSON_VALUES, max_size=5) | JSON_VALUES, max_size=12)
+
+
+def items_of(path: Path) -> list[tuple[int, Any]]:
+    """(number, object or ('problem', reason)) of every item the reader yields."""
+    return [(n, ("problem", v.reason) if isinstance(v, Problem) else v) for n, v in iter_file(path)]
+
+
+def expected_items(data: list[Any]) -> list[tuple[int, Any]]:
+    """What parsing the whole array gives: every object, and a quarantined item for any other value."""
+    return [
+        (
+            i,
+            item
+            if isinstance(item, dict)
+            else ("problem", f"not_an_object: record is a JSON {json_type(item)}, expected an object"),
+        )
+        for i, item in enumerate(data, start=1)
+    ]
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=ITEMS, chunk=st.integers(1, 64), indent=st.sampled_from([None, 0, 2]), ascii_only=st.booleans())
+def test_json_array_items_equal_json_loads_for_any_chunking(tmp_path, monkeypatch, data, chunk, indent, ascii_only):
+    monkeypatch.setattr(files, "_CHUNK", chunk)
+    path = tmp_path / "array.json"
+    text = json.dumps(data, indent=indent, ensure_ascii=ascii_only)
+    path.write_bytes(text.encode())
+    assert items_of(path) == expected_items(json.loads(text))
+
+
+@settings(max_examples=150, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(data=st.lists(st.dictionaries(st.text(max_size=5), JSON_VALUES, max_size=4), min_size=1, max_size=8),
+       cut=st.floats(0.05, 0.98), chunk=st.integers(1, 40), indent=st.sampled_from([None, 1]))  # fmt: skip
+def test_a_json_array_cut_short_keeps_the_items_before_and_reports_where_as_json_loads(
+    tmp_path, monkeypatch, data, cut, chunk, indent
+):
+    monkeypatch.setattr(files, "_CHUNK", chunk)
+    text = json.dumps(data, indent=indent, ensure_ascii=False)
+    text = text[: max(2, int(len(text) * cut))]
+    path = tmp_path / "cut.json"
+    path.write_bytes(text.encode())
+    with pytest.raises(json.JSONDecodeError) as whole:
+        json.loads(text)
+    found = items_of(path)
+    *kept, (number, last) = found
+    assert [v for _, v in kept] == data[: len(kept)]  # a prefix of the items, every one an object
+    assert number == len(kept) + 1
+    error = whole.value
+    rest = "the rest of the file was not read" if kept else "file not read"
+    assert last == ("problem", f"invalid_json: {error.msg} at line {error.lineno} column {error.colno}; {rest}")
+
+
+REST = "; the rest of the file was not read"
+NOT_READ = "; file not read"
+
+
+def problem(reason: str) -> tuple[str, str]:
+    return ("problem", reason)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        (b"", []),
+        (b" \n ", []),
+        (b"[]", []),
+        (b'  {"a": 1,\n "b": [1, 2]}\n ', [(1, {"a": 1, "b": [1, 2]})]),  # one object over several lines
+        (b'"a string"', [(1, problem("not_an_object: the file holds a JSON string, not an array of objects"))]),
+        (b'{"a": 1} {"b": 2}', [(1, problem("invalid_json: Extra data at line 1 column 10"))]),
+        (b'[{"a": 1}] x', [(1, {"a": 1}), (2, problem("invalid_json: Extra data at line 1 column 12" + REST))]),
+        (b'[{"a": 1},]', [(1, {"a": 1}), (2, problem("invalid_json: Expecting value at line 1 column 11" + REST))]),
+        (
+            b'[{"a": "\xc3\xa9"}, {"b": "x\xffy"}]',
+            [
+                (1, {"a": "\u00e9"}),
+                (2, problem("invalid_utf8: byte 22 is not valid UTF-8 (invalid start byte) (line 1)" + REST)),
+            ],
+        ),
+        (b'{"a": "\xff"}', [(1, problem("invalid_utf8: byte 7 is not valid UTF-8 (invalid start byte)" + NOT_READ))]),
+        # JSON Lines named .json, even when its first line is broken or not UTF-8: each line on its own
+        (b'{"a": 1}\n{"b": 2}\n', [(1, b'{"a": 1}'), (2, b'{"b": 2}')]),
+        (b'{"a": \n{"b": 2}\n', [(1, b'{"a": '), (2, b'{"b": 2}')]),
+        (b'{"a": "\xff"}\n{"b": 2}\n', [(1, b'{"a": "\xff"}'), (2, b'{"b": 2}')]),
+        (b'\n\n{"a": oops}', [(3, problem("invalid_json: Expecting value at line 3 column 7"))]),
+    ],
+)
+def test_json_file_shapes(tmp_path, monkeypatch, content, expected):
+    monkeypatch.setattr(files, "_CHUNK", 3)
+    path = tmp_path / "f.json"
+    path.write_bytes(content)
+    assert items_of(path) == expected
+
+
+def test_numbers_and_literals_cut_by_a_chunk_end_are_read_whole(tmp_path, monkeypatch):
+    path = tmp_path / "n.json"
+    path.write_bytes(b"[" + b", ".join(b'{"n": %d, "f": %d.5e3, "t": true}' % (i * 7919, i) for i in range(200)) + b"]")
+    for chunk in (1, 2, 3, 5, 7):
+        monkeypatch.setattr(files, "_CHUNK", chunk)
+        assert [v for _, v in items_of(path)] == [{"n": i * 7919, "f": i * 1000 + 500.0, "t": True} for i in range(200)]
+
+
+def counting(monkeypatch, module: Any) -> list[int]:
+    """Patch `module.iter_chunks` to count the chunks read; the list holds one entry per chunk."""
+    read: list[int] = []
+    original = files.iter_chunks
+
+    def chunks(path: Any) -> Iterator[bytes]:
+        for chunk in original(path):
+            read.append(len(chunk))
+            yield chunk
+
+    monkeypatch.setattr(module, "iter_chunks", chunks)
+    return read
+
+
+def big_inputs(tmp_path: Path, count: int = 4000) -> dict[str, Path]:
+    rows = [{"text": f"document {i} " + "word " * 40} for i in range(count)]
+    array = tmp_path / "big.json"
+    array.write_text(json.dumps(rows, indent=1))
+    table = tmp_path / "big.csv"
+    table.write_text("text\n" + "".join(f'"{r["text"]}"\n' for r in rows))
+    return {"json": array, "csv": table}
+
+
+@pytest.mark.parametrize("kind", ["json", "csv"])
+def test_a_big_file_is_read_a_chunk_at_a_time(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(files, "_CHUNK", 4096)
+    path = big_inputs(tmp_path)[kind]
+    read = counting(monkeypatch, json_stream if kind == "json" else files)
+    items = iter_file(path)
+    first = [next(items) for _ in range(10)]
+    assert [p["text"].split()[1] for _, p in first] == [str(i) for i in range(10)]
+    assert len(read) <= 3  # of ~230 chunks: the file is not read whole before its first records
+    assert sum(1 for _ in items) == 4000 - 10
+    assert sum(read) == path.stat().st_size
+
+
+@pytest.mark.parametrize("kind", ["json", "csv"])
+def test_format_detection_reads_only_the_head_of_a_big_file(tmp_path, monkeypatch, kind):
+    monkeypatch.setattr(files, "_CHUNK", 4096)
+    path = big_inputs(tmp_path)[kind]
+    read = counting(monkeypatch, json_stream if kind == "json" else files)
+    config = load_config({"pipeline": {"name": "t"}, "sources": [{"name": "docs", "path": str(path)}]})
+    assert resolve_format(config.sources[0], 0) == "text"
+    assert 1 <= len(read) <= 3
+
+
+def test_no_whole_file_read_for_json_csv_and_compressed_parquet(tmp_path, monkeypatch):
+    inputs = big_inputs(tmp_path, 50)
+    parquet = tmp_path / "t.parquet.zst"
+    plain = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(50)]}), plain, row_group_size=10)
+    parquet.write_bytes(zstandard.ZstdCompressor().compress(plain.read_bytes()))
+
+    def refuse(path: Any) -> bytes:
+        raise AssertionError(f"{path} was read whole")
+
+    monkeypatch.setattr("curate.ingest.readers.read_all", refuse)
+    for path in (inputs["json"], inputs["csv"], parquet):
+        assert len(items_of(path)) == 50
+
+
+def test_a_truncated_compressed_csv_keeps_the_rows_before_the_cut(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "_CHUNK", 512)
+    body = b"text\n" + b"".join(b"row number %d with some words\n" % i for i in range(2000))
+    whole = gzip.compress(body)
+    path = tmp_path / "cut.csv.gz"
+    path.write_bytes(whole[: len(whole) // 2])
+    found = items_of(path)
+    *rows, (number, last) = found
+    assert rows and [v["text"] for _, v in rows] == [f"row number {i} with some words" for i in range(len(rows))]
+    assert number == -1 and last[1].startswith("truncated_file: the .gz stream ends before its end-of-stream marker")
+
+
+def test_a_build_over_a_streamed_json_array_and_csv_keeps_every_record(tmp_path):
+    inputs = big_inputs(tmp_path, 300)
+    config = {
+        "pipeline": {"name": "t", "batch_size": 64},
+        "sources": [{"name": "a", "path": str(inputs["json"])}, {"name": "c", "path": str(inputs["csv"])}],
+        "output": {"formats": ["parquet"]},
+    }
+    outputs = []
+    for workers in (1, 2):
+        out = tmp_path / f"out{workers}"
+        result = curate.build(config, output=out, work_dir=tmp_path / f"work{workers}", workers=workers)
+        kept = result.ledger.filter(pl.col("status") == "kept")
+        assert kept.group_by("source").len().sort("source").rows() == [("a", 300), ("c", 300)]
+        outputs.append(pl.read_parquet(out / "shards" / "train-00000.parquet"))
+    assert outputs[0].equals(outputs[1])
