@@ -5,6 +5,9 @@ Payloads are parsed to canonical records later, in worker processes (see `curate
 - `dict`: an already parsed object (JSON arrays, Parquet, CSV, HF datasets);
 - `str`: a plain-text document (`.txt`);
 - `Problem`: something the reader itself found wrong (a ragged CSV row, a truncated file).
+
+Every reader streams its file, whatever its size (JSON arrays: `curate.ingest.json_stream`), except
+`txt_mode = "file"`, whose record is the whole file.
 """
 
 from __future__ import annotations
