@@ -47,6 +47,15 @@ def test_signatures_equal_datasketch():
         assert np.array_equal(reference.hashvalues, sig[i])
 
 
+@pytest.mark.parametrize("num_perm", [16, 64, 128, 256])
+def test_lsh_parameters_are_datasketchs_choice(num_perm):
+    from datasketch.lsh import _optimal_param  # datasketch's own optimisation (scipy quadrature)
+
+    for threshold in np.round(np.arange(0.1, 0.96, 0.05), 2).tolist():
+        for verify, weights in ((True, (0.2, 0.8)), (False, (0.5, 0.5))):
+            assert lsh_params(threshold, num_perm, verify) == _optimal_param(threshold, num_perm, *weights)
+
+
 def test_lsh_parameters_come_from_datasketch_and_bands_depend_on_rows():
     assert lsh_params(0.8, 128, verify=False) == (9, 13)  # datasketch's MinHashLSH default weights
     bands, rows = lsh_params(0.8, 128)  # verified pairs: misses weigh more, so more bands
