@@ -94,6 +94,14 @@ def test_a_json_array_cut_short_keeps_the_items_before_and_reports_where_as_json
 
 
 REST = "; the rest of the file was not read"
+LONG_INT = (
+    "invalid_json: cannot parse the value (ValueError: Exceeds the limit (4300 digits) for integer string "
+    "conversion: value has 5000 digits; use sys.set_int_max_str_digits() to increase the limit)"
+)
+TOO_DEEP = (
+    "invalid_json: cannot parse the value (RecursionError: maximum recursion depth exceeded while decoding "
+    "a JSON array from a unicode string)"
+)
 NOT_READ = "; file not read"
 
 
@@ -125,6 +133,37 @@ def problem(reason: str) -> tuple[str, str]:
         (b'{"a": \n{"b": 2}\n', [(1, b'{"a": '), (2, b'{"b": 2}')]),
         (b'{"a": "\xff"}\n{"b": 2}\n', [(1, b'{"a": "\xff"}'), (2, b'{"b": 2}')]),
         (b'\n\n{"a": oops}', [(3, problem("invalid_json: Expecting value at line 3 column 7"))]),
+        (b'\x0c{"a": 1}\n{"b": 2}\n', [(1, b'\x0c{"a": 1}'), (2, b'{"b": 2}')]),  # the old rule: bytes.strip
+        # damage right after an element keeps the element
+        (
+            b'[{"a": 1}\xff',
+            [
+                (1, {"a": 1}),
+                (2, problem("invalid_utf8: byte 9 is not valid UTF-8 (invalid start byte) (line 1)" + REST)),
+            ],
+        ),
+        # what json.loads raises besides JSONDecodeError is quarantined too
+        (
+            b"[" + b"9" * 5000 + b"]",
+            [
+                (
+                    1,
+                    problem(LONG_INT + " at line 1 column 2" + NOT_READ),
+                )
+            ],
+        ),
+        (
+            b'[{"a": 1}, ' + b"[" * 100_000 + b"]" * 100_000 + b"]",
+            [
+                (1, {"a": 1}),
+                (
+                    2,
+                    problem(TOO_DEEP + " at line 1 column 12" + REST),
+                ),
+            ],
+        ),
+        # a byte-order mark split over two chunks, and a second one
+        (b'\xef\xbb\xbf\xef\xbb\xbf[{"a": 1}]', [(1, {"a": 1})]),
     ],
 )
 def test_json_file_shapes(tmp_path, monkeypatch, content, expected):
@@ -132,6 +171,31 @@ def test_json_file_shapes(tmp_path, monkeypatch, content, expected):
     path = tmp_path / "f.json"
     path.write_bytes(content)
     assert items_of(path) == expected
+
+
+@settings(max_examples=60, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    data=ITEMS,
+    chunk=st.integers(1, 16),
+    encoding=st.sampled_from(["utf-8-sig", "utf-16", "utf-16-le", "utf-16-be", "utf-32", "utf-32-le", "utf-32-be"]),
+)
+def test_json_in_any_encoding_json_loads_reads(tmp_path, monkeypatch, data, chunk, encoding):
+    monkeypatch.setattr(files, "_CHUNK", chunk)
+    path = tmp_path / "encoded.json"
+    content = json.dumps(data, ensure_ascii=False).encode(encoding, "surrogatepass")
+    path.write_bytes(content)
+    assert items_of(path) == expected_items(json.loads(content))
+
+
+def test_surrogates_written_as_utf8_bytes_read_as_json_loads_reads_them(tmp_path):
+    path = tmp_path / "surrogates.json"
+    content = b'[{"lone": "\xed\xa0\x80"}, {"pair": "\xed\xa0\xbd\xed\xb8\x80"}]'
+    path.write_bytes(content)
+    assert (
+        items_of(path)
+        == [(1, {"lone": "\ud800"}), (2, {"pair": "\ud83d\ude00"})]
+        == expected_items(json.loads(content))
+    )
 
 
 def test_numbers_and_literals_cut_by_a_chunk_end_are_read_whole(tmp_path, monkeypatch):

@@ -3,9 +3,10 @@ that were named `.json`.
 
 Values are parsed by the standard library's decoder (`json.JSONDecoder.raw_decode`), the same one
 `json.loads` uses, so numbers, escapes and duplicate keys come out as they would from the whole file.
-The text is decoded from UTF-8 chunk by chunk and parsed from a buffer that holds the unread part of
-the current chunk and the item being parsed, never the whole file: memory is about one read chunk plus
-the largest item.
+The text is decoded chunk by chunk, in the encoding `json.loads` would pick for the file's bytes (UTF-8,
+with or without a byte-order mark, UTF-16 or UTF-32, surrogates passed through), and parsed from a
+buffer that holds the unread part of the current chunk and the item being parsed, never the whole
+file: memory is about one read chunk plus the largest item.
 
 What a file holds decides how it is read:
 - `[ ... ]`: each element is a record, numbered from 1 (an element that is not an object is quarantined
@@ -20,6 +21,7 @@ What a file holds decides how it is read:
 
 from __future__ import annotations
 
+import codecs
 import json
 import re
 from collections.abc import Callable, Iterator
@@ -36,7 +38,7 @@ _NUMBER_GOES_ON = frozenset("0123456789.eE+-")
 
 
 class JsonDamage(Exception):
-    """The file's text stops being valid JSON (or UTF-8) at `line`:`column`."""
+    """The file's text stops being valid JSON (or stops decoding: `invalid_utf8`) at `line`:`column`."""
 
     def __init__(self, reason: str, message: str, line: int, column: int, raw: str):
         super().__init__(f"{reason}: {message} at line {line} column {column}")
@@ -47,49 +49,60 @@ class TextBuffer:
     """The decoded text of a file with a read position, refilled from `chunks` on demand.
 
     Consumed text is dropped when the buffer is refilled, so the buffer holds the unparsed rest of the
-    last chunks only. Line and column numbers stay those of the whole file. Bytes that are not UTF-8 end
-    the text: what precedes them is parsed, and reading past them raises JsonDamage."""
+    last chunks only. Line and column numbers stay those of the whole file. Bytes that do not decode
+    end the text: what precedes them is parsed, and reading past them raises JsonDamage."""
 
     def __init__(self, chunks: Iterator[bytes]):
         self._chunks = chunks
         self.text = ""
         self.pos = 0
-        self.eof = False  # no more text will come (the file ended, or its bytes stopped being UTF-8)
-        self._pending = b""  # the start of a character cut by a chunk's end
+        self.eof = False  # no more text will come (the file ended, or its bytes stopped decoding)
+        self._decoder: codecs.IncrementalDecoder | None = None  # chosen from the first bytes
+        self._head = b""  # the first bytes, until there are enough to choose the encoding
         self._bytes_read = 0  # bytes of the file read so far
-        self._bad_utf8: str | None = None  # why the text ended early
+        self._bad_bytes: str | None = None  # why the text ended early
         self._lines_before = 0  # newlines in text dropped from the buffer
         self._line_start = 0  # offset (from the buffer start, may be negative) where the current line began
 
     def fill(self, at_least: int = 1) -> bool:
         """Read until `at_least` more characters are buffered past the position, or the text ends;
         False when nothing more could be read. Raises JsonDamage when that was because of bytes that
-        are not UTF-8."""
+        do not decode."""
         self._drop_consumed()
-        before = len(self.text)
-        while not self.eof and len(self.text) - before < at_least:
+        pieces, added = [self.text], 0
+        while not self.eof and added < at_least:
             chunk = next(self._chunks, None)
             self._bytes_read += len(chunk or b"")
-            self.text += self._decode(self._pending + (chunk or b""), final=chunk is None)
-        if len(self.text) == before and self._bad_utf8 is not None:
+            piece = self._decode(chunk or b"", final=chunk is None)
+            pieces.append(piece)
+            added += len(piece)
+        if added:
+            self.text = "".join(pieces)  # once per fill: a long value is not copied chunk by chunk
+        elif self._bad_bytes is not None:
             line, column = self.line_column(len(self.text))
-            raise JsonDamage("invalid_utf8", self._bad_utf8, line, column, self.text[-80:])
-        return len(self.text) > before
+            raise JsonDamage("invalid_utf8", self._bad_bytes, line, column, self.text[-80:])
+        return added > 0
 
-    def _decode(self, data: bytes, final: bool) -> str:
-        self._pending = b""
+    def _decode(self, chunk: bytes, final: bool) -> str:
         self.eof = final
+        if self._decoder is None:  # json.loads's choice of encoding needs the first 4 bytes
+            self._head += chunk
+            if len(self._head) < 4 and not final:
+                return ""
+            encoding = json.detect_encoding(self._head)
+            self._decoder = codecs.getincrementaldecoder(encoding)("surrogatepass")
+            chunk, self._head = self._head, b""
+        state = self._decoder.getstate()
         try:
-            return data.decode("utf-8")
+            return self._decoder.decode(chunk, final=final)
         except UnicodeDecodeError as exc:
-            cut = exc.end == len(data) and exc.reason == "unexpected end of data"
-            if cut and not final:  # a character split between chunks: finish it with the next one
-                self._pending = data[exc.start :]
-            else:
-                where = self._bytes_read - len(data) + exc.start
-                self._bad_utf8 = f"byte {where} is not valid UTF-8 ({exc.reason})"
-                self.eof = True
-            return data[: exc.start].decode("utf-8")
+            buffered = len(state[0])  # bytes of a character cut by the previous chunk's end
+            self._bad_bytes = f"byte {self._bytes_read - len(chunk) - buffered + exc.start} is not valid " + (
+                f"{exc.encoding.upper()} ({exc.reason})"
+            )
+            self.eof = True
+            self._decoder.setstate(state)
+            return self._decoder.decode(chunk[: max(0, exc.start - buffered)], final=False)
 
     def _drop_consumed(self) -> None:
         if self.pos == 0:
@@ -124,12 +137,12 @@ class TextBuffer:
         raw = self.text[max(0, offset - 80) : offset + 80]
         return JsonDamage("invalid_json", message, line, column, raw)
 
-    def _complete(self, end: int) -> bool:
-        """True when a value parsed up to `end` cannot go on in text not read yet: a number at the buffer's
-        end (`12` of `12.5`, `-0` of `-0.0e1`) may."""
-        if (self.eof and self._bad_utf8 is None) or end < len(self.text) - _NEAR_END:
+    def _complete(self, value: Any, end: int) -> bool:
+        """False when a number parsed up to `end` may go on in text not read yet (`12` of `12.5` at the
+        buffer's end); any other value ends with its own last character."""
+        if not isinstance(value, int | float) or (self.eof and self._bad_bytes is None):
             return True
-        return end < len(self.text) and self.text[end] not in _NUMBER_GOES_ON
+        return end < len(self.text) - _NEAR_END or (end < len(self.text) and self.text[end] not in _NUMBER_GOES_ON)
 
     def value(self) -> Any:
         """Parse the JSON value at the position and move past it. Raises JsonDamage when it is invalid."""
@@ -139,13 +152,15 @@ class TextBuffer:
                 value, end = _DECODER.raw_decode(self.text, self.pos)
             except json.JSONDecodeError as exc:
                 may_go_on = exc.pos >= len(self.text) - _NEAR_END or exc.msg.startswith("Unterminated string")
-                if (self.eof and self._bad_utf8 is None) or not may_go_on:
+                if (self.eof and self._bad_bytes is None) or not may_go_on:
                     raise self.damage(exc.msg, exc.pos) from None
+            except (ValueError, RecursionError) as exc:  # an integer of over 4300 digits, nesting too deep
+                raise self.damage(f"cannot parse the value ({type(exc).__name__}: {exc})", self.pos) from None
             else:
-                if self._complete(end):
+                if self._complete(value, end):
                     self.pos = end
                     return value
-            self.fill(want)  # keeps the text from the position on; raises at bytes that are not UTF-8
+            self.fill(want)  # keeps the text from the position on; raises at bytes that do not decode
             want *= 2  # a long value is re-parsed a few times only
 
 
@@ -173,7 +188,7 @@ def _read_json(path: InputFile, text: TextBuffer, problem: Callable[..., Any], j
         if text.skip_whitespace():
             raise text.damage("Extra data", text.pos)
     except JsonDamage as exc:
-        if first == "{" and _has_second_line(path):  # JSON Lines named .json: each line on its own
+        if _looks_like_lines(path):  # JSON Lines named .json: each line on its own
             yield from jsonl(path)
         elif exc.reason == "invalid_utf8":
             yield 1, problem(f"invalid_utf8: {exc.message}; file not read")
@@ -187,6 +202,10 @@ def _read_json(path: InputFile, text: TextBuffer, problem: Callable[..., Any], j
         yield 1, problem(f"not_an_object: the file holds a JSON {kind}, not an array of objects")
 
 
+# After an array element: whitespace, then the comma or the closing bracket, then whitespace.
+_AFTER_ITEM = re.compile(r"[ \t\n\r]*([,\]])[ \t\n\r]*")
+
+
 def _array_items(text: TextBuffer, problem: Callable[..., Any]) -> Iterator:
     number = 0
     try:
@@ -194,20 +213,34 @@ def _array_items(text: TextBuffer, problem: Callable[..., Any]) -> Iterator:
             text.pos += 1
         else:
             while True:
+                # Fast path, for the elements that end well inside the buffer: one parse and one match each.
+                buffer, pos, limit, closed = text.text, text.pos, len(text.text) - _NEAR_END, False
+                while True:
+                    try:
+                        item, end = _DECODER.raw_decode(buffer, pos)
+                    except (ValueError, RecursionError):  # left to `value`, which tells why
+                        break
+                    after = _AFTER_ITEM.match(buffer, end)
+                    if end >= limit or after is None or after.end() >= limit:
+                        break
+                    number += 1
+                    yield number, item if type(item) is dict else _record(item, problem)
+                    pos, closed = after.end(), after.group(1) == "]"
+                    if closed:
+                        break
+                text.pos = pos
+                if closed:
+                    break
+                # The element at the buffer's end (or a damaged one): parsed with refills and checks.
                 item = text.value()
                 number += 1
-                if isinstance(item, dict):
-                    yield number, item
-                else:
-                    reason = f"not_an_object: record is a JSON {json_type(item)}, expected an object"
-                    yield number, problem(reason, json.dumps(item)[:2000])
-                after = text.skip_whitespace()
-                if after == "]":
-                    text.pos += 1
-                    break
-                if after != ",":
+                yield number, _record(item, problem)
+                after_item = text.skip_whitespace()
+                if after_item not in (",", "]"):  # "" at the end of the file
                     raise text.damage("Expecting ',' delimiter", text.pos)
                 text.pos += 1
+                if after_item == "]":
+                    break
                 text.skip_whitespace()
         if text.skip_whitespace():
             raise text.damage("Extra data", text.pos)
@@ -220,14 +253,23 @@ def _array_items(text: TextBuffer, problem: Callable[..., Any]) -> Iterator:
         yield number + 1, problem(message, exc.raw)
 
 
-def _has_second_line(path: InputFile) -> bool:
-    """True when the file goes on after its first line (a newline, then more than whitespace): the
-    rule by which a `.json` file that is not one JSON value is read as JSON Lines. Reads the file's
-    bytes up to that point only."""
+def _record(item: Any, problem: Callable[..., Any]) -> Any:
+    """An array element as a record: the object, or a quarantined item for any other value."""
+    if isinstance(item, dict):
+        return item
+    return problem(f"not_an_object: record is a JSON {json_type(item)}, expected an object", json.dumps(item)[:2000])
+
+
+def _looks_like_lines(path: InputFile) -> bool:
+    """The rule by which a `.json` file that is not one JSON value (nor an array) is read as JSON Lines:
+    its bytes start with `{` and have a newline followed by more than whitespace. Reads the file up to
+    that point only."""
     state = "leading"  # then "first line", then "after it"
     for chunk in iter_chunks(path):
         if state == "leading":
             chunk = chunk.lstrip()
+            if chunk and not chunk.startswith(b"{"):
+                return False
             state = "first line" if chunk else state
         if state == "first line":
             at = chunk.find(b"\n")
