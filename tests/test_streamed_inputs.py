@@ -294,3 +294,36 @@ def test_a_build_over_a_streamed_json_array_and_csv_keeps_every_record(tmp_path)
         assert kept.group_by("source").len().sort("source").rows() == [("a", 300), ("c", 300)]
         outputs.append(pl.read_parquet(out / "shards" / "train-00000.parquet"))
     assert outputs[0].equals(outputs[1])
+
+
+@settings(max_examples=15, deadline=None, suppress_health_check=[HealthCheck.function_scoped_fixture])
+@given(
+    texts=st.lists(st.sampled_from(["alpha words here", "beta words here", "gamma", 7, None]), max_size=12),
+    cut=st.none() | st.floats(0.1, 0.95),
+)
+def test_every_element_of_a_json_array_is_in_the_ledger(tmp_path_factory, texts, cut):
+    """Ledger accounting over a streamed array, damaged or not: each element read is kept, dropped or
+    quarantined, and damage is one more quarantined record."""
+    folder = tmp_path_factory.mktemp("ledger")
+    data = [{"text": t} if isinstance(t, str) else t for t in texts]
+    content = json.dumps(data).encode()
+    if cut is not None:
+        content = content[: max(1, int(len(content) * cut))]
+    (folder / "a.json").write_bytes(content)
+    read = items_of(folder / "a.json")
+    config = {
+        "pipeline": {"name": "t"},
+        "sources": [{"name": "a", "path": "a.json", "format": "text"}],
+        "stages": [{"use": "normalize"}, {"use": "exact_dedup"}],
+        "output": {"formats": ["parquet"]},
+    }
+    result = curate.build(config, output=folder / "out", work_dir=folder / "work", base_dir=folder)
+    ledger = result.ledger
+    assert ledger.height == len(read) == result.manifest["totals"]["records_in"]
+    assert sorted(ledger["line"].to_list()) == [n for n, _ in read]
+    problems = {n for n, v in read if isinstance(v, tuple)}
+    quarantined = set(ledger.filter(pl.col("status") == "quarantined")["line"].to_list())
+    assert problems <= quarantined  # non-objects and damage; an object without text is quarantined later
+    kept = ledger.filter(pl.col("status") == "kept")["line"].to_list()
+    texts_kept = [read[n - 1][1]["text"] for n in kept]
+    assert len(texts_kept) == len(set(texts_kept))  # exact duplicates dropped
