@@ -327,3 +327,26 @@ def test_every_element_of_a_json_array_is_in_the_ledger(tmp_path_factory, texts,
     kept = ledger.filter(pl.col("status") == "kept")["line"].to_list()
     texts_kept = [read[n - 1][1]["text"] for n in kept]
     assert len(texts_kept) == len(set(texts_kept))  # exact duplicates dropped
+
+
+def test_an_unterminated_string_does_not_pull_the_rest_of_the_file_into_memory(tmp_path, monkeypatch):
+    monkeypatch.setattr(files, "_CHUNK", 1024)
+    monkeypatch.setattr(json_stream, "MAX_VALUE_CHARS", 50_000)
+    path = tmp_path / "open.json"
+    path.write_bytes(b'[{"text": "fine"}, {"text": "no end ' + b"word " * 100_000 + b'"}]')
+    read = counting(monkeypatch, json_stream)
+    found = items_of(path)
+    assert found[0] == (1, {"text": "fine"})
+    assert found[1][0] == 2 and found[1][1][1].startswith("invalid_json: a value of over 50,000 characters")
+    assert sum(read) < 200_000  # of 500,000 bytes
+    path.write_bytes(b'[{"text": "' + b"word " * 9_000 + b'"}]')  # a long value under the limit is read
+    assert items_of(path)[0][1]["text"].startswith("word word")
+
+
+def test_an_unclosed_csv_quote_quarantines_the_rest_of_the_file(tmp_path, monkeypatch):
+    monkeypatch.setattr("curate.ingest.readers.MAX_VALUE_CHARS", 50_000)
+    path = tmp_path / "open.csv"
+    path.write_bytes(b'text\nfine\n"no end ' + b"word " * 100_000 + b"\n")
+    found = items_of(path)
+    assert found[0] == (2, {"text": "fine"})
+    assert found[1][1][1].startswith("invalid_csv: field larger than field limit (50000)")

@@ -35,6 +35,9 @@ _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 # An error this close to the end of the buffer may only mean that the value goes on in the next chunk.
 _NEAR_END = 16
 _NUMBER_GOES_ON = frozenset("0123456789.eE+-")
+#: The largest value read (a record, or a whole one-object file): beyond it, the rest of the file is
+#: quarantined, so that an unterminated string does not pull the rest of a big file into memory.
+MAX_VALUE_CHARS = 1 << 28
 
 
 class JsonDamage(Exception):
@@ -160,6 +163,12 @@ class TextBuffer:
                 if self._complete(value, end):
                     self.pos = end
                     return value
+            if len(self.text) - self.pos >= MAX_VALUE_CHARS:  # memory stays bounded in a damaged file too
+                raise self.damage(
+                    f"a value of over {MAX_VALUE_CHARS:,} characters (an unterminated string?); longer values "
+                    "are not read",
+                    self.pos,
+                )
             self.fill(want)  # keeps the text from the position on; raises at bytes that do not decode
             want *= 2  # a long value is re-parsed a few times only
 

@@ -15,7 +15,6 @@ from __future__ import annotations
 import csv
 import io
 import re
-import sys
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -37,7 +36,7 @@ from curate.ingest.files import (
     read_all,
     split_suffix,
 )
-from curate.ingest.json_stream import iter_json
+from curate.ingest.json_stream import MAX_VALUE_CHARS, iter_json
 
 TxtMode = Literal["file", "blocks"]
 Payload = Any  # bytes | dict | str | Problem
@@ -129,7 +128,9 @@ def _iter_csv(path: InputFile) -> Iterator[tuple[int, Payload]]:
 
 
 def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
-    csv.field_size_limit(sys.maxsize)  # documents can be long; the default limit is 128 KiB
+    # Documents can be long (the default limit is 128 KiB), but not endless: an unclosed quote would
+    # otherwise pull the rest of a big file into one field.
+    csv.field_size_limit(MAX_VALUE_CHARS)
     reader = csv.reader(text)
     try:
         header = next(reader, None)
