@@ -103,7 +103,7 @@ def lsh_params(threshold: float, num_perm: int, verify: bool = True) -> tuple[in
 
     The two probabilities are integrals of 1 - (1 - s^r)^b, a polynomial of degree r·b <= num_perm, so
     Gauss-Legendre quadrature with more than num_perm / 2 nodes gives them exactly (datasketch integrates
-    them adaptively with scipy, which takes 0.5 s to import); the choice is datasketch's (tested)."""
+    them adaptively with scipy, which takes about 0.3 s to import); the choice is datasketch's (tested)."""
     fp_weight, fn_weight = (0.2, 0.8) if verify else (0.5, 0.5)
     pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
     bands = np.array([b for b, _ in pairs], dtype=np.float64)[:, None]
