@@ -12,8 +12,11 @@ the version's curate/):
 - `read`: the reader over the whole file (`iter_file`), counting items: seconds and peak RSS;
 - `detect`: format detection of a source with `format = "auto"` (what the driver does before any batch);
 - `build`: `curate build --workers 2` over both files (stages: normalize; output parquet): seconds, the
-  driver's peak RSS and the largest worker's (a worker's scan task reads a whole file).
-Runs alternate between the versions; the tables show medians. Results: benchmarks/out/read_inputs/.
+  driver's peak RSS and the largest worker's (in the baseline, a worker's scan task held a whole file).
+  Both peaks are the build's own `run.json` figures (`ru_maxrss`), which Linux carries over fork and
+  exec, so the worker figure is at least the driver's RSS when the workers were spawned (small then).
+Runs alternate between the versions, in turn order ABBA...; the tables show medians (of 2 runs: their
+mean). Results: benchmarks/out/read_inputs/.
 """
 
 from __future__ import annotations
@@ -140,14 +143,16 @@ def snapshot(rev: str) -> tuple[str, Path]:
     return full, target
 
 
+def checked(command: list[str], src: Path) -> subprocess.CompletedProcess:
+    """Run with `src`'s curate (`-P` keeps the working tree off sys.path); stderr shown on failure."""
+    done = subprocess.run(command, capture_output=True, text=True, env={**os.environ, "PYTHONPATH": str(src)})
+    if done.returncode:
+        sys.exit(f"{' '.join(command[:6])} ... failed ({done.returncode}):\n{done.stderr[-4000:]}")
+    return done
+
+
 def child(script: str, arg: str, src: Path) -> dict[str, Any]:
-    done = subprocess.run(
-        [str(VENV_PYTHON), "-P", "-c", script, arg],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(src)},
-    )
+    done = checked([str(VENV_PYTHON), "-P", "-c", script, arg], src)
     return json.loads(done.stdout.strip().splitlines()[-1])
 
 
@@ -157,13 +162,7 @@ def build(folder: Path, src: Path, scratch: Path) -> dict[str, Any]:
     config = str(folder / "read_inputs.toml")
     command = ["build", config, "--workers", "2", "--output", str(out), "--work-dir", str(work), "--no-progress"]
     t0 = time.perf_counter()
-    subprocess.run(
-        [str(VENV_PYTHON), "-P", "-m", "curate.cli", *command],
-        capture_output=True,
-        text=True,
-        check=True,
-        env={**os.environ, "PYTHONPATH": str(src)},
-    )
+    checked([str(VENV_PYTHON), "-P", "-m", "curate.cli", *command], src)
     wall = time.perf_counter() - t0
     run = json.loads((out / "run.json").read_text())
     manifest = json.loads((out / "manifest.json").read_text())
@@ -198,8 +197,9 @@ def main(argv: list[str] | None = None) -> int:
     sizes = {name: (folder / name).stat().st_size for name in ("docs.json", "docs.csv")}
     versions = {"baseline": snapshot(args.baseline), "current": snapshot(args.current)}
     runs: dict[str, dict[str, list[dict[str, Any]]]] = {v: {} for v in versions}
-    for _ in range(args.repeats):
-        for version, (_, src) in versions.items():
+    for repeat in range(args.repeats):
+        order = list(versions.items()) if repeat % 2 == 0 else list(reversed(versions.items()))
+        for version, (_, src) in order:
             for name in ("docs.json", "docs.csv"):
                 runs[version].setdefault(f"read {name}", []).append(child(READ, str(folder / name), src))
                 runs[version].setdefault(f"detect {name}", []).append(child(DETECT, str(folder / name), src))

@@ -56,7 +56,7 @@ def test_lsh_parameters_are_datasketchs_choice(num_perm):
             assert lsh_params(threshold, num_perm, verify) == _optimal_param(threshold, num_perm, *weights)
 
 
-def test_lsh_parameters_come_from_datasketch_and_bands_depend_on_rows():
+def test_lsh_parameters_weigh_misses_when_verified_and_bands_depend_on_rows():
     assert lsh_params(0.8, 128, verify=False) == (9, 13)  # datasketch's MinHashLSH default weights
     bands, rows = lsh_params(0.8, 128)  # verified pairs: misses weigh more, so more bands
     assert bands > 9 and bands * rows <= 128

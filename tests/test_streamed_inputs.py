@@ -9,6 +9,7 @@ the chunks read before the first records come out.
 
 from __future__ import annotations
 
+import csv
 import gzip
 import json
 from collections.abc import Iterator
@@ -331,7 +332,7 @@ def test_every_element_of_a_json_array_is_in_the_ledger(tmp_path_factory, texts,
 
 def test_an_unterminated_string_does_not_pull_the_rest_of_the_file_into_memory(tmp_path, monkeypatch):
     monkeypatch.setattr(files, "_CHUNK", 1024)
-    monkeypatch.setattr(json_stream, "MAX_VALUE_CHARS", 50_000)
+    monkeypatch.setattr(files, "MAX_VALUE_CHARS", 50_000)
     path = tmp_path / "open.json"
     path.write_bytes(b'[{"text": "fine"}, {"text": "no end ' + b"word " * 100_000 + b'"}]')
     read = counting(monkeypatch, json_stream)
@@ -344,9 +345,45 @@ def test_an_unterminated_string_does_not_pull_the_rest_of_the_file_into_memory(t
 
 
 def test_an_unclosed_csv_quote_quarantines_the_rest_of_the_file(tmp_path, monkeypatch):
-    monkeypatch.setattr("curate.ingest.readers.MAX_VALUE_CHARS", 50_000)
+    monkeypatch.setattr(files, "MAX_VALUE_CHARS", 50_000)
     path = tmp_path / "open.csv"
-    path.write_bytes(b'text\nfine\n"no end ' + b"word " * 100_000 + b"\n")
-    found = items_of(path)
+    path.write_bytes(b'text\nfine\n"no end\n' + b"word word\n" * 20_000)
+    limit = csv.field_size_limit()
+    try:
+        found = items_of(path)
+    finally:
+        csv.field_size_limit(limit)  # the csv module's limit is process-wide
     assert found[0] == (2, {"text": "fine"})
-    assert found[1][1][1].startswith("invalid_csv: field larger than field limit (50000)")
+    assert found[1] == (
+        3,  # where the unclosed quote is, not where the csv module gave up
+        (
+            "problem",
+            "invalid_csv: field larger than field limit (50000) (an unclosed quote?); the rest of the file "
+            "was not read",
+        ),
+    )
+
+
+def test_a_lone_surrogate_in_a_json_array_is_quarantined_not_fatal(tmp_path):
+    """json.loads decodes `\\ud800` and surrogates written as UTF-8 bytes; such a string cannot be
+    stored, so the record is quarantined (it used to stop the build with a traceback)."""
+    (tmp_path / "a.json").write_bytes(
+        b'[{"text": "fine one"}, {"text": "escaped \\ud800 lone"}, {"text": "bytes \xed\xa0\x80 lone"},'
+        b' {"text": "pair \\ud83d\\ude00 fine"}, {"text": "a\xed\xa0\x80b" oops}]'
+    )
+    config = {"pipeline": {"name": "t"}, "sources": [{"name": "a", "path": "a.json", "format": "text"}]}
+    for extra in ({}, {"id_field": "text"}):
+        config["sources"][0].update(extra)
+        result = curate.build(config, output=tmp_path / "out", work_dir=tmp_path / "work", base_dir=tmp_path)
+        rows = {r["line"]: r for r in result.ledger.to_dicts()}
+        assert [rows[n]["status"] for n in (1, 2, 3, 4, 5)] == [
+            "kept",
+            "quarantined",
+            "quarantined",
+            "kept",
+            "quarantined",
+        ]
+        assert rows[2]["reason"].startswith("invalid_utf8: the record holds a string that is not valid UTF-8")
+        assert rows[5]["reason"].startswith("invalid_json: Expecting ',' delimiter")
+        raw = [json.loads(line) for line in (tmp_path / "out" / "quarantine" / "a.jsonl").read_text().splitlines()]
+        assert any("\\udca0" in r["raw"] or "\\ud800" in r["raw"] for r in raw if r["line"] == 5)

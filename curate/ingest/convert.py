@@ -81,14 +81,23 @@ def _raw_text(payload: Any) -> str:
         return repr(payload)[:_RAW_LIMIT]
 
 
-def record_id(source: str, kind: str, text: str | None, messages: Any, meta: bytes) -> str:
-    """Content hash id: 16 hex digits of BLAKE2b over source name, kind, content and meta."""
+def record_id(source: str, kind: str, content: bytes, meta: bytes) -> str:
+    """Content hash id: 16 hex digits of BLAKE2b over source name, kind, content (`_content_json`) and meta."""
     h = hashlib.blake2b(digest_size=8)
     h.update(source.encode())
     h.update(b"\x1e" + kind.encode() + b"\x1e")
-    h.update(orjson.dumps(text if kind == "pretrain" else messages))
+    h.update(content)
     h.update(b"\x1e" + meta)
     return h.hexdigest()
+
+
+def _utf8_json(value: Any, **options: Any) -> bytes:
+    """`value` as JSON; a string that cannot be UTF-8 (a lone surrogate, which JSON escapes such as
+    `"\\ud800"` decode to) makes the record a RecordError instead of failing the batch later."""
+    try:
+        return orjson.dumps(value, **options)
+    except TypeError as exc:
+        raise RecordError(f"invalid_utf8: the record holds a string that is not valid UTF-8 ({exc})") from None
 
 
 def _to_record(payload: Any, spec: SourceSpec, is_text: bool) -> tuple:
@@ -110,13 +119,15 @@ def _to_record(payload: Any, spec: SourceSpec, is_text: bool) -> tuple:
         raise RecordError("empty_text: the document is empty")
     if kind == "instruction":
         check_conversation(messages)
-    meta_json = orjson.dumps(meta, default=str, option=orjson.OPT_NON_STR_KEYS)
+    content = _utf8_json(text if kind == "pretrain" else messages)
+    meta_json = _utf8_json(meta, default=str, option=orjson.OPT_NON_STR_KEYS)
     if spec.id_field:
         if obj.get(spec.id_field) in (None, ""):
             raise RecordError(f"missing_field: id field {spec.id_field!r} is missing or empty")
         rid = str(obj[spec.id_field])
+        _utf8_json(rid)  # an id is stored as UTF-8 too
     else:
-        rid = record_id(spec.name, kind, text, messages, meta_json)
+        rid = record_id(spec.name, kind, content, meta_json)
     return rid, kind, text, messages, meta_json.decode()
 
 
@@ -131,7 +142,8 @@ def _quarantine_id(payload: Any, batch: RawBatch) -> str | None:
     except RecordError:
         return None  # not JSON: the quarantine row's file and line name it
     value = obj.get(field) if isinstance(obj, dict) else None
-    return None if value in (None, "") else str(value)
+    # a lone surrogate (not UTF-8, so not storable) is written as its escape
+    return None if value in (None, "") else str(value).encode("utf-8", "backslashreplace").decode("utf-8")
 
 
 def convert_batch(batch: RawBatch) -> tuple[pl.DataFrame, pl.DataFrame]:

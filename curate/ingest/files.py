@@ -20,6 +20,10 @@ InputFile = Path | RemoteFile
 DATA_SUFFIXES = (".jsonl", ".json", ".parquet", ".csv", ".txt")
 COMPRESSION_SUFFIXES = (".gz", ".zst")
 _CHUNK = 1 << 20
+#: The longest JSON value or CSV field a reader holds (characters): a longer one, and the rest of its
+#: file, is quarantined, so that an unterminated string or unclosed quote in a damaged file does not
+#: pull the rest of the file into memory. Python holds up to 4 bytes per character.
+MAX_VALUE_CHARS = 1 << 26
 BOM = b"\xef\xbb\xbf"
 
 
@@ -167,6 +171,12 @@ class _ChunkStream(io.RawIOBase):
 
     def readable(self) -> bool:
         return True
+
+    def close(self) -> None:
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()  # the file behind the chunks
+        super().close()
 
     def readinto(self, buffer: Any) -> int:
         while not self._chunk:

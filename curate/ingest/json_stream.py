@@ -27,17 +27,14 @@ import re
 from collections.abc import Callable, Iterator
 from typing import Any
 
+from curate.ingest import files
 from curate.ingest.files import InputFile, iter_chunks
 
 _DECODER = json.JSONDecoder()
-_WHITESPACE = " \t\n\r"
 _NOT_WHITESPACE = re.compile(r"[^ \t\n\r]")
 # An error this close to the end of the buffer may only mean that the value goes on in the next chunk.
 _NEAR_END = 16
 _NUMBER_GOES_ON = frozenset("0123456789.eE+-")
-#: The largest value read (a record, or a whole one-object file): beyond it, the rest of the file is
-#: quarantined, so that an unterminated string does not pull the rest of a big file into memory.
-MAX_VALUE_CHARS = 1 << 28
 
 
 class JsonDamage(Exception):
@@ -83,7 +80,7 @@ class TextBuffer:
             self.text = "".join(pieces)  # once per fill: a long value is not copied chunk by chunk
         elif self._bad_bytes is not None:
             line, column = self.line_column(len(self.text))
-            raise JsonDamage("invalid_utf8", self._bad_bytes, line, column, self.text[-80:])
+            raise JsonDamage("invalid_utf8", self._bad_bytes, line, column, _excerpt(self.text[-80:]))
         return added > 0
 
     def _decode(self, chunk: bytes, final: bool) -> str:
@@ -106,6 +103,12 @@ class TextBuffer:
             self.eof = True
             self._decoder.setstate(state)
             return self._decoder.decode(chunk[: max(0, exc.start - buffered)], final=False)
+
+    def close(self) -> None:
+        """Stop reading: close the file behind the chunks."""
+        close = getattr(self._chunks, "close", None)
+        if close is not None:
+            close()
 
     def _drop_consumed(self) -> None:
         if self.pos == 0:
@@ -136,9 +139,9 @@ class TextBuffer:
         return line, offset - start + 1
 
     def damage(self, message: str, offset: int) -> JsonDamage:
+        """The JsonDamage for invalid JSON at buffer offset `offset`, with the text around it."""
         line, column = self.line_column(offset)
-        raw = self.text[max(0, offset - 80) : offset + 80]
-        return JsonDamage("invalid_json", message, line, column, raw)
+        return JsonDamage("invalid_json", message, line, column, _excerpt(self.text[max(0, offset - 80) : offset + 80]))
 
     def _complete(self, value: Any, end: int) -> bool:
         """False when a number parsed up to `end` may go on in text not read yet (`12` of `12.5` at the
@@ -163,13 +166,14 @@ class TextBuffer:
                 if self._complete(value, end):
                     self.pos = end
                     return value
-            if len(self.text) - self.pos >= MAX_VALUE_CHARS:  # memory stays bounded in a damaged file too
+            held = len(self.text) - self.pos
+            if held >= files.MAX_VALUE_CHARS:  # memory stays bounded in a damaged file too
                 raise self.damage(
-                    f"a value of over {MAX_VALUE_CHARS:,} characters (an unterminated string?); longer values "
-                    "are not read",
+                    f"a value of over {files.MAX_VALUE_CHARS:,} characters (an unterminated string?); "
+                    "curate reads values up to that size",
                     self.pos,
                 )
-            self.fill(want)  # keeps the text from the position on; raises at bytes that do not decode
+            self.fill(min(want, files.MAX_VALUE_CHARS - held))  # keeps the text from the position on
             want *= 2  # a long value is re-parsed a few times only
 
 
@@ -183,7 +187,9 @@ def iter_json(path: InputFile, problem: Callable[..., Any], jsonl: Callable[[Inp
         chunks.close()  # the file, when the caller stops early (format detection reads a few items)
 
 
-def _read_json(path: InputFile, text: TextBuffer, problem: Callable[..., Any], jsonl: Callable) -> Iterator:
+def _read_json(
+    path: InputFile, text: TextBuffer, problem: Callable[..., Any], jsonl: Callable[[InputFile], Iterator]
+) -> Iterator:
     first = ""
     try:
         first = text.skip_whitespace()
@@ -198,6 +204,7 @@ def _read_json(path: InputFile, text: TextBuffer, problem: Callable[..., Any], j
             raise text.damage("Extra data", text.pos)
     except JsonDamage as exc:
         if _looks_like_lines(path):  # JSON Lines named .json: each line on its own
+            text.close()
             yield from jsonl(path)
         elif exc.reason == "invalid_utf8":
             yield 1, problem(f"invalid_utf8: {exc.message}; file not read")
@@ -290,7 +297,13 @@ def _looks_like_lines(path: InputFile) -> bool:
     return False
 
 
+def _excerpt(text: str) -> str:
+    """Text for a quarantine row: surrogates (decoded with `surrogatepass`) written as escapes."""
+    return text.encode("utf-8", "backslashreplace").decode("utf-8")
+
+
 def json_type(value: Any) -> str:
+    """The JSON name of a parsed value's type, for messages."""
     return {list: "array", str: "string", int: "number", float: "number", bool: "boolean"}.get(
         type(value), "null" if value is None else type(value).__name__
     )

@@ -25,6 +25,7 @@ import pyarrow as pa
 import pyarrow.parquet as pq
 
 from curate.errors import FatalError
+from curate.ingest import files
 from curate.ingest.files import (
     InputFile,
     TruncatedInput,
@@ -36,7 +37,7 @@ from curate.ingest.files import (
     read_all,
     split_suffix,
 )
-from curate.ingest.json_stream import MAX_VALUE_CHARS, iter_json
+from curate.ingest.json_stream import iter_json
 
 TxtMode = Literal["file", "blocks"]
 Payload = Any  # bytes | dict | str | Problem
@@ -129,9 +130,10 @@ def _iter_csv(path: InputFile) -> Iterator[tuple[int, Payload]]:
 
 def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
     # Documents can be long (the default limit is 128 KiB), but not endless: an unclosed quote would
-    # otherwise pull the rest of a big file into one field.
-    csv.field_size_limit(MAX_VALUE_CHARS)
+    # otherwise pull the rest of a big file into one field. (The limit is the csv module's, process-wide.)
+    csv.field_size_limit(files.MAX_VALUE_CHARS)
     reader = csv.reader(text)
+    start = 1  # the line where the row being read began
     try:
         header = next(reader, None)
         if header is None:
@@ -152,7 +154,8 @@ def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
             else:
                 yield number, dict(zip(header, row, strict=True))
     except csv.Error as exc:
-        yield reader.line_num, Problem(f"invalid_csv: {exc}; the rest of the file was not read")
+        hint = " (an unclosed quote?)" if "field limit" in str(exc) else ""
+        yield start, Problem(f"invalid_csv: {exc}{hint}; the rest of the file was not read")
 
 
 def _iter_txt(path: InputFile, mode: TxtMode) -> Iterator[tuple[int, Payload]]:

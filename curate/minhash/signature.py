@@ -105,18 +105,23 @@ def lsh_params(threshold: float, num_perm: int, verify: bool = True) -> tuple[in
     Gauss-Legendre quadrature with more than num_perm / 2 nodes gives them exactly (datasketch integrates
     them adaptively with scipy, which takes about 0.3 s to import); the choice is datasketch's (tested)."""
     fp_weight, fn_weight = (0.2, 0.8) if verify else (0.5, 0.5)
-    pairs = [(b, r) for b in range(1, num_perm + 1) for r in range(1, num_perm // b + 1)]
-    bands = np.array([b for b, _ in pairs], dtype=np.float64)[:, None]
-    rows = np.array([r for _, r in pairs], dtype=np.float64)[:, None]
     nodes, weights = np.polynomial.legendre.leggauss(max(32, num_perm // 2 + 2))
 
-    def integral(low: float, high: float, candidate: bool) -> np.ndarray:
+    def integral(low: float, high: float, bands: int, rows: np.ndarray, candidate: bool) -> np.ndarray:
         s = (high - low) / 2 * nodes[None, :] + (high + low) / 2
-        missed = (1 - s**rows) ** bands  # probability that no band of a pair at similarity s collides
+        missed = (1 - s ** rows[:, None]) ** bands  # probability that no band of a pair at similarity s collides
         return (high - low) / 2 * ((1 - missed if candidate else missed) * weights).sum(axis=1)
 
-    error = fp_weight * integral(0.0, threshold, True) + fn_weight * integral(threshold, 1.0, False)
-    return pairs[int(np.argmin(error))]  # the first minimum, in datasketch's (b, r) order
+    best, choice = np.inf, (0, 0)
+    for bands in range(1, num_perm + 1):  # one row of candidates at a time: memory stays small
+        rows = np.arange(1, num_perm // bands + 1, dtype=np.float64)
+        false_positive = integral(0.0, threshold, bands, rows, True)
+        false_negative = integral(threshold, 1.0, bands, rows, False)
+        error = fp_weight * false_positive + fn_weight * false_negative
+        at = int(np.argmin(error))
+        if error[at] < best:  # the first minimum, in datasketch's (b, r) order
+            best, choice = float(error[at]), (bands, at + 1)
+    return choice
 
 
 def band_keys(sig: np.ndarray, bands: int, rows: int, first: int = 0) -> np.ndarray:
