@@ -342,6 +342,10 @@ def test_an_unterminated_string_does_not_pull_the_rest_of_the_file_into_memory(t
     assert sum(read) < 200_000  # of 500,000 bytes
     path.write_bytes(b'[{"text": "' + b"word " * 9_000 + b'"}]')  # a long value under the limit is read
     assert items_of(path)[0][1]["text"].startswith("word word")
+    # one object over several lines and over the limit: one quarantined record, not one per line
+    path.write_bytes(b'{"data": [\n' + b'"word word word",\n' * 5_000 + b'"end"]}\n')
+    [(line, (_, reason))] = items_of(path)
+    assert line == 1 and reason.startswith("invalid_json: a value of over 50,000 characters")
 
 
 def test_an_unclosed_csv_quote_quarantines_the_rest_of_the_file(tmp_path, monkeypatch):

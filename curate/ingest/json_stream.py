@@ -43,6 +43,7 @@ class JsonDamage(Exception):
     def __init__(self, reason: str, message: str, line: int, column: int, raw: str):
         super().__init__(f"{reason}: {message} at line {line} column {column}")
         self.reason, self.message, self.line, self.column, self.raw = reason, message, line, column, raw
+        self.too_long = False  # the value was cut at MAX_VALUE_CHARS, not found invalid
 
 
 class TextBuffer:
@@ -168,11 +169,13 @@ class TextBuffer:
                     return value
             held = len(self.text) - self.pos
             if held >= files.MAX_VALUE_CHARS:  # memory stays bounded in a damaged file too
-                raise self.damage(
+                damage = self.damage(
                     f"a value of over {files.MAX_VALUE_CHARS:,} characters (an unterminated string?); "
                     "curate reads values up to that size",
                     self.pos,
                 )
+                damage.too_long = True
+                raise damage
             self.fill(min(want, files.MAX_VALUE_CHARS - held))  # keeps the text from the position on
             want *= 2  # a long value is re-parsed a few times only
 
@@ -203,7 +206,7 @@ def _read_json(
         if text.skip_whitespace():
             raise text.damage("Extra data", text.pos)
     except JsonDamage as exc:
-        if _looks_like_lines(path):  # JSON Lines named .json: each line on its own
+        if not exc.too_long and _looks_like_lines(path):  # JSON Lines named .json: each line on its own
             text.close()
             yield from jsonl(path)
         elif exc.reason == "invalid_utf8":
