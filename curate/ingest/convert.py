@@ -82,7 +82,8 @@ def _raw_text(payload: Any) -> str:
 
 
 def record_id(source: str, kind: str, content: bytes, meta: bytes) -> str:
-    """Content hash id: 16 hex digits of BLAKE2b over source name, kind, content (`_content_json`) and meta."""
+    """Content hash id: 16 hex digits of BLAKE2b over source name, kind, content (the text or the messages
+    as JSON) and meta."""
     h = hashlib.blake2b(digest_size=8)
     h.update(source.encode())
     h.update(b"\x1e" + kind.encode() + b"\x1e")

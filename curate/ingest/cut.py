@@ -12,7 +12,7 @@ from pathlib import Path
 from typing import Literal
 
 from curate.errors import FatalError
-from curate.ingest.files import InputFile
+from curate.ingest.files import InputFile, input_name
 from curate.ingest.readers import TxtMode
 
 #: How a batch is read: `range`, bytes [start, end) of the input (uncompressed JSON Lines); or from its
@@ -49,11 +49,6 @@ class ScanTask:
     source: int = 0
     txt_mode: TxtMode = "blocks"
     split: str | None = None
-
-
-def input_name(path: InputFile) -> str:
-    """The name errors give an input: its URL or path."""
-    return str(getattr(path, "url", path))
 
 
 def _digest(data: bytes) -> str:

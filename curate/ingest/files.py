@@ -5,7 +5,7 @@ from __future__ import annotations
 import glob
 import io
 import zlib
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from pathlib import Path
 from typing import IO, Any
 
@@ -29,6 +29,11 @@ BOM = b"\xef\xbb\xbf"
 
 class TruncatedInput(Exception):
     """A compressed stream ended before its end-of-stream marker (the file was cut short)."""
+
+
+def input_name(path: InputFile) -> str:
+    """How messages name an input: its path, or its URL."""
+    return str(getattr(path, "url", path))
 
 
 def split_suffix(path: str | InputFile) -> tuple[str, str | None]:
@@ -127,7 +132,7 @@ def open_binary(path: InputFile) -> IO[bytes]:
     return open_remote(path) if isinstance(path, RemoteFile) else open(path, "rb")
 
 
-def iter_chunks(path: InputFile) -> Iterator[bytes]:
+def iter_chunks(path: InputFile) -> Generator[bytes, None, None]:
     """Decompressed bytes of a file in chunks, without a leading UTF-8 byte-order mark."""
     compression = split_suffix(path)[1]
     decompress = {".gz": _gzip_chunks, ".zst": _zstd_chunks}.get(compression or "", _raw_chunks)
@@ -165,7 +170,7 @@ def iter_lines(path: InputFile) -> Iterator[bytes]:
 class _ChunkStream(io.RawIOBase):
     """A readable binary stream over an iterator of byte chunks."""
 
-    def __init__(self, chunks: Iterator[bytes]):
+    def __init__(self, chunks: Generator[bytes, None, None]):
         self._chunks = chunks
         self._chunk = memoryview(b"")
 
@@ -173,9 +178,7 @@ class _ChunkStream(io.RawIOBase):
         return True
 
     def close(self) -> None:
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()  # the file behind the chunks
+        self._chunks.close()  # the file behind the chunks
         super().close()
 
     def readinto(self, buffer: Any) -> int:

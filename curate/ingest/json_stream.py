@@ -24,7 +24,7 @@ from __future__ import annotations
 import codecs
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Generator, Iterator
 from typing import Any
 
 from curate.ingest import files
@@ -40,10 +40,10 @@ _NUMBER_GOES_ON = frozenset("0123456789.eE+-")
 class JsonDamage(Exception):
     """The file's text stops being valid JSON (or stops decoding: `invalid_utf8`) at `line`:`column`."""
 
-    def __init__(self, reason: str, message: str, line: int, column: int, raw: str):
+    def __init__(self, reason: str, message: str, line: int, column: int, raw: str, too_long: bool = False):
         super().__init__(f"{reason}: {message} at line {line} column {column}")
         self.reason, self.message, self.line, self.column, self.raw = reason, message, line, column, raw
-        self.too_long = False  # the value was cut at MAX_VALUE_CHARS, not found invalid
+        self.too_long = too_long  # the value was cut at MAX_VALUE_CHARS, not found invalid
 
 
 class TextBuffer:
@@ -53,7 +53,7 @@ class TextBuffer:
     last chunks only. Line and column numbers stay those of the whole file. Bytes that do not decode
     end the text: what precedes them is parsed, and reading past them raises JsonDamage."""
 
-    def __init__(self, chunks: Iterator[bytes]):
+    def __init__(self, chunks: Generator[bytes, None, None]):
         self._chunks = chunks
         self.text = ""
         self.pos = 0
@@ -107,9 +107,7 @@ class TextBuffer:
 
     def close(self) -> None:
         """Stop reading: close the file behind the chunks."""
-        close = getattr(self._chunks, "close", None)
-        if close is not None:
-            close()
+        self._chunks.close()
 
     def _drop_consumed(self) -> None:
         if self.pos == 0:
@@ -139,10 +137,11 @@ class TextBuffer:
         start = self.text.rindex("\n", 0, offset) + 1 if newlines else self._line_start
         return line, offset - start + 1
 
-    def damage(self, message: str, offset: int) -> JsonDamage:
+    def damage(self, message: str, offset: int, too_long: bool = False) -> JsonDamage:
         """The JsonDamage for invalid JSON at buffer offset `offset`, with the text around it."""
         line, column = self.line_column(offset)
-        return JsonDamage("invalid_json", message, line, column, _excerpt(self.text[max(0, offset - 80) : offset + 80]))
+        raw = _excerpt(self.text[max(0, offset - 80) : offset + 80])
+        return JsonDamage("invalid_json", message, line, column, raw, too_long)
 
     def _complete(self, value: Any, end: int) -> bool:
         """False when a number parsed up to `end` may go on in text not read yet (`12` of `12.5` at the
@@ -169,13 +168,12 @@ class TextBuffer:
                     return value
             held = len(self.text) - self.pos
             if held >= files.MAX_VALUE_CHARS:  # memory stays bounded in a damaged file too
-                damage = self.damage(
+                raise self.damage(
                     f"a value of over {files.MAX_VALUE_CHARS:,} characters (an unterminated string?); "
                     "curate reads values up to that size",
                     self.pos,
+                    too_long=True,
                 )
-                damage.too_long = True
-                raise damage
             self.fill(min(want, files.MAX_VALUE_CHARS - held))  # keeps the text from the position on
             want *= 2  # a long value is re-parsed a few times only
 

@@ -6,8 +6,9 @@ Payloads are parsed to canonical records later, in worker processes (see `curate
 - `str`: a plain-text document (`.txt`);
 - `Problem`: something the reader itself found wrong (a ragged CSV row, a truncated file).
 
-Every reader streams its file, whatever its size (JSON arrays: `curate.ingest.json_stream`), except
-`txt_mode = "file"`, whose record is the whole file.
+Every reader streams its file, whatever its size (JSON arrays: `curate.ingest.json_stream`); a record
+is held whole (a JSON Lines line, a text block, a file read with `txt_mode = "file"`), and a JSON value
+or CSV field is capped at `files.MAX_VALUE_CHARS`.
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from curate.ingest import files
 from curate.ingest.files import (
     InputFile,
     TruncatedInput,
+    input_name,
     is_hf_dataset_dir,
     iter_chunks,
     iter_lines,
@@ -80,8 +82,9 @@ def _iter_json(path: InputFile) -> Iterator[tuple[int, Payload]]:
 def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
     """The error for a Parquet file whose footer reads but whose data does not decode (Arrow reports
     such damage as an OSError, like a failing read, so it is not quarantined as a record)."""
-    name = getattr(path, "url", path)
-    return FatalError(f"cannot decode Parquet input {name}: {exc}; the file is damaged (or was not readable)")
+    return FatalError(
+        f"cannot decode Parquet input {input_name(path)}: {exc}; the file is damaged (or was not readable)"
+    )
 
 
 def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
