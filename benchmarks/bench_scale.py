@@ -223,7 +223,9 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         # Not the repository root: Ray puts the driver's working directory on its workers' sys.path, where
         # the working tree's curate/ would shadow the snapshot being measured.
         proc = subprocess.Popen(cmd, stdout=log, stderr=subprocess.STDOUT, cwd=scratch, env={**os.environ, **env})
-        sampler = Sampler(proc.pid)
+        # scratch disk: the work dir, the output and the folders written beside it (`.<out>.tmp-*`: the
+        # output being written, with the shards' scatter scratch inside), sampled once a second
+        sampler = Sampler(proc.pid, disk_paths=lambda: [work, out, *scratch.glob(f".{out.name}.*")])
         sampler.start()
         usage_before = resource.getrusage(resource.RUSAGE_CHILDREN)
         rc = proc.wait()
@@ -243,6 +245,9 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         "load_after": [round(x, 2) for x in os.getloadavg()],
         "peak_rss_tree_mb": round(sampler.peak_tree / 2**20, 1),
         "peak_pss_tree_mb": round(sampler.peak_pss / 2**20, 1),
+        # bytes under the work dir and the output (and its temporary folder), sampled every second: the
+        # peak includes scratch files a build removes before it ends
+        "peak_disk_mb": round(sampler.peak_disk / 2**20, 1),
         "peak_rss_sampled_process_mb": round(sampler.peak_proc / 2**20, 1),
         "largest_process_name": sampler.peak_proc_name,
         "max_processes_in_tree": sampler.max_procs,
@@ -266,7 +271,9 @@ def run_build(config: Path, run: str, scratch: Path, logs: Path, tag: str, env: 
         "output_bytes": du(out),
         "output_parts": {p.name: du(p) if p.is_dir() else p.stat().st_size for p in sorted(out.iterdir())},
     }
-    result["phases"] = report_md.phases(result["disk"]["passes"], sampler.timeline, started_unix, ended_unix)
+    result["phases"] = report_md.phases(
+        result["disk"]["passes"], sampler.timeline, started_unix, ended_unix, sampler.disk_timeline
+    )
     result["digests"] = output_digest(out)
     result["truth_check"] = truth_check(out / "ledger.parquet", config.parent / "truth.parquet")
     for path in (out, work):

@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import threading
 import time
+from collections.abc import Callable
 from pathlib import Path
 
 RAY_NAMES = ("raylet", "gcs_server", "ray::", "ray_", "dashboard")
@@ -55,8 +56,17 @@ class Sampler(threading.Thread):
     `full_interval`. Sampling everything every 0.1 s took 12% of a core, which slowed the runs that
     keep every core busy (2 workers on 2 cores) by about 6%; this way it stays near 1%."""
 
-    def __init__(self, pid: int, interval: float = 0.1, full_interval: float = 1.0):
+    def __init__(
+        self,
+        pid: int,
+        interval: float = 0.1,
+        full_interval: float = 1.0,
+        disk_paths: Callable[[], list[Path]] | None = None,
+    ):
         super().__init__(daemon=True)
+        self.disk_paths = disk_paths  # folders whose bytes are summed at every full sample (scratch disk)
+        self.peak_disk = 0
+        self.disk_timeline: list[tuple[float, float]] = []  # (unix time, bytes under disk_paths, MB)
         self.pid, self.interval = pid, interval
         self.full_every = max(1, round(full_interval / interval))
         self.peak_tree = self.peak_pss = self.peak_proc = self.max_procs = 0
@@ -91,6 +101,10 @@ class Sampler(threading.Thread):
         for pid, (_, name, start, _) in table.items():
             if pid not in self._tree and start >= self._start_ticks and name.startswith(RAY_NAMES):
                 self.ray_outside.add(name)
+        if self.disk_paths is not None:
+            used = sum(tree_bytes(path) for path in self.disk_paths())
+            self.peak_disk = max(self.peak_disk, used)
+            self.disk_timeline.append((time.time(), used / 2**20))
 
     def run(self) -> None:
         tick = 0
@@ -118,6 +132,27 @@ class Sampler(threading.Thread):
         process's last second or less before it exits is missed: a lower bound, counted the same way
         for every run, Ray's workers included)."""
         return sum(self._cpu_ticks.values()) / os.sysconf("SC_CLK_TCK")
+
+
+def tree_bytes(path: Path) -> int:
+    """Bytes of the files under `path` (or of `path` itself), as they are while a build writes and removes
+    them: files that vanish during the walk are skipped."""
+    try:
+        if not path.is_dir():
+            return path.stat().st_size if path.exists() else 0
+        total = 0
+        with os.scandir(path) as entries:
+            for entry in entries:
+                try:
+                    if entry.is_dir(follow_symlinks=False):
+                        total += tree_bytes(Path(entry.path))
+                    elif entry.is_file(follow_symlinks=False):
+                        total += entry.stat(follow_symlinks=False).st_size
+                except OSError:
+                    continue
+        return total
+    except OSError:
+        return 0
 
 
 def du(path: Path) -> int:

@@ -40,6 +40,7 @@ def summarize(results: dict[int, dict[str, list[dict]]]) -> dict[str, Any]:
                 "peak_rss_tree_mb": median([r["peak_rss_tree_mb"] for r in ok]),
                 "peak_pss_tree_mb": median([r["peak_pss_tree_mb"] for r in ok]),
                 "peak_rss_process_mb": median([r["peak_rss_process_mb"] for r in ok]),
+                "peak_disk_mb": median([r.get("peak_disk_mb") or 0.0 for r in ok]),
                 "timings": {k: median([r["run_json"]["timings"].get(k, 0.0) for r in ok]) for k in keys},
                 "disk": ok[0]["disk"],
                 "totals": ok[0]["totals"],
@@ -136,11 +137,18 @@ def _speedup_bound(w2: dict[str, Any], w1_wall: float, size: int) -> list[dict[s
     return [{"target": name, "value": bound, "status": "context"}]
 
 
-def phases(passes: list[dict[str, Any]], timeline: list[tuple[float, float]], start: float, end: float) -> list:
-    """Seconds and peak tree RSS of each phase of a run, from work-dir file times: start-up (until the first
-    batch file), per pass its maps (first to last batch file), barrier (last batch file to
-    `decisions.parquet`) and the gap to the next pass's first batch, then finish (mixture, sampling,
-    shards, ledger, report; until the process exits)."""
+def phases(
+    passes: list[dict[str, Any]],
+    timeline: list[tuple[float, float]],
+    start: float,
+    end: float,
+    disk: list[tuple[float, float]] | None = None,
+) -> list:
+    """Seconds, peak tree RSS and peak disk (MB under the work dir and the output, sampled every second)
+    of each phase of a run, from work-dir file times: start-up (until the first batch file), per pass
+    its maps (first to last batch file), barrier (last batch file to `decisions.parquet`) and the gap to
+    the next pass's first batch, then finish (mixture, sampling, shards, ledger, report; until the
+    process exits)."""
     bounds: list[tuple[str, float]] = [("start-up", start)]
     for p in passes:
         t = p["times"]
@@ -159,7 +167,15 @@ def phases(passes: list[dict[str, Any]], timeline: list[tuple[float, float]], st
         until = bounds[k + 1][1] if k + 1 < len(bounds) else end
         rss = [mb for when, mb in timeline if at <= when < until]
         peak = round(max(rss), 1) if rss else None
-        out.append({"phase": name, "seconds": round(until - at, 2), "peak_rss_tree_mb": peak})
+        used = [mb for when, mb in disk or [] if at <= when < until]
+        out.append(
+            {
+                "phase": name,
+                "seconds": round(until - at, 2),
+                "peak_rss_tree_mb": peak,
+                "peak_disk_mb": round(max(used), 1) if used else None,
+            }
+        )
     return out
 
 
@@ -230,14 +246,18 @@ def markdown(report: dict[str, Any]) -> str:
         "Tree CPU s = user + system seconds of every process seen in the tree (Ray's workers included), read "
         "from /proc every 1 s: each process's last second or less is missed, so it is a lower bound.",
         "",
+        "Peak disk = the most bytes under the run's work dir, its output and the output's temporary folder "
+        "(where the shards' scatter scratch lives), summed every 1 s: scratch files a build deletes again are "
+        "included, a peak shorter than a second may be missed, and Ray's own spill folder is not counted.",
+        "",
         "| size | run | wall s | records/s | CPU s | tree CPU s | tree peak RSS MB | tree peak PSS MB "
-        "| largest process MB | run.json s per pass | records out | tokens out |",
-        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
+        "| largest process MB | peak disk MB | run.json s per pass | records out | tokens out |",
+        "|---:|---|---:|---:|---:|---:|---:|---:|---:|---:|---|---:|---:|",
     ]
     for row in report["summary"].values():
         if "wall_seconds" not in row:
             lines.append(
-                f"| {row['size']:,} | {LABELS[row['run']]} | **failed** ({row['failed']} runs) | | | | | | | | | |"
+                f"| {row['size']:,} | {LABELS[row['run']]} | **failed** ({row['failed']} runs) | | | | | | | | | | |"
             )
             continue
         passes = ", ".join(f"{k} {v:.1f}" for k, v in row["timings"].items())
@@ -246,7 +266,7 @@ def markdown(report: dict[str, Any]) -> str:
             f"| {row['size']:,} | {LABELS[row['run']]} | {row['wall_seconds']:.1f} | {row['records_per_s']:,.0f} "
             f"| {row.get('cpu_seconds', 0.0):.1f} | {row.get('cpu_seconds_sampled', 0.0):.1f} "
             f"| {_mb(row['peak_rss_tree_mb'])} | {_mb(row['peak_pss_tree_mb'])} "
-            f"| {_mb(row['peak_rss_process_mb'])} "
+            f"| {_mb(row['peak_rss_process_mb'])} | {_mb(row.get('peak_disk_mb'))} "
             f"| {passes} "
             f"| {t['records_out']:,} | {t['tokens_out']:,} |"
         )
@@ -254,13 +274,14 @@ def markdown(report: dict[str, Any]) -> str:
         "",
         "Phases (first run of each; from work-dir file times: maps = first to last batch file of a pass, "
         "barrier = last batch file to `decisions.parquet`, finish = mixture, sampling, shards, ledger, report): "
-        "seconds / peak tree RSS MB.",
+        "seconds / peak tree RSS MB / peak disk MB.",
         "",
     ]
     for row in report["summary"].values():
         if row.get("phases"):
             cells = "; ".join(
-                f"{p['phase']} {p['seconds']:.1f} s / {_mb(p['peak_rss_tree_mb'])}" for p in row["phases"]
+                f"{p['phase']} {p['seconds']:.1f} s / {_mb(p['peak_rss_tree_mb'])} / {_mb(p.get('peak_disk_mb'))}"
+                for p in row["phases"]
             )
             lines.append(f"- {row['size']:,} {row['run']}: {cells}")
     lines += ["", "## Targets", ""]
