@@ -36,6 +36,7 @@ from curate.executor import (
 from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
+from curate.ingest.files import local_file
 from curate.ingest.scan_record import load_scan, save_scan
 from curate.ingest.source import Cuts, iter_raw_batches, spec_for
 from curate.ingest.spans import ScanTask, file_size, scan_file
@@ -341,7 +342,8 @@ def check_output_location(config: Config, out: Path, work: Path) -> None:
         if parent.exists() and not parent.is_dir():
             raise FatalError(f"cannot create output {out}: {parent} is a file")
     protected = [(Path(config.file).resolve(), "the config file")] if config.file else []
-    protected += [(f.resolve(), f"input {f}") for src in config.sources for f in src.files]
+    inputs = [(local_file(f), f) for src in config.sources for f in src.files]
+    protected += [(local.resolve(), f"input {f}") for local, f in inputs if local is not None]
     protected.append((work, "the work dir"))
     for path, what in protected:
         if path == out or out in path.parents:

@@ -17,7 +17,7 @@ from typing import Any, Literal
 
 from curate.errors import ConfigError
 from curate.executors import ExecutorName
-from curate.ingest.files import DATA_SUFFIXES, is_hf_dataset_dir, resolve_paths, split_suffix
+from curate.ingest.files import DATA_SUFFIXES, InputFile, is_hf_dataset_dir, local_file, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
 from curate.ingest.remote import RemoteError, is_url
@@ -167,7 +167,7 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
         out = (out if out.is_absolute() else base / out).resolve()
         for src in sources:  # a folder source never reads curate's own output (when it lies inside)
             if out != base.resolve() and out not in base.resolve().parents:
-                src._files = [f for f in src._files if out not in f.resolve().parents]
+                src._files = [f for f in src._files if not _inside(f, out)]
     if mixture and sources is not None:
         problems += _check_mixture(mixture, [s.name for s in sources], stages)
     problems += _check_output(output)
@@ -215,6 +215,12 @@ def _sources(table: Any, base: Path, problems: list[str]) -> list[SourceConfig] 
         seen.add(src.name)
         sources.append(src)
     return sources
+
+
+def _inside(file: InputFile, folder: Path) -> bool:
+    """Whether an input (a local path or a `file://` URL) lies inside `folder`."""
+    local = local_file(file)
+    return local is not None and folder in local.resolve().parents
 
 
 def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> list[str]:

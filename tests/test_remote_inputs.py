@@ -131,7 +131,9 @@ def test_resolving_and_reading_stream_through_fsspec(mem):
         ("memory://bucket/missing.jsonl", "sources[0].path: not found: 'memory://bucket/missing.jsonl'"),
         ("memory://bucket/data/*.csv", "sources[0].path: no file matches 'memory://bucket/data/*.csv'"),
         ("nosuchproto://bucket/a.jsonl", "sources[0].path: 'nosuchproto://bucket/a.jsonl': Protocol not known"),
-        ("memory://bucket/notes/*", "sources[0].path: 'readme.md' is not a supported file"),
+        # a glob leaves unsupported files out, as a local glob does; a named one is reported
+        ("memory://bucket/notes/*", "sources[0].path: no file matches 'memory://bucket/notes/*'"),
+        ("memory://bucket/notes/readme.md", "sources[0].path: 'readme.md' is not a supported file"),
     ],
 )
 def test_bad_urls_are_config_errors_with_the_location(tmp_path, mem, path, expected):
@@ -190,3 +192,43 @@ def test_a_bad_remote_record_is_quarantined_with_the_url_and_line(tmp_path, mem)
     bad = result.ledger.filter(pl.col("status") == "quarantined")
     assert bad.select("file", "line").rows() == [("memory:///bucket/bad.jsonl", 3)]
     assert result.manifest["sources"]["gsm"]["records_kept"] == 3
+
+
+MIXED = {
+    "data/a.jsonl": _jsonl(ROWS[:4]),
+    "data/.h.jsonl": _jsonl(ROWS[4:6]),
+    "data/.cache/c.jsonl": _jsonl(ROWS[6:8]),
+    "data/sub/.h2.jsonl": _jsonl(ROWS[8:10]),
+    "data/sub/d.jsonl": _jsonl(ROWS[10:12]),
+    "data/README.md": b"# notes\n",
+    "data/mixture.toml": b"[pipeline]\n",
+}
+
+
+@pytest.mark.parametrize("pattern", ["data", "data/*.jsonl", "data/**/*.jsonl", "data/*", "data/**"])
+def test_url_folders_and_globs_list_what_local_paths_list(tmp_path, mem, pattern):
+    # hidden names are skipped and unsupported files (README.md, the config) left out, as locally
+    write_local(tmp_path, MIXED)
+    put(mem, "/bucket", MIXED)
+    local = [str(p.relative_to(tmp_path)) for p in resolve_paths(pattern, tmp_path)]
+    remote = [f.url.removeprefix("memory:///bucket/") for f in resolve_paths(f"memory://bucket/{pattern}", tmp_path)]
+    files = resolve_paths(f"file://{tmp_path}/{pattern}", tmp_path)
+    via_file = [f.url.removeprefix(f"file://{tmp_path}/") for f in files]
+    assert local and remote == local and via_file == local
+    assert not any(part.startswith(".") for name in local for part in name.split("/"))
+
+
+def test_a_file_url_source_never_reads_the_builds_own_output(tmp_path):
+    # the output lies inside the folder a file:// glob searches: it must not become an input next time
+    write_local(tmp_path / "d", {"in.jsonl": _jsonl(ROWS[:4])})
+    spec = config(f"file://{tmp_path}/d/**/*.jsonl*") | {"output": {"formats": ["jsonl", "jsonl.zst"]}}
+    spec["pipeline"] = {**spec["pipeline"], "output": "d/out"}
+    counts = [curate.build(spec, base_dir=tmp_path).manifest["totals"]["records_in"] for _ in range(2)]
+    assert counts == [4, 4]
+
+
+def test_an_output_that_would_hold_a_file_url_input_is_refused(tmp_path):
+    write_local(tmp_path / "d", {"in.jsonl": _jsonl(ROWS[:4])})
+    spec = config(f"file://{tmp_path}/d/in.jsonl")
+    with pytest.raises(curate.FatalError, match="would contain input"):
+        curate.build(spec, output=tmp_path / "d", base_dir=tmp_path)

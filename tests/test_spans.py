@@ -4,7 +4,9 @@ must be exactly the driver-side reader's batches: same cuts, rows, line numbers 
 import gzip
 import hashlib
 import importlib
+import itertools
 import json
+import os
 from itertools import pairwise
 from pathlib import Path
 
@@ -198,6 +200,44 @@ def test_changed_input_is_refused(tmp_path):
     path.write_bytes(b'{"text": "one"}\n')
     with pytest.raises(curate.FatalError, match="changed while it was read"):
         read_span(path, cut)
+
+
+def test_an_input_rewritten_to_the_same_size_after_the_scan_is_refused(tmp_path):
+    # the old byte ranges would cut the new lines in half: the scan's stamp (size, mtime) catches it
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text":"a"}\n{"text":"bb"}\n')
+    cuts = scan_file(ScanTask(path, 1, 1 << 20, file_size(path)))
+    assert len(cuts) == 2 and all(cut.stamp for cut in cuts)
+    path.write_bytes(b'{"text":"aa"}\n{"text":"b"}\n')
+    os.utime(path, ns=(1, 1))  # a different mtime, however coarse the file system's clock
+    for cut in cuts:
+        with pytest.raises(curate.FatalError, match="changed while it was read"):
+            read_span(path, cut)
+
+
+def test_an_input_deleted_after_the_scan_is_a_clean_error(tmp_path):
+    path = tmp_path / "a.jsonl"
+    write_jsonl(path, [{"text": "one"}])
+    (cut,) = scan_file(ScanTask(path, 10, 1 << 20, file_size(path)))
+    path.unlink()
+    with pytest.raises(curate.FatalError, match=r"a\.jsonl is gone \(deleted or moved"):
+        read_span(path, cut)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_an_input_deleted_during_the_build_is_a_clean_error(tmp_path, monkeypatch, workers):
+    write_jsonl(tmp_path / "a.jsonl", [{"text": "one"}, {"text": "two"}])
+    build_module = importlib.import_module("curate.build")
+    listed = build_module._ingest_tasks
+
+    def delete_then_list(*args, **kwargs):
+        (tmp_path / "a.jsonl").unlink()
+        return listed(*args, **kwargs)
+
+    monkeypatch.setattr(build_module, "_ingest_tasks", delete_then_list)
+    config = {"pipeline": {"name": "gone"}, "sources": [{"name": "s", "path": "a.jsonl", "format": "text"}]}
+    with pytest.raises(curate.FatalError, match=r"a\.jsonl is gone"):
+        curate.build(config, base_dir=tmp_path, workers=workers)
 
 
 def test_build_with_workers_reads_by_span_and_writes_the_same_output(tmp_path):
@@ -499,6 +539,39 @@ def test_a_damaged_parquet_file_is_the_same_fatal_error_on_the_driver_and_on_a_w
     with pytest.raises(curate.FatalError, match=message):
         batches(path, 100, 1 << 20, by_span=True)
     assert not list((tmp_path / "spill").glob("*"))
+
+
+def test_a_parquet_footer_that_does_not_decode_is_the_same_fatal_error_on_the_driver_and_on_a_worker(tmp_path):
+    path = tmp_path / "footer.parquet"
+    pq.write_table(pa.table({"text": [f"row {i}" for i in range(50)]}), path)
+    data = bytearray(path.read_bytes())
+    footer = int.from_bytes(data[-8:-4], "little")
+    for offset in range(len(data) - 8 - footer, len(data) - 8 - footer + 20):  # the thrift footer
+        data[offset] ^= 0xFF
+    path.write_bytes(bytes(data))
+    message = r"cannot decode Parquet input .*footer\.parquet: .*the file is damaged"
+    for by_span in (False, True):
+        with pytest.raises(curate.FatalError, match=message):
+            batches(path, 10, 1 << 20, by_span=by_span)
+
+
+def test_parquet_strings_that_are_not_utf8_quarantine_their_rows_on_the_driver_and_on_a_worker(tmp_path):
+    values = [b"fine", b"bad \xff\xfe here", b"also fine"]
+    offsets = pa.array([0, *itertools.accumulate(len(v) for v in values)], pa.int32())
+    text = pa.Array.from_buffers(pa.string(), 3, [None, offsets.buffers()[1], pa.py_buffer(b"".join(values))])
+    pq.write_table(pa.table({"text": text, "n": [1, 2, 3]}), tmp_path / "bad.parquet")
+    config = {"pipeline": {"name": "utf"}, "sources": [{"name": "s", "path": "bad.parquet", "format": "text"}]}
+    built = [
+        curate.build(config, base_dir=tmp_path, output=tmp_path / f"o{w}", work_dir=tmp_path / f"k{w}", workers=w)
+        for w in (1, 2)
+    ]
+    ledger = built[0].ledger.select("line", "status", "reason")
+    assert ledger["status"].to_list() == ["kept", "quarantined", "kept"]
+    assert ledger["reason"][1].startswith("invalid_utf8: a string of the row is not valid UTF-8")
+    assert output_bytes(built[0].output) == output_bytes(built[1].output)
+    lines = (built[0].output / "quarantine" / "s.jsonl").read_text().splitlines()
+    (quarantined,) = [json.loads(line) for line in lines]
+    assert quarantined["raw"] == "{'text': b'bad \\xff\\xfe here', 'n': 2}"  # the raw row shows the bytes
 
 
 def test_a_split_the_dataset_folder_lacks_is_a_fatal_error(tmp_path):

@@ -25,7 +25,8 @@ CutKind = Literal["range", "lines", "rows", "items"]
 class Cut:
     """One batch of an input file, of `kind` (see `CutKind`): its first item is line (or row)
     `first_line`, and it holds `items` items (blank lines are not items). A spilled batch names its
-    file and that file's BLAKE2b `digest`, checked when the batch is read."""
+    file and that file's BLAKE2b `digest`, checked when the batch is read; a batch read in place carries
+    the input's `stamp` as the scan saw it (`file_stamp`), checked when the batch is read."""
 
     start: int
     end: int
@@ -34,6 +35,7 @@ class Cut:
     spill: str | None = None
     kind: CutKind = "range"
     digest: str | None = None
+    stamp: str | None = None
 
 
 @dataclass(frozen=True)
@@ -125,6 +127,14 @@ def spill_damaged(path: InputFile, cut: Cut, why: str) -> FatalError:
     return FatalError(
         f"the spilled batch {cut.spill} of input {input_name(path)} is missing or damaged ({why}); run the "
         "build again (the input is read again)"
+    )
+
+
+def input_gone(path: InputFile) -> FatalError:
+    """The error for an input that disappeared after the build listed it."""
+    return FatalError(
+        f"input {input_name(path)} is gone (deleted or moved after the build started); "
+        "restore it and run the build again"
     )
 
 

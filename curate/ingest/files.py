@@ -49,6 +49,12 @@ def split_suffix(path: str | InputFile) -> tuple[str, str | None]:
     return "", compression
 
 
+def local_file(path: InputFile) -> Path | None:
+    """Where an input lies on this machine's file system: a local path, or the file a `file://` URL
+    names (None for other URLs), for the checks that keep inputs and the output apart."""
+    return path.local_path() if isinstance(path, RemoteFile) else path
+
+
 def is_hf_dataset_dir(path: InputFile) -> bool:
     """True for a folder written by `datasets.Dataset.save_to_disk` (or `DatasetDict.save_to_disk`)."""
     return (
@@ -72,7 +78,7 @@ def resolve_paths(pattern: str, base: Path, urls: bool = True) -> list[InputFile
     which records are read (and hence which duplicate is kept) does not depend on the file system.
     """
     if urls and is_url(pattern):
-        return list(resolve_url(pattern))
+        return list(resolve_url(pattern, supported=lambda f: bool(split_suffix(f)[0])))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
         full = base / full

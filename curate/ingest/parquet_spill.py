@@ -25,7 +25,7 @@ import pyarrow.parquet as pq
 
 from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, read_spill, spill_damaged
 from curate.ingest.files import InputFile, is_hf_dataset_dir, open_binary, split_suffix
-from curate.ingest.readers import parquet_damaged
+from curate.ingest.readers import parquet_damaged, parquet_rows
 
 _READ_ROWS = 65_536  # rows per record batch while scanning
 _IPC = pa.ipc.IpcWriteOptions(compression="zstd")  # smaller and faster than LZ4 here (measured)
@@ -89,7 +89,10 @@ def _spill_rows(task: ScanTask, spiller: Spiller) -> list[Cut] | None:
         if raw.seek(0, io.SEEK_END) == 0:  # an empty file holds no records
             return []
         raw.seek(0)
-        batches = pq.ParquetFile(raw).iter_batches(batch_size=_READ_ROWS)  # not Parquet: ArrowInvalid
+        try:
+            batches = pq.ParquetFile(raw).iter_batches(batch_size=_READ_ROWS)  # not Parquet: ArrowInvalid
+        except OSError as exc:  # a footer that does not decode: the error the driver's reader gives
+            raise parquet_damaged(task.path, exc) from exc
         while True:
             try:
                 batch = next(batches, None)
@@ -97,6 +100,10 @@ def _spill_rows(task: ScanTask, spiller: Spiller) -> list[Cut] | None:
                 raise parquet_damaged(task.path, exc) from exc
             if batch is None:
                 break
+            try:
+                batch.validate(full=True)
+            except pa.ArrowInvalid:  # a string that is not valid UTF-8: the reader's path quarantines its row
+                return None
             sizes = row_sizes(batch)
             if sizes is None:
                 return None
@@ -123,4 +130,4 @@ def read_parquet_spill(path: InputFile, cut: Cut) -> tuple[list[int], list[Any]]
         raise spill_damaged(path, cut, str(exc)) from exc
     if table.num_rows != cut.items:
         raise input_changed(path)
-    return list(range(cut.first_line, cut.first_line + cut.items)), table.to_pylist()
+    return list(range(cut.first_line, cut.first_line + cut.items)), parquet_rows(table)

@@ -83,7 +83,7 @@ def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
     """The error for a Parquet file whose footer reads but whose data does not decode (Arrow reports
     such damage as an OSError, like a failing read, so it is not quarantined as a record)."""
     return FatalError(
-        f"cannot decode Parquet input {input_name(path)}: {exc}; the file is damaged (or was not readable)"
+        f"cannot decode Parquet input {input_name(path)}: {str(exc).strip()}; the file is damaged (or was not readable)"
     )
 
 
@@ -104,9 +104,11 @@ def _parquet_rows(source: IO[bytes], path: InputFile) -> Iterator[tuple[int, Pay
     source.seek(0)
     try:
         reader = pq.ParquetFile(source)
-    except pa.ArrowInvalid as exc:
+    except pa.ArrowInvalid as exc:  # not Parquet at all
         yield 1, Problem(f"invalid_parquet: {exc}; file not read")
         return
+    except OSError as exc:  # a Parquet footer that does not decode (Arrow reports it as an I/O error)
+        raise parquet_damaged(path, exc) from exc
     number = 0
     batches = reader.iter_batches(batch_size=4096)
     while True:
@@ -116,9 +118,39 @@ def _parquet_rows(source: IO[bytes], path: InputFile) -> Iterator[tuple[int, Pay
             raise parquet_damaged(path, exc) from exc
         if batch is None:
             return
-        for row in batch.to_pylist():
+        for row in parquet_rows(batch):
             number += 1
             yield number, row
+
+
+def parquet_rows(batch: pa.RecordBatch | pa.Table) -> list[Payload]:
+    """The rows of Parquet data as dicts; a row holding a string that is not valid UTF-8 (which Parquet
+    files can carry) becomes a Problem (`invalid_utf8`), so that it is quarantined, not the whole file."""
+    try:
+        return batch.to_pylist()
+    except UnicodeDecodeError:
+        pass
+    rows: list[Payload] = []
+    for at in range(batch.num_rows):
+        row = batch.slice(at, 1)
+        try:
+            rows.append(row.to_pylist()[0])
+        except UnicodeDecodeError as exc:
+            raw = {name: _value_or_bytes(column) for name, column in zip(row.column_names, row.columns, strict=True)}
+            reason = f"invalid_utf8: a string of the row is not valid UTF-8 (byte {exc.start}: {exc.reason})"
+            rows.append(Problem(reason, repr(raw)[:2000]))
+    return rows
+
+
+def _value_or_bytes(column: pa.Array | pa.ChunkedArray) -> Any:
+    """A one-row column's value; its bytes when it is a string that does not decode."""
+    try:
+        return column.to_pylist()[0]
+    except UnicodeDecodeError:
+        try:
+            return column.cast(pa.binary()).to_pylist()[0]
+        except pa.ArrowException:  # a nested type holding the bad string
+            return "<not valid UTF-8>"
 
 
 _BAD_BYTE = re.compile("[\udc80-\udcff]")

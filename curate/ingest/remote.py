@@ -4,7 +4,9 @@ and fingerprinting them. Backends are fsspec's; a missing optional one (s3fs, gc
 from __future__ import annotations
 
 import hashlib
+from collections.abc import Callable
 from dataclasses import dataclass
+from pathlib import Path
 from typing import IO, Any
 
 import fsspec
@@ -61,6 +63,12 @@ class RemoteFile:
     def __str__(self) -> str:
         return self.url
 
+    def local_path(self) -> Path | None:
+        """The file on this machine's file system that a `file://` URL names (None for other protocols)."""
+        fs, path = filesystem(self.url)
+        protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
+        return Path(path) if "file" in protocols else None
+
 
 def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
     """The fsspec file system of a URL and the path within it; RemoteError when it cannot be used."""
@@ -72,29 +80,49 @@ def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
         raise RemoteError(f"{url!r}: {exc}") from exc
 
 
-def resolve_url(url: str) -> list[RemoteFile]:
-    """Files a URL names: a file, a folder (searched recursively, hidden names skipped) or a glob; sorted.
-    Unsupported suffixes are kept (the caller reports them); nothing found gives []."""
+def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None) -> list[RemoteFile]:
+    """Files a URL names, sorted: a file; a folder, searched recursively; or a glob. As for local paths,
+    a folder or glob skips hidden names (starting with "."; curate's work dir `.curate` among them) and,
+    given `supported`, the files it rejects (a named file is kept: the caller reports it). Nothing
+    found gives []."""
     fs, path = filesystem(url)
     try:
         if any(ch in path for ch in "*?[") and not fs.exists(path):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
+            root = _fixed_prefix(path)
         elif fs.isfile(path):
-            found = [path]
+            return [RemoteFile(fs.unstrip_protocol(path))]
         elif fs.isdir(path):
-            root = path.rstrip("/")
-            found = [p for p in fs.find(path) if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
+            found, root = fs.find(path), path.rstrip("/")
         else:
-            found = []
+            found, root = [], path
     except OSError as exc:
         raise RemoteError(f"cannot list {url!r}: {exc}") from exc
-    return [RemoteFile(fs.unstrip_protocol(p)) for p in sorted(found)]
+    visible = [p for p in found if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
+    files = [RemoteFile(fs.unstrip_protocol(p)) for p in sorted(visible)]
+    return [f for f in files if supported(f)] if supported is not None else files
+
+
+def _fixed_prefix(pattern: str) -> str:
+    """The folders of a glob pattern before its first wildcard (`a/b/*/c*.jsonl` -> `a/b`)."""
+    parts = pattern.split("/")
+    fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    return "/".join(parts[:fixed])
 
 
 def open_remote(file: RemoteFile) -> IO[bytes]:
     """A binary, seekable file object streaming the file's bytes (the caller closes it)."""
     fs, path = filesystem(file.url)
     return fs.open(path, "rb")
+
+
+def version_stamp(file: RemoteFile) -> str:
+    """The size and version fields `info()` has (mtime, ETag, ...), without reading the file: what a
+    worker checks before it reads a byte range of a file the scan cut (`fingerprint` may hash it)."""
+    fs, path = filesystem(file.url)
+    info: dict[str, Any] = fs.info(path)
+    versions = [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
+    return ",".join([f"size={info.get('size')}", *versions])
 
 
 def fingerprint(file: RemoteFile) -> str:

@@ -13,7 +13,7 @@ from curate.config import SourceConfig
 from curate.ingest.cut import Cut
 from curate.ingest.source import Cuts
 
-_VERSION = 2  # 2: cuts carry their kind and digest
+_VERSION = 3  # 2: cuts carry their kind and digest; 3: and the stamp of an input read in place
 
 
 def save_scan(path: Path, cuts: Cuts) -> None:

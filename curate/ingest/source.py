@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 
 from curate.config import SourceConfig
-from curate.errors import ConfigError
+from curate.errors import ConfigError, FatalError
 from curate.ingest.batching import file_batches
 from curate.ingest.convert import RawBatch, SourceSpec
-from curate.ingest.cut import Cut
+from curate.ingest.cut import Cut, input_gone
 from curate.ingest.files import InputFile, split_suffix
 from curate.ingest.formats import detect_format
 from curate.ingest.readers import Payload, iter_file, iter_rows
@@ -123,8 +123,13 @@ def iter_raw_batches(
                     yield RawBatch(index, spec, file, is_text, row, [], [], span=(path, cut))
                     row, index, empty = row + cut.items, index + 1, False
             else:
-                for lines, payloads in file_batches(items, batch_size, batch_bytes):
-                    yield RawBatch(index, spec, file, is_text, row, lines, payloads)
-                    row, index, empty = row + len(lines), index + 1, False
+                try:
+                    for lines, payloads in file_batches(items, batch_size, batch_bytes):
+                        yield RawBatch(index, spec, file, is_text, row, lines, payloads)
+                        row, index, empty = row + len(lines), index + 1, False
+                except FileNotFoundError as exc:  # listed when the config was read, gone since
+                    raise input_gone(path or Path(file)) from exc
+                except OSError as exc:  # the readers turn damage into quarantined records; this is I/O
+                    raise FatalError(f"cannot read input {file}: {exc}") from exc
             if empty:
                 warnings.append(f"{src.name}: {file}: empty file (no records)")

@@ -28,7 +28,16 @@ from typing import Any
 
 import zstandard
 
-from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, input_unreadable, read_spill, spill_damaged
+from curate.ingest.cut import (
+    Cut,
+    ScanTask,
+    Spiller,
+    input_changed,
+    input_gone,
+    input_unreadable,
+    read_spill,
+    spill_damaged,
+)
 from curate.ingest.files import (
     BOM,
     COMPRESSION_SUFFIXES,
@@ -41,7 +50,7 @@ from curate.ingest.files import (
 )
 from curate.ingest.parquet_spill import read_parquet_spill, reads_by_rows, spill_parquet
 from curate.ingest.reader_spill import read_items_spill, spill_items
-from curate.ingest.remote import RemoteFile
+from curate.ingest.remote import RemoteFile, version_stamp
 
 __all__ = ["Cut", "ScanTask", "file_size", "read_span", "reads_by_span", "reads_by_spill", "scan_file"]
 
@@ -76,6 +85,17 @@ def file_size(path: InputFile) -> int | None:
     return None if isinstance(path, RemoteFile) else os.path.getsize(path)
 
 
+def file_stamp(path: InputFile) -> str:
+    """What changes when a file is rewritten: a local file's size and modification time (ns), a remote
+    one's size and version fields. The scan stamps the batches it cuts in place, and each batch's task
+    checks the stamp before it reads, so a file edited in between (even to the same size) stops the
+    build instead of being read at the old offsets."""
+    if isinstance(path, RemoteFile):
+        return version_stamp(path)
+    stat = os.stat(path)
+    return f"{stat.st_size}:{stat.st_mtime_ns}"
+
+
 def scan_file(task: ScanTask) -> list[Cut] | None:
     """Runs on a worker: the file's batches, or None when this worker cannot read the file as the
     driver sees it (missing, or another size: not on shared storage), so the driver reads it itself."""
@@ -84,6 +104,7 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
             return None
         if not reads_by_span(task.path):
             return _spill(task, Path(task.spill)) if task.spill is not None else None
+        stamp = file_stamp(task.path)
         cuts, items, size, start, first, end = [], 0, 0, 0, 0, 0
         for number, (offset, raw) in enumerate(iter_lines_at(task.path), start=1):
             payload = _payload(raw)
@@ -93,14 +114,16 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
                 start, first = offset, number
             items, size, end = items + 1, size + len(payload), offset + len(raw)
             if items >= task.batch_size or size >= task.batch_bytes:
-                cuts.append(Cut(start, end, first, items))
+                cuts.append(Cut(start, end, first, items, stamp=stamp))
                 items = size = 0
+        if file_stamp(task.path) != stamp:  # rewritten while it was scanned
+            raise input_changed(task.path)
     except FileNotFoundError:
         return None
     except OSError as exc:
         raise input_unreadable(task.path, exc) from exc
     if items:
-        cuts.append(Cut(start, end, first, items))
+        cuts.append(Cut(start, end, first, items, stamp=stamp))
     return cuts
 
 
@@ -152,6 +175,20 @@ def _spill_lines(task: ScanTask, spiller: Spiller) -> list[Cut]:
     return cuts
 
 
+def _read_range(path: InputFile, cut: Cut) -> bytes:
+    """The bytes of a batch read in place, after checking that the file is still the one its scan cut."""
+    try:
+        if cut.stamp is not None and file_stamp(path) != cut.stamp:
+            raise input_changed(path)
+        with open_binary(path) as raw:
+            raw.seek(cut.start)
+            return raw.read(cut.end - cut.start)
+    except FileNotFoundError as exc:
+        raise input_gone(path) from exc
+    except OSError as exc:
+        raise input_unreadable(path, exc) from exc
+
+
 def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[Any]]:
     """Runs on a worker: the (line numbers, payloads) of one batch, as the driver-side reader gives them
     (payloads: JSON lines as bytes, or whatever the reader gives for spilled rows and items)."""
@@ -165,9 +202,7 @@ def read_span(path: InputFile, cut: Cut) -> tuple[list[int], list[Any]]:
         except zstandard.ZstdError as exc:
             raise spill_damaged(path, cut, str(exc)) from exc
     else:
-        with open_binary(path) as raw:
-            raw.seek(cut.start)
-            data = raw.read(cut.end - cut.start)
+        data = _read_range(path, cut)
     lines, payloads = [], []
     for number, line in enumerate(data.split(b"\n"), start=cut.first_line):
         payload = _payload(line)
