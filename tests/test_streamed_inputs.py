@@ -391,3 +391,29 @@ def test_a_lone_surrogate_in_a_json_array_is_quarantined_not_fatal(tmp_path):
         assert rows[5]["reason"].startswith("invalid_json: Expecting ',' delimiter")
         raw = [json.loads(line) for line in (tmp_path / "out" / "quarantine" / "a.jsonl").read_text().splitlines()]
         assert any("\\udca0" in r["raw"] or "\\ud800" in r["raw"] for r in raw if r["line"] == 5)
+
+
+@pytest.mark.parametrize(
+    ("content", "expected"),
+    [
+        # a quote never closed before the end of the file: the lenient csv module would end the field
+        # there, so the row held every line after the quote, silently
+        (b'text\nfine\n"no end\nmore\nlines\n', [(2, "fine"), (3, "invalid_csv")]),
+        (b'text\n"only row\n', [(2, "invalid_csv")]),
+        # closed quotes, escaped quotes and a stray quote the module accepts stay as they were
+        (b'text\nfine\n"closed\nacross lines"\n', [(2, "fine"), (3, "closed\nacross lines")]),
+        (b'text\n"a ""quoted"" word"\nlast', [(2, 'a "quoted" word'), (3, "last")]),
+        (b'text\n"a"b\nok\n', [(2, "ab"), (3, "ok")]),
+        (b'a,b\r\n1,"2\r\n3"\r\n', [(2, "1")]),
+    ],
+)
+def test_a_csv_quote_left_open_at_the_end_of_the_file_is_quarantined(tmp_path, content, expected):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    found = items_of(path)
+    shown = [
+        (line, item[1].split(":")[0] if isinstance(item, tuple) else next(iter(item.values()))) for line, item in found
+    ]
+    assert shown == expected
+    if expected[-1][1] == "invalid_csv":
+        assert found[-1][1][1].startswith("invalid_csv: a quote opened in this row is never closed")

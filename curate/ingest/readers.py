@@ -163,34 +163,79 @@ def _iter_csv(path: InputFile) -> Iterator[tuple[int, Payload]]:
         yield from _csv_rows(text)
 
 
+class _RowLines:
+    """A text's lines, keeping those of the row being read (the csv module reads a row's lines, no more)."""
+
+    def __init__(self, text: IO[str]):
+        self.text, self.row = text, []
+
+    def __iter__(self) -> _RowLines:
+        return self
+
+    def __next__(self) -> str:
+        line = next(self.text)
+        self.row.append(line)
+        return line
+
+
 def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
     # Documents can be long (the default limit is 128 KiB), but not endless: an unclosed quote would
     # otherwise pull the rest of a big file into one field. (The limit is the csv module's, process-wide.)
     csv.field_size_limit(files.MAX_VALUE_CHARS)
-    reader = csv.reader(text)
+    lines = _RowLines(text)
+    reader = csv.reader(lines)
     start = 1  # the line where the row being read began
+    held: tuple[int, Payload] | None = None  # the last row, given out once the next one is read
     try:
         header = next(reader, None)
         if header is None:
             return
         start = reader.line_num + 1
-        for row in reader:
+        while True:
+            lines.row = []
+            row = next(reader, None)
+            if row is None:
+                break
             number, start = start, reader.line_num + 1  # a quoted field may span lines: report the first
+            read = lines.row
+            if held is not None:
+                yield held
+                held = None
             if not row:
                 continue
             raw = ",".join(row)
             if _BAD_BYTE.search(raw):
                 bad = raw.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
-                yield number, Problem("invalid_utf8: the row holds bytes that are not valid UTF-8", bad[:2000])
+                held = number, Problem("invalid_utf8: the row holds bytes that are not valid UTF-8", bad[:2000])
             elif _BAD_BYTE.search(",".join(header)):
-                yield number, Problem("invalid_utf8: the CSV header holds bytes that are not valid UTF-8", raw[:2000])
+                held = number, Problem("invalid_utf8: the CSV header holds bytes that are not valid UTF-8", raw[:2000])
             elif len(row) != len(header):
-                yield number, Problem(f"ragged_row: {len(row)} fields, the header has {len(header)}", raw[:2000])
+                held = number, Problem(f"ragged_row: {len(row)} fields, the header has {len(header)}", raw[:2000])
             else:
-                yield number, dict(zip(header, row, strict=True))
+                held = number, dict(zip(header, row, strict=True))
+        if held is not None:
+            yield _unless_unclosed(held, "".join(read))
     except csv.Error as exc:
+        if held is not None:
+            yield held
         hint = " (an unclosed quote?)" if "field limit" in str(exc) else ""
         yield start, Problem(f"invalid_csv: {exc}{hint}; the rest of the file was not read")
+
+
+def _unless_unclosed(last: tuple[int, Payload], text: str) -> tuple[int, Payload]:
+    """The file's last row, or a Problem when a quote in it is never closed: the lenient csv reader then
+    ends the field at the end of the file, so the row would hold every line after the quote."""
+    if '"' not in text:
+        return last
+    try:
+        list(csv.reader(io.StringIO(text, newline=""), strict=True))
+    except csv.Error as exc:
+        if "unexpected end of data" in str(exc):
+            reason = (
+                "invalid_csv: a quote opened in this row is never closed (its field would run to the end of the file)"
+            )
+            return last[0], Problem(reason, text[:2000])
+    return last
 
 
 def _iter_txt(path: InputFile, mode: TxtMode) -> Iterator[tuple[int, Payload]]:
