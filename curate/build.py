@@ -8,7 +8,7 @@ import resource
 import shutil
 import time
 import uuid
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -38,6 +38,7 @@ from curate.formats import finish_formats
 from curate.ingest.convert import SourceSpec
 from curate.ingest.files import local_file
 from curate.ingest.scan_record import load_scan, save_scan
+from curate.ingest.scan_stream import ScanStream
 from curate.ingest.source import Cuts, iter_raw_batches, spec_for
 from curate.ingest.spans import ScanTask, file_size, scan_file
 from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
@@ -221,19 +222,25 @@ def _run_pass(
 
 
 def _scan_once(config: Config, executor: Executor, folder: Path) -> Cuts:
-    """The workers' scan of the inputs (`scan_inputs`), recorded in pass 0's folder; a resumed pass 0
-    reuses the record and the batch files it spilled, so its inputs are not cut again."""
+    """The workers' scan of the inputs (`scan_inputs`), recorded in pass 0's folder once every file is
+    scanned; a resumed pass 0 reuses the record and the batch files it spilled, so its inputs are not cut
+    again. With local workers the scan streams: a file's batches run as soon as its own scan is done,
+    while later files are still being scanned. On Ray every file is scanned first (a pass's tasks go to
+    Ray Data in windows of thousands, so there is nothing to overlap, and no dataset runs inside another)."""
     cuts = load_scan(folder / SCAN, config.sources)
-    if cuts is None:
-        cuts = scan_inputs(config, executor, folder / SPILL)
-        save_scan(folder / SCAN, cuts)
-    return cuts
+    if cuts is not None:
+        return cuts
+    stream = scan_inputs(config, executor, folder / SPILL, lambda found: save_scan(folder / SCAN, found))
+    return dict(stream) if getattr(executor, "on_ray", False) else stream
 
 
-def scan_inputs(config: Config, executor: Executor, spill: Path) -> Cuts:
+def scan_inputs(
+    config: Config, executor: Executor, spill: Path, on_complete: Callable[[Cuts], None] | None = None
+) -> ScanStream:
     """Batches of the input files, scanned by the workers themselves (see `curate.ingest.spans`):
     uncompressed JSON Lines are read by byte range, every other file is cut into batch files in
-    `spill`; files a worker cannot see, or whose reader fails there, are left out (the driver reads them)."""
+    `spill`; files a worker cannot see, or whose reader fails there, are left out (the driver reads them).
+    The scans run as the result is read (`ScanStream`), in input order."""
     size, max_bytes = config.pipeline.batch_size, config.pipeline.batch_bytes
     tasks = [
         ScanTask(f, size, max_bytes, file_size(f), str(spill), number, src.txt_mode, src.split or None)
@@ -241,8 +248,8 @@ def scan_inputs(config: Config, executor: Executor, spill: Path) -> Cuts:
         if src.data is None
         for f in src.files
     ]
-    results = executor.map(scan_file, iter(tasks))
-    return {(t.source, t.path): cuts for t, cuts in zip(tasks, results, strict=True) if cuts is not None}
+    keys = [(t.source, t.path) for t in tasks]
+    return ScanStream(keys, executor.map(scan_file, iter(tasks)), on_complete)
 
 
 def _ingest_tasks(

@@ -25,8 +25,10 @@ from curate.executor import LocalExecutor
 from curate.ingest.batching import payload_size
 from curate.ingest.parquet_spill import reads_by_rows, row_sizes, spill_parquet
 from curate.ingest.scan_record import load_scan
+from curate.ingest.scan_stream import ScanStream
 from curate.ingest.source import iter_raw_batches, spec_for
 from curate.ingest.spans import (
+    Cut,
     ScanTask,
     file_size,
     read_span,
@@ -579,3 +581,45 @@ def test_a_split_the_dataset_folder_lacks_is_a_fatal_error(tmp_path):
     for by_span in (False, True):
         with pytest.raises(curate.FatalError, match=r"has no split 'nope' \(it has train, test\)"):
             batches(folder, 2, 1 << 20, by_span, split="nope")
+
+
+def test_the_scan_streams_a_file_at_a_time_and_is_recorded_once_complete(tmp_path):
+    keys = [(0, tmp_path / f"{name}.jsonl") for name in "abc"]
+    pulled: list[int] = []
+    completed: list[dict] = []
+
+    def results():
+        for i, cuts in enumerate([[Cut(0, 1, 1, 1)], None, [Cut(0, 2, 1, 2)]]):
+            pulled.append(i)
+            yield cuts
+
+    stream = ScanStream(keys, results(), on_complete=completed.append)
+    assert stream.get(keys[0]) == [Cut(0, 1, 1, 1)] and pulled == [0]  # the first file's scan only
+    assert stream.get(keys[1]) is None and pulled == [0, 1] and not completed  # the driver reads b
+    assert stream.get(keys[2]) == [Cut(0, 2, 1, 2)] and pulled == [0, 1, 2]
+    assert completed == [{keys[0]: [Cut(0, 1, 1, 1)], keys[2]: [Cut(0, 2, 1, 2)]}]
+    assert dict(stream) == completed[0] and len(stream) == 2 and len(completed) == 1
+
+
+def test_ingest_tasks_start_before_the_last_input_is_scanned(tmp_path, monkeypatch):
+    # with local workers, the batches of the first file go out while later files are still scanned
+    for name in "abcd":
+        write_jsonl(tmp_path / f"{name}.jsonl", [{"text": f"{name} {i}"} for i in range(6)])
+    build_module = importlib.import_module("curate.build")
+    events: list[str] = []
+    listed = build_module._ingest_tasks
+
+    def traced(config, specs, p, ctx, warnings, cuts):
+        scans = cuts._results if isinstance(cuts, ScanStream) else None
+        assert scans is not None, "pass 0 got its scan eagerly"
+        for task in listed(config, specs, p, ctx, warnings, cuts):
+            events.append(f"batch {task[0].index} after {len(cuts._taken)} scans")
+            yield task
+
+    monkeypatch.setattr(build_module, "_ingest_tasks", traced)
+    config = {"pipeline": {"name": "stream", "batch_size": 3}, "sources": [{"name": "s", "path": "*.jsonl"}]}
+    two = curate.build(config, base_dir=tmp_path, output=tmp_path / "w2", work_dir=tmp_path / "k2", workers=2)
+    assert events[0] == "batch 0 after 1 scans" and events[-1] == "batch 7 after 4 scans"
+    monkeypatch.setattr(build_module, "_ingest_tasks", listed)
+    one = curate.build(config, base_dir=tmp_path, output=tmp_path / "w1", work_dir=tmp_path / "k1")
+    assert output_bytes(one.output) == output_bytes(two.output)

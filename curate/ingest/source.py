@@ -113,7 +113,7 @@ def iter_raw_batches(
     """
     row = 0
     index = 0
-    cuts = cuts or {}
+    cuts = {} if cuts is None else cuts  # not `cuts or {}`: the truth of a ScanStream waits for every scan
     for number, (src, spec) in enumerate(zip(sources, specs, strict=True)):
         for path, is_text, items in _items_or_cuts(number, src, cuts):
             file = display_path(path, base) if path else f"<{src.name} data>"
