@@ -61,9 +61,9 @@ def read_kept(
     if not files:
         narrow = pl.DataFrame(schema={c: RECORD_SCHEMA[c] for c in NARROW_COLUMNS})
         return narrow.with_columns(pl.lit(None).alias(c) for c in extra), pl.DataFrame(schema=REMOVED_SCHEMA)
-    present = pl.scan_parquet(files).collect_schema().names()
+    present = pl.scan_parquet(files, glob=False).collect_schema().names()
     wanted = [*NARROW_COLUMNS, *(c for c in extra if c in present and c not in NARROW_COLUMNS)]
-    narrow = pl.scan_parquet(files).select(wanted).collect()
+    narrow = pl.scan_parquet(files, glob=False).select(wanted).collect()
     gone = pl.DataFrame(schema=REMOVED_SCHEMA)
     if decisions is not None:
         narrow, gone = apply_decisions(narrow, decisions, barrier_name)
@@ -102,15 +102,16 @@ def prepare_records(records: pl.DataFrame, output: OutputSection, token_threads:
 
 def _rows_between(path: str, low: int, high: int) -> pl.DataFrame:
     """The rows of a `_row`-sorted scratch file with `_row` in [low, high] (row groups pruned by statistics)."""
-    return pl.scan_parquet(path).filter(pl.col("_row").is_between(low, high)).collect()
+    return pl.scan_parquet(path, glob=False).filter(pl.col("_row").is_between(low, high)).collect()
 
 
 def scatter_batch(task: ScatterTask) -> None:
     """Runs on a worker (or a thread): the planned instances of one batch file, rendered and tokenized
     (`prepare_records`), into one scratch file per (split, shard)."""
     path = Path(task.path)
-    wanted_columns = [c for c in pl.read_parquet_schema(path) if c in LEDGER_KEYS or not c.startswith("_")]
-    batch = pl.read_parquet(path, columns=wanted_columns)
+    schema = pl.scan_parquet(path, glob=False).collect_schema()
+    wanted_columns = [c for c in schema if c in LEDGER_KEYS or not c.startswith("_")]
+    batch = pl.read_parquet(path, columns=wanted_columns, glob=False)
     if task.decisions is not None:
         batch, _ = apply_decisions(batch, Path(task.decisions), task.barrier_name)
     if batch.is_empty():
@@ -143,7 +144,9 @@ class ShardTask:
 def write_planned_shard(task: ShardTask) -> list[dict[str, Any]]:
     """Runs on a worker: gather a shard's parts (rendered records, with their tokens when a tokenized
     format is configured; see `prepare_records`) into output order and write it in every format."""
-    records = pl.scan_parquet(sorted(Path(task.parts).glob("*.parquet"))).sort("_pos").drop("_pos").collect()
+    records = (
+        pl.scan_parquet(sorted(Path(task.parts).glob("*.parquet")), glob=False).sort("_pos").drop("_pos").collect()
+    )
     tokens = tokenized_from_columns(records, task.output.tokenizer) if TOKEN_COLUMNS[0] in records.columns else None
     records = records.drop(TOKEN_COLUMNS, strict=False)
     return write_shard(records, task.number, Path(task.folder), task.output, task.split, rendered=True, tokens=tokens)

@@ -29,6 +29,7 @@ from curate.executor import (
     ingest_batch,
     is_done,
     mark_done,
+    remove_partial_files,
     rerun_batch,
     run_barrier,
     split_passes,
@@ -157,23 +158,24 @@ def build(
         passes, timings, cached = run_stages(config, setup, bar, warnings)
         t0 = time.perf_counter()
         tasks = BarrierTasks.on(setup.runner) if setup.runner.parallelism > 1 else None
-        result = _finish(config, passes, out, strict, warnings, bar, tasks, setup.ctx.token_threads)
-        timings["finish"] = round(time.perf_counter() - t0, 3)
-    run = {
-        "curate_version": __version__,
-        "executor": kind,
-        "workers": workers,
-        "seconds": round(time.perf_counter() - started, 3),
-        "timings": timings,
-        "records_in": result.manifest["totals"]["records_in"],
-        "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
-        "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
-        "work_dir": str(work),
-        "cached_passes": cached,
-    }
-    write_json(run, out / "run.json")
-    result.run = run
-    return result
+
+        def run_record(manifest: dict[str, Any]) -> dict[str, Any]:
+            """`run.json`: written into the new output just before it is put in place (lock held)."""
+            timings["finish"] = round(time.perf_counter() - t0, 3)
+            return {
+                "curate_version": __version__,
+                "executor": kind,
+                "workers": workers,
+                "seconds": round(time.perf_counter() - started, 3),
+                "timings": timings,
+                "records_in": manifest["totals"]["records_in"],
+                "peak_rss_mb": round(resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 1024, 1),
+                "peak_rss_children_mb": round(resource.getrusage(resource.RUSAGE_CHILDREN).ru_maxrss / 1024, 1),
+                "work_dir": str(work),
+                "cached_passes": cached,
+            }
+
+        return _finish(config, passes, out, strict, warnings, bar, tasks, setup.ctx.token_threads, run_record)
 
 
 def _run_pass(
@@ -191,6 +193,7 @@ def _run_pass(
     if is_done(p.folder):
         return True
     p.folder.mkdir(parents=True, exist_ok=True)
+    remove_partial_files(p.folder)
     names = ", ".join(s.stage_name for s in p.maps) or "-"
     if previous is None:
         cuts = _scan_once(config, executor, p.folder) if executor.parallelism > 1 else {}
@@ -270,13 +273,15 @@ def _finish(
     bar: Progress,
     tasks: BarrierTasks | None,
     token_threads: int = 1,
+    run_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
 ) -> BuildResult:
     """Plan the mixture and write the output. Only narrow columns are held in memory; records stream,
-    and the shards are written by `tasks` (the executor's workers) when given."""
+    and the shards are written by `tasks` (the executor's workers) when given. `run_record(manifest)`
+    gives the `run.json` written last into the new output, before it replaces the old one."""
     last = passes[-1]
     warnings[:] = [w for w in (passes[0].folder / "warnings.txt").read_text().splitlines() if w]
     removed = pl.concat(
-        [pl.read_parquet(f) for p in passes for f in sorted(p.folder.glob("removed-*.parquet"))]
+        [pl.read_parquet(f, glob=False) for p in passes for f in sorted(p.folder.glob("removed-*.parquet"))]
         or [pl.DataFrame(schema=REMOVED_SCHEMA)],
         how="vertical",
     )
@@ -322,10 +327,13 @@ def _finish(
         manifest.update(finish_formats(tmp, config.output.formats, manifest["shards"]))  # hf, index files
         write_json(manifest, tmp / "manifest.json")
         write_report(tmp)  # report.html, from the files above
+        run = run_record(manifest) if run_record is not None else {}
+        if run:
+            write_json(run, tmp / "run.json")
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
-    return BuildResult(out, manifest, public_ledger, plan)
+    return BuildResult(out, manifest, public_ledger, plan, run)
 
 
 def _copy_artifacts(passes: list[Pass], out: Path) -> dict[str, Any]:
@@ -345,9 +353,12 @@ def check_output_location(config: Config, out: Path, work: Path) -> None:
     and must not hold the config, an input or the work dir."""
     if out.exists() and not out.is_dir():
         raise FatalError(f"output {out} exists and is not a folder")
-    for parent in out.parents:
-        if parent.exists() and not parent.is_dir():
-            raise FatalError(f"cannot create output {out}: {parent} is a file")
+    for folder, what in ((out, "output"), (work, "work dir")):
+        for parent in folder.parents:
+            if parent.exists() and not parent.is_dir():
+                raise FatalError(f"cannot create {what} {folder}: {parent} is a file")
+    if work.exists() and not work.is_dir():
+        raise FatalError(f"work dir {work} exists and is not a folder")
     protected = [(Path(config.file).resolve(), "the config file")] if config.file else []
     inputs = [(local_file(f), f) for src in config.sources for f in src.files]
     protected += [(local.resolve(), f"input {f}") for local, f in inputs if local is not None]
@@ -363,10 +374,15 @@ def check_output_location(config: Config, out: Path, work: Path) -> None:
 
 
 def _remove_leftovers(out: Path) -> None:
-    """Temporary folders of builds that were killed before they could clean up (we hold the lock)."""
+    """Temporary folders of builds that were killed before they could clean up (we hold the lock). A
+    build killed between the two renames of `_replace_dir` left no output but the previous one as
+    `.<out>.old-*`: that one is put back first, so a build that then fails leaves it in place."""
+    old = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    if old and not out.exists():
+        os.rename(old.pop(), out)
     for leftover in out.parent.glob(f".{out.name}.tmp-*"):
         shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in out.parent.glob(f".{out.name}.old-*"):
+    for leftover in old:
         shutil.rmtree(leftover, ignore_errors=True)
 
 

@@ -15,6 +15,9 @@ import hashlib
 import multiprocessing
 import os
 import shutil
+import signal
+import threading
+import time
 from collections import deque
 from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
@@ -97,8 +100,32 @@ def _run_maps(df: pl.DataFrame, steps: Sequence[MapStep], ctx: Context, removed:
 def _write_atomic(df: pl.DataFrame, path: Path) -> None:
     """Write a work-dir file (lz4: about twice as fast as zstd to write and read, for 30% more disk)."""
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
-    df.write_parquet(tmp, compression="lz4", statistics=True)
-    os.replace(tmp, path)
+    try:
+        df.write_parquet(tmp, compression="lz4", statistics=True)
+        os.replace(tmp, path)
+    except BaseException:
+        tmp.unlink(missing_ok=True)
+        raise
+
+
+def remove_partial_files(folder: Path) -> None:
+    """Remove the temporary files of writes a stopped build left unfinished (`_write_atomic`'s `.*.tmp`);
+    called with the build's lock held, before a pass resumes."""
+    for partial in folder.glob(".*.tmp"):
+        partial.unlink(missing_ok=True)
+
+
+def _worker_start(parent: int) -> None:
+    """Runs first in each worker process: Ctrl-C is the driver's to handle (it stops the pool), and a
+    worker whose driver died (killed) exits within a second instead of writing on without a lock."""
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
+
+    def watch() -> None:
+        while os.getppid() == parent:
+            time.sleep(1.0)
+        os._exit(1)
+
+    threading.Thread(target=watch, name="curate-parent-watch", daemon=True).start()
 
 
 def _finish_batch(folder: Path, index: int, kept: pl.DataFrame, removed: list[pl.DataFrame]) -> dict[str, int]:
@@ -130,7 +157,7 @@ def apply_decisions(df: pl.DataFrame, decisions: Path, stage_name: str) -> tuple
     if df.is_empty():
         return df, pl.DataFrame(schema=REMOVED_SCHEMA)
     low, high = df["_row"].min(), df["_row"].max()
-    table = pl.scan_parquet(decisions).filter(pl.col("_row").is_between(low, high)).collect()
+    table = pl.scan_parquet(decisions, glob=False).filter(pl.col("_row").is_between(low, high)).collect()
     kept, gone = split_marked(with_marks(join_decisions(df, table)), stage_name)
     return kept, removed_rows(gone)
 
@@ -138,7 +165,7 @@ def apply_decisions(df: pl.DataFrame, decisions: Path, stage_name: str) -> tuple
 def rerun_batch(task: tuple[Path, Path | None, str, list[MapStep], Context, Path, int]) -> dict[str, int]:
     """Pass k>0, one batch: join the previous barrier's decisions, run the map steps, write."""
     source, decisions, barrier_name, steps, ctx, folder, index = task
-    df = with_marks(pl.read_parquet(source))
+    df = with_marks(pl.read_parquet(source, glob=False))
     removed: list[pl.DataFrame] = []
     if decisions is not None:
         df, gone = apply_decisions(df, decisions, barrier_name)
@@ -173,12 +200,24 @@ class LocalExecutor:
 
     def __enter__(self) -> LocalExecutor:
         if self.workers > 1:
-            self._pool = ProcessPoolExecutor(self.workers, mp_context=multiprocessing.get_context("spawn"))
+            self._pool = ProcessPoolExecutor(
+                self.workers,
+                mp_context=multiprocessing.get_context("spawn"),
+                initializer=_worker_start,
+                initargs=(os.getpid(),),
+            )
         return self
 
     def __exit__(self, *exc: object) -> None:
-        if self._pool is not None:
-            self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        if self._pool is None:
+            return
+        if exc[0] is not None and issubclass(exc[0], KeyboardInterrupt):  # type: ignore[arg-type]
+            # stopped by the user: end the running tasks now rather than after them (a stopped build
+            # resumes batch by batch; their unfinished writes are temporary files, removed on resume)
+            for process in list(getattr(self._pool, "_processes", {}).values()):
+                process.terminate()
+        self._pool.shutdown(wait=True, cancel_futures=exc[0] is not None)
+        self._pool = None
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterator[Any]) -> Iterator[Any]:
         """Results in task order; at most 2×workers tasks in flight, so memory stays bounded."""
@@ -233,7 +272,7 @@ def run_barrier(step: BarrierStep, folder: Path, ctx: Context, executor: Any = N
         path.mkdir()
     try:
         if files:
-            rows = pl.scan_parquet(files).select(list(dict.fromkeys(["_row", *step.reads])))
+            rows = pl.scan_parquet(files, glob=False).select(list(dict.fromkeys(["_row", *step.reads])))
             tasks = BarrierTasks.on(executor)
             ctx = replace(ctx, artifacts=artifacts, scratch=scratch)
             decisions = step.decide_in_tasks(rows, ctx, files, tasks).sort("_row")

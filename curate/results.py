@@ -125,7 +125,7 @@ class BuildOutput:
         path = self.path / self.manifest.get("ledger", "ledger.parquet")
         if not path.is_file():
             raise FatalError(f"{path}: ledger missing from the output")
-        return pl.scan_parquet(path)
+        return pl.scan_parquet(path, glob=False)
 
     @cached_property
     def templates(self) -> pl.DataFrame:
@@ -188,10 +188,12 @@ class BuildOutput:
 
 def _scan(fmt: str, files: list[Path]) -> pl.LazyFrame:
     if fmt == "parquet":
-        return pl.scan_parquet(files)
+        return pl.scan_parquet(files, glob=False)
     if fmt == "hf":  # save_to_disk folders: Arrow IPC stream files
         arrows = [f for folder in files for f in sorted(folder.glob("*.arrow"))]
         return pl.concat([pl.read_ipc_stream(f) for f in arrows], how="diagonal_relaxed").lazy()
+    if any(ch in str(f) for f in files for ch in "*?["):  # polars would expand them as a glob (no glob=False here)
+        return pl.concat([pl.read_ndjson(f.read_bytes(), infer_schema_length=None) for f in files]).lazy()
     return pl.scan_ndjson(files, infer_schema_length=None)
 
 

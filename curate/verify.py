@@ -296,7 +296,7 @@ def _check_ledger(folder: Path, manifest: dict[str, Any], result: VerifyResult) 
         diffs.append(f"{name}: missing (deleted?)")
         return
     try:
-        ledger = pl.scan_parquet(path)
+        ledger = pl.scan_parquet(path, glob=False)
         split = pl.col("split") if "split" in ledger.collect_schema() else pl.lit("train")
         per = (
             ledger.group_by("source", "status", split.alias("split"))

@@ -30,7 +30,7 @@ def mixture_diversity(stages: list[Any], files: list[Path], instances: pl.DataFr
         return {"diversity": {"mixture": None, "sources": {}}}
     plan = metrics.sample_plan(instances.select("_row", "source"), seed, stage.sample_size)
     wanted = pl.Series("_row", np.unique(np.concatenate(list(plan.values()))), dtype=pl.Int64)
-    scan = pl.scan_parquet(files)
+    scan = pl.scan_parquet(files, glob=False)
     has_cluster = "dup_cluster" in scan.collect_schema().names()
     cluster = [pl.col("dup_cluster").cast(pl.String).alias("_cluster")] if has_cluster else []
     texts = (

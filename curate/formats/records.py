@@ -12,7 +12,7 @@ import zstandard
 def read_back(path: Path) -> tuple[int, int]:
     """(records, tokens = sum of n_tokens) of one record shard, by its suffix."""
     if path.name.endswith(".parquet"):
-        counts = pl.scan_parquet(path).select(pl.len(), pl.col("n_tokens").sum()).collect()
+        counts = pl.scan_parquet(path, glob=False).select(pl.len(), pl.col("n_tokens").sum()).collect()
         return int(counts.item(0, 0)), int(counts.item(0, 1) or 0)
     raw = path.read_bytes()
     if path.name.endswith(".zst"):

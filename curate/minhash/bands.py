@@ -46,7 +46,7 @@ def scope_codes(source: pl.Series, by_source: bool) -> np.ndarray:
 
 def band_pairs(task: BandTask) -> tuple[np.ndarray, np.ndarray]:
     """Runs on a worker: (sorted unique pair codes, passed verification) for the task's bands."""
-    data = pl.scan_parquet(list(task.files)).select("_row", "source", COUNT).collect()
+    data = pl.scan_parquet(list(task.files), glob=False).select("_row", "source", COUNT).collect()
     sig = read_signatures(task.files, data.height, task.num_perm)
     if not data["_row"].is_sorted():  # batch files hold rows in `_row` order; sort only if they don't
         order = data["_row"].arg_sort().to_numpy()
@@ -67,7 +67,7 @@ def read_signatures(files: tuple[str, ...], records: int, num_perm: int) -> np.n
     out = np.empty((records, num_perm), dtype=np.uint32)
     at = 0
     for path in files:
-        part = pl.read_parquet(path, columns=[SIG])[SIG].to_numpy()
+        part = pl.read_parquet(path, columns=[SIG], glob=False)[SIG].to_numpy()
         out[at : at + len(part)] = part
         at += len(part)
     if at != records:

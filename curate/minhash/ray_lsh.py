@@ -78,7 +78,10 @@ def _mix(values: np.ndarray, partitions: int) -> np.ndarray:
 def load_block(files: tuple[str, ...], plan: LshPlan) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
     """Step 0, a Ray task: the shingled records of `files` as (`_row`s, signatures as n x num_perm
     uint32, scope codes), in `_row` order. The only read of the signature files."""
-    frames = [pl.read_parquet(path, columns=["_row", "source", COUNT, SIG]).filter(pl.col(COUNT) > 0) for path in files]
+    frames = [
+        pl.read_parquet(path, columns=["_row", "source", COUNT, SIG], glob=False).filter(pl.col(COUNT) > 0)
+        for path in files
+    ]
     df = pl.concat(frames).sort("_row")  # batch files hold rows in `_row` order; a sorted frame is not re-sorted
     if plan.scopes is None:
         scope = np.zeros(df.height, dtype=np.int32)
@@ -168,7 +171,9 @@ def file_blocks(files: tuple[str, ...], count: int) -> list[tuple[str, ...]]:
 def _row_ranges(runs: list[tuple[str, ...]]) -> tuple[list[tuple[str, ...]], np.ndarray]:
     """The runs that hold rows, and the first `_row` of each; FatalError when their `_row` ranges overlap."""
     ranges = [
-        pl.scan_parquet(list(run)).select(pl.col("_row").min().alias("lo"), pl.col("_row").max().alias("hi")).collect()
+        pl.scan_parquet(list(run), glob=False)
+        .select(pl.col("_row").min().alias("lo"), pl.col("_row").max().alias("hi"))
+        .collect()
         for run in runs
     ]
     kept = [

@@ -66,7 +66,7 @@ class Occurrences:
 
 def occurrences(path: str, scopes: dict[str, int] | None) -> Occurrences:
     """One batch file's n-gram occurrences; `scopes` maps source to scope code (None: one scope)."""
-    return occurrences_of(pl.read_parquet(path, columns=["_row", "source", GRAMS]), scopes)
+    return occurrences_of(pl.read_parquet(path, columns=["_row", "source", GRAMS], glob=False), scopes)
 
 
 def occurrences_of(data: pl.DataFrame, scopes: dict[str, int] | None) -> Occurrences:
@@ -120,7 +120,7 @@ def gram_df(task: DfTask) -> tuple[Histogram, int]:
     paths = sorted(Path(task.folder).glob(f"part-{task.part:04d}-*.parquet"))
     if not paths:
         return histogram(np.zeros(0, dtype=np.int64)), 0
-    df = pl.scan_parquet(paths).group_by("key").agg(pl.col("df").sum()).collect()
+    df = pl.scan_parquet(paths, glob=False).group_by("key").agg(pl.col("df").sum()).collect()
     df.filter(pl.col("df") >= 2).write_parquet(task.out, compression="lz4")
     return histogram(df["df"].to_numpy()), df.height
 
@@ -130,7 +130,7 @@ def template_keys(paths: list[str], k: int) -> np.ndarray:
     scratch files were read)."""
     if not paths:
         return np.zeros(0, dtype=np.uint64)
-    keys = pl.scan_parquet(paths).filter(pl.col("df") >= k).select("key").collect()["key"].to_numpy()
+    keys = pl.scan_parquet(paths, glob=False).filter(pl.col("df") >= k).select("key").collect()["key"].to_numpy()
     return np.sort(keys.astype(np.uint64))
 
 

@@ -103,7 +103,7 @@ def later_copies(rows: pl.LazyFrame, by_source: bool) -> pl.DataFrame:
 
 def dropped_in_part(task: HashPart) -> pl.DataFrame:
     """Runs on a worker: `later_copies` among the records of one hash part (equal content, equal part)."""
-    rows = pl.scan_parquet(list(task.files))
+    rows = pl.scan_parquet(list(task.files), glob=False)
     if task.parts > 1:
         rows = rows.filter(pl.col(HASH_COLUMN).hash(seed=0) % task.parts == task.part)
     return later_copies(rows, task.by_source)

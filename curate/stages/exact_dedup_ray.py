@@ -44,7 +44,9 @@ def read_hashes(batch: dict[str, Any], partitions: int, by_source: bool) -> pa.T
     partition is the hash's first 8 bytes modulo `partitions` (BLAKE2b bytes are uniform; the same on
     every node, whatever its polars)."""
     columns = ["_row", "id", *(["source"] if by_source else []), HASH_COLUMN]
-    rows = pl.concat([pl.read_parquet(str(path), columns=columns) for run in batch["files"] for path in run])
+    rows = pl.concat(
+        [pl.read_parquet(str(path), columns=columns, glob=False) for run in batch["files"] for path in run]
+    )
     prefix = pl.col(HASH_COLUMN).bin.slice(0, 8).bin.reinterpret(dtype=pl.UInt64, endianness="little")
     return rows.with_columns((prefix % partitions).cast(pl.Int32).alias("part")).to_arrow()
 

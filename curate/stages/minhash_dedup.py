@@ -155,7 +155,7 @@ class _Cluster(BarrierStep):
             assert ctx.scratch is not None  # run_barrier gives every barrier a scratch folder
             scopes = self._scopes(data["source"])
             names, masks = run_template_tasks(rows, names, scopes, ctx.scratch, tasks, self.num_perm, self.seed, stats)
-            kept = pl.scan_parquet(names).select("_row", COUNT).collect().sort("_row")
+            kept = pl.scan_parquet(names, glob=False).select("_row", COUNT).collect().sort("_row")
             shingled = kept[COUNT].to_numpy() > 0
         else:
             shingled = data[COUNT].to_numpy() > 0

@@ -1,0 +1,139 @@
+"""Builds stopped at awkward moments: during the output swap, by Ctrl-C, by a killed driver; and paths
+a build must cope with (glob characters, a work dir under a file)."""
+
+from __future__ import annotations
+
+import importlib
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import pytest
+
+import curate
+from curate.errors import FatalError
+from curate.executor import LocalExecutor
+from tests.test_build import output_bytes
+
+build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
+
+
+def test_a_build_killed_between_the_two_renames_of_the_swap_keeps_the_previous_output(tmp_path, small_pipeline):
+    curate.build(small_pipeline, base_dir=tmp_path)
+    before = output_bytes(tmp_path / "out")
+    # what a kill after `out` -> `.out.old-*` and before `.out.tmp-*` -> `out` leaves behind
+    os.rename(tmp_path / "out", tmp_path / ".out.old-12345678")
+    (tmp_path / ".out.tmp-87654321").mkdir()
+    small_pipeline["mixture"] = {"weights": {"inst": 0.5, "docs": 0.5}, "total_tokens": 10_000}  # infeasible
+    with pytest.raises(FatalError, match="infeasible mixture"):
+        curate.build(small_pipeline, base_dir=tmp_path)
+    assert output_bytes(tmp_path / "out") == before  # put back, not deleted
+    assert sorted(p.name for p in tmp_path.iterdir() if p.name.startswith(".out.")) == [".out.lock"]
+
+
+def test_run_json_is_in_the_output_before_it_is_put_in_place(tmp_path, small_pipeline, monkeypatch):
+    replace = build_module._replace_dir
+    seen: list[dict] = []
+
+    def checked(new: Path, target: Path) -> None:
+        assert (new / "run.json").is_file()  # written into the new output, with the lock held
+        seen.append(__import__("json").loads((new / "run.json").read_text()))
+        replace(new, target)
+
+    monkeypatch.setattr(build_module, "_replace_dir", checked)
+    result = curate.build(small_pipeline, base_dir=tmp_path)
+    assert seen and seen[0] == result.run and result.run["records_in"] == 10
+    assert (tmp_path / "out" / "run.json").is_file()
+
+
+def _sigint_self(task: int) -> int:
+    os.kill(os.getpid(), signal.SIGINT)
+    return task
+
+
+def test_workers_leave_ctrl_c_to_the_driver():
+    # a terminal's Ctrl-C reaches every process of the group: the workers ignore it (no tracebacks from
+    # them); the driver stops the pool
+    with LocalExecutor(2) as executor:
+        assert list(executor.map(_sigint_self, iter(range(4)))) == [0, 1, 2, 3]
+
+
+def _worker_pid(task: int) -> int:
+    time.sleep(0.2)
+    return os.getpid()
+
+
+DRIVER = """
+import sys, time
+from curate.executor import LocalExecutor
+from tests.test_stop_and_resume import _worker_pid
+if __name__ == "__main__":
+    with LocalExecutor(2) as executor:
+        pids = set(executor.map(_worker_pid, iter(range(6))))
+        print(" ".join(map(str, sorted(pids))), flush=True)
+        time.sleep(60)
+"""
+
+
+def _alive(pid: int) -> bool:
+    try:
+        with open(f"/proc/{pid}/stat") as fh:
+            return fh.read().rsplit(")", 1)[1].split()[0] != "Z"
+    except OSError:
+        return False
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_workers_exit_when_their_driver_is_killed(tmp_path):
+    script = tmp_path / "driver.py"
+    script.write_text(DRIVER)
+    repo = str(Path(__file__).parent.parent)
+    env = {**os.environ, "PYTHONPATH": os.pathsep.join(filter(None, [repo, os.environ.get("PYTHONPATH")]))}
+    driver = subprocess.Popen([sys.executable, str(script)], cwd=repo, env=env, stdout=subprocess.PIPE, text=True)
+    try:
+        pids = [int(p) for p in driver.stdout.readline().split()]
+        assert len(pids) == 2 and all(_alive(p) for p in pids)
+        driver.kill()
+        driver.wait()
+        deadline = time.time() + 10
+        while time.time() < deadline and any(_alive(p) for p in pids):
+            time.sleep(0.1)
+        assert not any(_alive(p) for p in pids), "workers outlived their killed driver"
+    finally:
+        driver.kill()
+
+
+def test_partial_files_of_a_stopped_build_are_removed_when_it_resumes(tmp_path, small_pipeline):
+    first = curate.build(small_pipeline, base_dir=tmp_path)
+    (folder,) = [p for p in (tmp_path / ".curate").glob("pass-*") if (p / "batch-000000.parquet").exists()][:1]
+    (folder / "_DONE").unlink()
+    (folder / "batch-000001.parquet").unlink()
+    partial = folder / ".removed-000001.parquet.4242.tmp"
+    partial.write_bytes(b"half a write")
+    again = curate.build(small_pipeline, base_dir=tmp_path)
+    assert not partial.exists()
+    assert output_bytes(again.output) == output_bytes(first.output)
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_glob_characters_in_the_output_and_work_dir_are_plain_names(tmp_path, small_pipeline, workers):
+    small_pipeline["stages"].append({"use": "minhash_dedup", "fields": "prompt", "template": True})
+    reference = curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "plain", work_dir=tmp_path / "w")
+    odd = curate.build(
+        small_pipeline, base_dir=tmp_path, output=tmp_path / "o[1]", work_dir=tmp_path / "w[1]*?", workers=workers
+    )
+    assert output_bytes(odd.output) == output_bytes(reference.output)
+    small_pipeline["output"] = {"formats": ["jsonl"]}  # read back through the notebook API too
+    shown = curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "j[1]", work_dir=tmp_path / "w[1]*?")
+    assert curate.open(shown.output).records.collect().height == shown.manifest["totals"]["records_out"]
+
+
+def test_a_work_dir_under_a_file_is_a_clean_error(tmp_path, small_pipeline):
+    (tmp_path / "afile").write_text("not a folder")
+    with pytest.raises(FatalError, match=r"cannot create work dir .*afile/sub: .*afile is a file"):
+        curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "afile" / "sub")
+    with pytest.raises(FatalError, match=r"work dir .*afile exists and is not a folder"):
+        curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "afile")
