@@ -377,13 +377,13 @@ def _remove_leftovers(out: Path) -> None:
     """Temporary folders of builds that were killed before they could clean up (we hold the lock). A
     build killed between the two renames of `_replace_dir` left no output but the previous one as
     `.<out>.old-*`: that one is put back first, so a build that then fails leaves it in place."""
-    old = sorted(out.parent.glob(f".{out.name}.old-*"), key=lambda p: p.stat().st_mtime)
+    mine = [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")] if out.parent.is_dir() else []
+    old = sorted((p for p in mine if p.name.startswith(f".{out.name}.old-")), key=lambda p: p.stat().st_mtime)
     if old and not out.exists():
         os.rename(old.pop(), out)
-    for leftover in out.parent.glob(f".{out.name}.tmp-*"):
-        shutil.rmtree(leftover, ignore_errors=True)
-    for leftover in old:
-        shutil.rmtree(leftover, ignore_errors=True)
+    for leftover in mine:  # names compared as text: an output called `o[1]` is no glob pattern
+        if leftover.name.startswith(f".{out.name}.tmp-") or leftover in old:
+            shutil.rmtree(leftover, ignore_errors=True)
 
 
 def _replace_dir(new: Path, target: Path) -> None:

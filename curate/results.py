@@ -193,7 +193,8 @@ def _scan(fmt: str, files: list[Path]) -> pl.LazyFrame:
         arrows = [f for folder in files for f in sorted(folder.glob("*.arrow"))]
         return pl.concat([pl.read_ipc_stream(f) for f in arrows], how="diagonal_relaxed").lazy()
     if any(ch in str(f) for f in files for ch in "*?["):  # polars would expand them as a glob (no glob=False here)
-        return pl.concat([pl.read_ndjson(f.read_bytes(), infer_schema_length=None) for f in files]).lazy()
+        frames = [pl.read_ndjson(f.read_bytes(), infer_schema_length=None) for f in files]
+        return pl.concat(frames, how="diagonal_relaxed").lazy()
     return pl.scan_ndjson(files, infer_schema_length=None)
 
 

@@ -137,3 +137,20 @@ def test_a_work_dir_under_a_file_is_a_clean_error(tmp_path, small_pipeline):
         curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "afile" / "sub")
     with pytest.raises(FatalError, match=r"work dir .*afile exists and is not a folder"):
         curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "afile")
+
+
+def test_leftovers_are_matched_by_name_not_as_a_glob(tmp_path, small_pipeline):
+    # `o[23]` as a glob would match `.o2.old-*` and `.o2.tmp-*`: another output's leftovers
+    other = tmp_path / ".o2.old-99999999"
+    other.mkdir()
+    (other / "manifest.json").write_text("{}")
+    busy = tmp_path / ".o2.tmp-11111111"
+    busy.mkdir()
+    mine = curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "o[23]")
+    before = output_bytes(mine.output)
+    os.rename(mine.output, tmp_path / ".o[23].old-12345678")  # killed between the two renames
+    small_pipeline["mixture"] = {"weights": {"inst": 0.5, "docs": 0.5}, "total_tokens": 10_000}
+    with pytest.raises(FatalError, match="infeasible mixture"):
+        curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "o[23]")
+    assert output_bytes(tmp_path / "o[23]") == before  # its own old output put back
+    assert other.exists() and busy.exists()  # the other output's folders untouched

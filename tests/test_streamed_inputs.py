@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import csv
 import gzip
+import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
@@ -29,7 +30,7 @@ import curate.ingest.files as files
 import curate.ingest.json_stream as json_stream
 from curate.config import load_config
 from curate.ingest.json_stream import json_type
-from curate.ingest.readers import Problem, iter_file
+from curate.ingest.readers import Problem, ends_in_quotes, iter_file
 from curate.ingest.source import resolve_format
 
 JSON_VALUES = st.recursive(
@@ -417,3 +418,32 @@ def test_a_csv_quote_left_open_at_the_end_of_the_file_is_quarantined(tmp_path, c
     assert shown == expected
     if expected[-1][1] == "invalid_csv":
         assert found[-1][1][1].startswith("invalid_csv: a quote opened in this row is never closed")
+
+
+@settings(max_examples=400, deadline=None)
+@given(st.text(alphabet='ab,"\n\r', max_size=40))
+def test_the_open_quote_check_reads_csv_as_the_csv_module_does(text):
+    # oracle: a line appended after text that ends inside quotes lands inside a field, not in a row of its own
+    rows = list(csv.reader(io.StringIO(text + "\nZZZ\n", newline="")))
+    absorbed = not any(row == ["ZZZ"] for row in rows)
+    assert ends_in_quotes(text) == absorbed
+
+
+@pytest.mark.parametrize(
+    "content",
+    [
+        b'text,id\nok,1\n"a"b,"runs\nline a\nline b\n',  # the strict parser stops at `"a"b` first
+        b'text,id\nx"y,"runs\nz\n',
+    ],
+)
+def test_an_open_quote_after_other_irregular_quoting_is_still_found(tmp_path, content):
+    path = tmp_path / "data.csv"
+    path.write_bytes(content)
+    assert items_of(path)[-1][1][1].startswith("invalid_csv: a quote opened in this row is never closed")
+
+
+def test_a_csv_header_with_a_quote_never_closed_is_one_quarantined_record(tmp_path):
+    path = tmp_path / "data.csv"
+    path.write_bytes(b'"text\nfine\nmore\n')
+    [(line, (_, reason))] = items_of(path)
+    assert line == 1 and reason.startswith("invalid_csv: a quote opened in the header is never closed")

@@ -140,7 +140,10 @@ def input_gone(path: InputFile) -> FatalError:
 
 def input_changed(path: InputFile) -> FatalError:
     """The error for an input whose batch no longer holds what its scan found."""
-    return FatalError(f"input {input_name(path)} changed while it was read; run the build again")
+    return FatalError(
+        f"input {input_name(path)} changed while it was read (its size or modification time is not what the "
+        "scan found); run the build again. With Ray, every node must read the same shared file, not a copy"
+    )
 
 
 def input_unreadable(path: InputFile, exc: BaseException) -> FatalError:

@@ -190,6 +190,12 @@ def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
         header = next(reader, None)
         if header is None:
             return
+        if ends_in_quotes("".join(lines.row)):
+            reason = (
+                "invalid_csv: a quote opened in the header is never closed (it runs to the file's end); file not read"
+            )
+            yield 1, Problem(reason, "".join(lines.row)[:2000])
+            return
         start = reader.line_num + 1
         while True:
             lines.row = []
@@ -225,17 +231,35 @@ def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
 def _unless_unclosed(last: tuple[int, Payload], text: str) -> tuple[int, Payload]:
     """The file's last row, or a Problem when a quote in it is never closed: the lenient csv reader then
     ends the field at the end of the file, so the row would hold every line after the quote."""
-    if '"' not in text:
+    if not ends_in_quotes(text):
         return last
-    try:
-        list(csv.reader(io.StringIO(text, newline=""), strict=True))
-    except csv.Error as exc:
-        if "unexpected end of data" in str(exc):
-            reason = (
-                "invalid_csv: a quote opened in this row is never closed (its field would run to the end of the file)"
-            )
-            return last[0], Problem(reason, text[:2000])
-    return last
+    reason = "invalid_csv: a quote opened in this row is never closed (its field would run to the file's end)"
+    return last[0], Problem(reason, text[:2000])
+
+
+_CSV_MARKS = re.compile(r'[",\r\n]')
+
+
+def ends_in_quotes(text: str) -> bool:
+    """Whether CSV text (one or more rows, the csv module's default dialect) ends inside a quoted field,
+    read as the lenient csv reader reads it: a quote opens a field only at its start, `""` inside quotes
+    is a quote, and after a closing quote the field goes on unquoted."""
+    in_quotes, field_start, escaped = False, 0, -1
+    for mark in _CSV_MARKS.finditer(text):
+        at, char = mark.start(), mark.group()
+        if at == escaped:  # the second quote of a `""` pair
+            continue
+        if in_quotes:
+            if char == '"':
+                if text.startswith('"', at + 1):
+                    escaped = at + 1
+                else:
+                    in_quotes = False
+        elif char == '"':
+            in_quotes = at == field_start
+        else:  # a comma or a line break ends the field
+            field_start = at + 1
+    return in_quotes
 
 
 def _iter_txt(path: InputFile, mode: TxtMode) -> Iterator[tuple[int, Payload]]:
