@@ -192,10 +192,13 @@ def _scan(fmt: str, files: list[Path]) -> pl.LazyFrame:
     if fmt == "hf":  # save_to_disk folders: Arrow IPC stream files
         arrows = [f for folder in files for f in sorted(folder.glob("*.arrow"))]
         return pl.concat([pl.read_ipc_stream(f) for f in arrows], how="diagonal_relaxed").lazy()
+    # One frame per shard, each with its own schema (a shard of text documents has an all-null `messages`
+    # column, which polars types Null and then refuses in the next shard), unified by supertype.
     if any(ch in str(f) for f in files for ch in "*?["):  # polars would expand them as a glob (no glob=False here)
-        frames = [pl.read_ndjson(f.read_bytes(), infer_schema_length=None) for f in files]
-        return pl.concat(frames, how="diagonal_relaxed").lazy()
-    return pl.scan_ndjson(files, infer_schema_length=None)
+        frames = [pl.read_ndjson(f.read_bytes(), infer_schema_length=None).lazy() for f in files]
+    else:
+        frames = [pl.scan_ndjson(f, infer_schema_length=None) for f in files]
+    return pl.concat(frames, how="diagonal_relaxed")
 
 
 def _verdict(rows: list[dict[str, Any]]) -> str:

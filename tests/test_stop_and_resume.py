@@ -16,6 +16,7 @@ import pytest
 import curate
 from curate.errors import FatalError
 from curate.executor import LocalExecutor
+from tests.conftest import write_jsonl
 from tests.test_build import output_bytes
 
 build_module = importlib.import_module("curate.build")  # `curate.build` the attribute is the API function
@@ -154,3 +155,23 @@ def test_leftovers_are_matched_by_name_not_as_a_glob(tmp_path, small_pipeline):
         curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "o[23]")
     assert output_bytes(tmp_path / "o[23]") == before  # its own old output put back
     assert other.exists() and busy.exists()  # the other output's folders untouched
+
+
+@pytest.mark.parametrize("name", ["plain", "j[1]"])
+def test_json_lines_shards_with_different_null_columns_read_back_as_one_frame(tmp_path, name):
+    # the first shards hold only text documents (`messages` all null), the later ones only instructions
+    docs = [{"text": f"Document {i} about topic {i % 3} in plain words."} for i in range(30)]
+    write_jsonl(tmp_path / "docs.jsonl", docs)
+    write_jsonl(
+        tmp_path / "inst.jsonl",
+        [{"instruction": f"Add {i} and 3.", "input": "", "output": f"{i} + 3 = {i + 3}."} for i in range(30)],
+    )
+    config = {
+        "pipeline": {"name": "s", "seed": 1},
+        "sources": [{"name": "docs", "path": "docs.jsonl"}, {"name": "inst", "path": "inst.jsonl"}],
+        "output": {"formats": ["jsonl"], "shard_max_records": 7},
+    }
+    built = curate.build(config, base_dir=tmp_path, output=tmp_path / name)
+    records = curate.open(built.output).records.collect()
+    assert records.height == 60 and records["source"].to_list() == ["docs"] * 30 + ["inst"] * 30
+    assert records["messages"][0] is None and records["messages"][59] is not None
