@@ -272,8 +272,8 @@ def _finish(
     warnings: list[str],
     bar: Progress,
     tasks: BarrierTasks | None,
-    token_threads: int = 1,
-    run_record: Callable[[dict[str, Any]], dict[str, Any]] | None = None,
+    token_threads: int,
+    run_record: Callable[[dict[str, Any]], dict[str, Any]],
 ) -> BuildResult:
     """Plan the mixture and write the output. Only narrow columns are held in memory; records stream,
     and the shards are written by `tasks` (the executor's workers) when given. `run_record(manifest)`
@@ -327,9 +327,8 @@ def _finish(
         manifest.update(finish_formats(tmp, config.output.formats, manifest["shards"]))  # hf, index files
         write_json(manifest, tmp / "manifest.json")
         write_report(tmp)  # report.html, from the files above
-        run = run_record(manifest) if run_record is not None else {}
-        if run:
-            write_json(run, tmp / "run.json")
+        run = run_record(manifest)
+        write_json(run, tmp / "run.json")
         _replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)

@@ -116,25 +116,29 @@ def open_remote(file: RemoteFile) -> IO[bytes]:
     return fs.open(path, "rb")
 
 
-def version_stamp(file: RemoteFile) -> str:
-    """The size and version fields `info()` has (mtime, ETag, ...), without reading the file: what a
-    worker checks before it reads a byte range of a file the scan cut (`fingerprint` may hash it)."""
+def _size_and_versions(file: RemoteFile) -> tuple[Any, list[str]]:
+    """A remote file's size and the version fields its `info()` has (mtime, ETag, LastModified ...)."""
     fs, path = filesystem(file.url)
     info: dict[str, Any] = fs.info(path)
-    versions = [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
-    return ",".join([f"size={info.get('size')}", *versions])
+    return info.get("size"), [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
+
+
+def version_stamp(file: RemoteFile) -> str:
+    """The size and version fields, without reading the file: what a worker checks before it reads a
+    byte range of a file the scan cut (`fingerprint` may hash it)."""
+    size, versions = _size_and_versions(file)
+    return ",".join([f"size={size}", *versions])
 
 
 def fingerprint(file: RemoteFile) -> str:
-    """What identifies this version of a remote file: size plus the version fields `info()` has
-    (mtime, ETag, LastModified ...), or a hash of its bytes when it has none."""
-    fs, path = filesystem(file.url)
-    info: dict[str, Any] = fs.info(path)
-    versions = [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
+    """What identifies this version of a remote file: size plus the version fields `info()` has, or a
+    hash of its bytes when it has none."""
+    size, versions = _size_and_versions(file)
     if not versions:
+        fs, path = filesystem(file.url)
         digest = hashlib.sha256()
         with fs.open(path, "rb") as raw:
             while chunk := raw.read(_CHUNK):
                 digest.update(chunk)
         versions = [f"sha256={digest.hexdigest()}"]
-    return f"{file.url}:{info.get('size')}:{','.join(versions)}"
+    return f"{file.url}:{size}:{','.join(versions)}"
