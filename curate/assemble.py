@@ -19,7 +19,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from curate.config import OutputSection
-from curate.executor import REMOVED_SCHEMA, apply_decisions
+from curate.executor import REMOVED_SCHEMA, apply_decisions, largest_first
 from curate.formats import TOKENIZED
 from curate.formats.common import TOKEN_COLUMNS, token_columns, tokenize, tokenized_from_columns
 from curate.output import shard_numbers, write_shard
@@ -179,9 +179,9 @@ def write_shards(
     ids.sort("_row").write_parquet(ids_path, row_group_size=65_536)
     decided = str(decisions) if decisions is not None else None
     threads = token_threads if tasks is not None else 1
+    where = (str(plan_path), str(ids_path), str(scratch))
     scatter = [
-        ScatterTask(str(path), i, decided, barrier_name, str(plan_path), str(ids_path), str(scratch), output, threads)
-        for i, path in enumerate(files)
+        ScatterTask(str(files[i]), i, decided, barrier_name, *where, output, threads) for i in largest_first(files)
     ]
     if tasks is not None:
         tasks.run(scatter_batch, scatter)

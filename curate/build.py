@@ -28,6 +28,7 @@ from curate.executor import (
     chain_keys,
     ingest_batch,
     is_done,
+    largest_first,
     mark_done,
     remove_partial_files,
     rerun_batch,
@@ -205,8 +206,8 @@ def _run_pass(
         decisions = previous.folder / "decisions.parquet" if previous.barrier else None
         barrier_name = previous.barrier.stage_name if previous.barrier else ""
         tasks = (
-            (src, decisions, barrier_name, p.maps, ctx, p.folder, i)
-            for i, src in enumerate(sources)
+            (sources[i], decisions, barrier_name, p.maps, ctx, p.folder, i)
+            for i in largest_first(sources)
             if not (p.folder / f"batch-{i:06d}.parquet").exists()
         )
         task = bar.task(f"pass {number}: {names}", total=len(sources), unit="batches")

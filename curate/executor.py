@@ -242,6 +242,14 @@ def batch_files(folder: Path) -> list[Path]:
     return sorted(folder.glob("batch-*.parquet"))
 
 
+def largest_first(paths: list[Path]) -> list[int]:
+    """Indices of `paths` by size, largest first: tasks started in this order on a few workers end close
+    together, instead of one big task running alone at the end (the order of the results does not
+    matter: every task writes files named by its own index)."""
+    sizes = [path.stat().st_size for path in paths]
+    return sorted(range(len(paths)), key=lambda i: (-sizes[i], i))
+
+
 @dataclass
 class BarrierTasks:
     """`Tasks` for a barrier: on an entered executor, or in this process (`executor` None)."""

@@ -200,6 +200,42 @@ def test_python_api_pipeline_and_read_source(tmp_path, small_pipeline):
     assert frame.height == 4 and frame["n_tokens"].min() > 0
 
 
+def test_largest_first_orders_by_size_then_index(tmp_path):
+    from curate.executor import largest_first
+
+    paths = []
+    for i, size in enumerate([5, 50, 5, 500, 0]):
+        paths.append(tmp_path / f"f{i}")
+        paths[-1].write_bytes(b"x" * size)
+    assert largest_first(paths) == [3, 1, 0, 2, 4]
+
+
+def test_later_passes_run_their_largest_batches_first(tmp_path, small_pipeline, monkeypatch):
+    """A pass's tasks start largest batch file first, so that on several workers the last tasks to
+    start are the short ones; the output is the same as in batch order (each task writes its own files)."""
+    import importlib
+
+    build_module = importlib.import_module("curate.build")
+    started: list[tuple[int, int]] = []
+    rerun = build_module.rerun_batch
+
+    def recording(task):
+        started.append((task[-1], task[0].stat().st_size))
+        return rerun(task)
+
+    monkeypatch.setattr(build_module, "rerun_batch", recording)
+    small_pipeline["pipeline"]["batch_bytes"] = 60  # a few records per batch
+    small_pipeline["stages"] = [{"use": "exact_dedup"}, {"use": "cot_tag"}]  # a barrier: two passes
+    result = curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "out", work_dir=tmp_path / "k")
+    sizes = [size for _, size in started]
+    assert len(started) > 3 and sizes == sorted(sizes, reverse=True) and sizes[0] > sizes[-1]
+    monkeypatch.setattr(build_module, "largest_first", lambda paths: list(range(len(paths))))
+    started.clear()
+    in_order = curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "in_order", work_dir=tmp_path / "k2")
+    assert [index for index, _ in started] == sorted(index for index, _ in started)
+    assert output_bytes(result.output) == output_bytes(in_order.output)
+
+
 def test_batch_boundaries_do_not_change_output(tmp_path, small_pipeline):
     whole = curate.build(small_pipeline, base_dir=tmp_path, output=tmp_path / "whole", work_dir=tmp_path / "k1")
     small_pipeline["pipeline"]["batch_bytes"] = 60  # a few records per batch
