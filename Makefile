@@ -46,7 +46,7 @@ bench-minhash: $(STAMP)
 
 # The full pipeline at 100k/300k/1M records (local -j1, -j2, Ray on 2 CPUs); reads ../shared/data. Takes long.
 bench-scale: $(STAMP)
-	$(BIN)/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 --repeats 2
+	$(BIN)/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 --repeats 3,3,2
 
 eval-minhash: $(STAMP)
 	$(BIN)/python benchmarks/eval_minhash_quality.py --shared ../shared/data

@@ -1,6 +1,6 @@
 """The full pipeline at 100k / 300k / 1M records: local --workers 1 and 2, and Ray on 2 CPUs (issue 6).
 
-    .venv/bin/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 [--repeats 1] [--runs w1,w2,ray]
+    .venv/bin/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 [--repeats 3,3,2] [--runs w1,w2,ray]
     .venv/bin/python benchmarks/bench_scale.py --sizes 1000000 --generate-only
 
 Input: `benchmarks/scale_corpus.py` (real sets from ../shared/data scaled to N, cached in
@@ -298,7 +298,11 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument(
         "--runs", default="w1,w2,ray", help="comma list of runs: w1, w2, ray, w1cpu (w1 pinned to one CPU)"
     )
-    parser.add_argument("--repeats", type=int, default=1, help="interleaved repetitions (default 1)")
+    parser.add_argument(
+        "--repeats",
+        default="1",
+        help="interleaved repetitions (default 1): one number, or one per size in --sizes order (3,3,2)",
+    )
     parser.add_argument(
         "--dedup", choices=sorted(DEDUP), default="template", help="minhash_dedup mode (default: template)"
     )
@@ -308,7 +312,12 @@ def main(argv: list[str] | None = None) -> int:
     parser.add_argument("--data", type=Path, default=BENCH_DIR / "_data", help="generated inputs (git-ignored)")
     parser.add_argument("--markdown", type=Path, default=BENCH_DIR / "BENCH_SCALE.md")
     args = parser.parse_args(argv)
-    sizes = sorted(int(s) for s in args.sizes.split(",") if s)
+    sizes = [int(s) for s in args.sizes.split(",") if s]
+    counts = [int(r) for r in args.repeats.split(",") if r]
+    if len(counts) not in (1, len(sizes)) or min(counts) < 1:
+        parser.error(f"--repeats: one number >= 1, or one per size ({len(sizes)}), got {args.repeats!r}")
+    repeats = dict(zip(sizes, counts * len(sizes) if len(counts) == 1 else counts, strict=True))
+    sizes = sorted(sizes)
     runs = [r for r in args.runs.split(",") if r]
     if unknown := [r for r in runs if r not in RUNS]:
         parser.error(f"unknown runs {unknown}; choose from {sorted(RUNS)}")
@@ -337,8 +346,8 @@ def main(argv: list[str] | None = None) -> int:
     labels = pass_labels(configs[sizes[0]], env)
     git_before, load_before = bench_build.git_commit(), os.getloadavg()
     results: dict[int, dict[str, list[dict]]] = {size: {run: [] for run in runs} for size in sizes}
-    for rep in range(args.repeats):
-        for size in sizes:
+    for rep in range(max(repeats.values())):
+        for size in [s for s in sizes if rep < repeats[s]]:
             scratch = (data / f"scale-{size}") / "scratch"
             scratch.mkdir(exist_ok=True)
             for run in runs:
@@ -366,7 +375,7 @@ def main(argv: list[str] | None = None) -> int:
         "versions": bench_build.versions(),
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
         "sizes": sizes,
-        "repeats": args.repeats,
+        "repeats": {str(s): repeats[s] for s in sizes},
         "dedup": args.dedup,
         "config": configs[sizes[0]].read_text(),
         "pass_labels": labels,

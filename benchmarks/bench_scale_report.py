@@ -187,13 +187,21 @@ def _mib(n: int) -> str:
     return f"{n / 2**20:,.1f}"
 
 
+def repeats_text(report: dict) -> str:
+    """The repetitions per size: one number when all sizes had the same (older results: an int)."""
+    repeats = report["repeats"]
+    if isinstance(repeats, int) or len(set(repeats.values())) == 1:
+        return str(repeats if isinstance(repeats, int) else next(iter(repeats.values())))
+    return ", ".join(f"{int(size):,}: {count}" for size, count in repeats.items())
+
+
 def markdown(report: dict[str, Any]) -> str:
     m, git = report["machine"], report["git"]
     lines = [
         "# Scaling: the full pipeline at growing sizes (issue 6)",
         "",
         "Written by `benchmarks/bench_scale.py` (method in its docstring and in `benchmarks/README.md`). "
-        f"Sizes: {', '.join(f'{s:,}' for s in report['sizes'])}; repeats: {report['repeats']} (medians).",
+        f"Sizes: {', '.join(f'{s:,}' for s in report['sizes'])}; repeats: {repeats_text(report)} (medians).",
         "",
         f"- curate measured: {report['curate_measured']}"
         + (" (curate/ had uncommitted changes: not measured, the snapshot is HEAD)" if git["curate_dir_dirty"] else ""),
