@@ -399,6 +399,9 @@ class _Compiler:
             container = self.value(node.right)
             if not isinstance(node.left, Literal):
                 raise self.error("'x in column' needs a literal on the left, e.g. 'step_list' in cot_style", node)
+            if dtype == pl.Null:
+                # all null; or, in the config check, a column a stage adds (typed when the data is)
+                return pl.lit(None, pl.Boolean)
             if isinstance(dtype, pl.List):
                 return container.list.contains(pl.lit(node.left.value))
             if dtype == pl.String and isinstance(node.left.value, str):

@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import json
+
 import polars as pl
 import pytest
 from hypothesis import given, settings
@@ -176,6 +178,34 @@ def test_config_reports_syntax_and_column_errors_at_their_location(tmp_path):
     # a column added by an earlier stage is known
     config = load_config(config_with("lang == 'en'", [{"use": "language"}]), base_dir=tmp_path)
     assert config.stages[1].where == "lang == 'en'"
+
+
+def test_in_on_a_list_column_a_stage_adds_passes_the_check_and_filters(tmp_path):
+    """`'x' in cot_style` (documented): the check cannot know the type of a column a stage adds, so it
+    must not refuse it; the build then compiles it against the real list column."""
+    rows = [
+        {"instruction": "Add 2 and 3.", "output": "Step 1: 2 + 3 = 5.\nStep 2: so the answer is 5."},
+        {"instruction": "Greet.", "output": "Hello there."},
+        {"instruction": "Add 4 and 4.", "output": "<think>4 + 4 = 8</think> 8"},
+    ]
+    (tmp_path / "data.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    raw = {
+        "pipeline": {"name": "t", "output": "out"},
+        "sources": [{"name": "s", "path": "data.jsonl", "format": "alpaca"}],
+        "stages": [{"use": "cot_tag"}, {"use": "filter", "where": "'step_list' in cot_style"}],
+    }
+    result = curate.build(raw, base_dir=tmp_path)
+    kept = result.ledger.filter(pl.col("status") == "kept")
+    assert kept.height == 1
+    styles = curate.open(result.output).records.select("cot_style").collect()["cot_style"].to_list()
+    assert len(styles) == 1 and "step_list" in styles[0]
+    raw["stages"] = [{"use": "cot_tag"}]
+    group = {"where": "not ('think_block' in cot_style)", "weight": 0.5}
+    raw["mixture"] = {"groups": {"a": group, "b": {"rest": True, "weight": 0.5}}}
+    load_config(raw, base_dir=tmp_path)  # the mixture's `where` passes the check too
+    raw["mixture"] = {"groups": {"a": {"where": "'x' in n_tokens", "weight": 1.0}}}
+    with pytest.raises(ConfigError, match="column 'n_tokens' is Int64; 'in' needs a list or a string column"):
+        load_config(raw, base_dir=tmp_path)
 
 
 def test_filter_in_a_build_puts_the_reason_in_the_ledger(tmp_path, small_pipeline):
