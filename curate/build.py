@@ -337,14 +337,21 @@ def _finish(
 
 
 def _copy_artifacts(passes: list[Pass], out: Path) -> dict[str, Any]:
-    """Copy barrier report files into the output; return their `<stage>.stats.json` figures by stage."""
+    """Copy barrier report files into the output; return their `<stage>.stats.json` figures by stage.
+
+    A stage used more than once reports under its name the first time, then with `_2`, `_3`, ... after
+    the name (`minhash_dedup_2` in the stats, `templates_2.jsonl`), so no report overwrites another."""
     stats: dict[str, Any] = {}
+    seen: dict[str, int] = {}
     for p in passes:
         for path in sorted((p.folder / "artifacts").glob("*")) if (p.folder / "artifacts").exists() else []:
+            stem, dot, extension = path.name.partition(".")
+            seen[path.name] = seen.get(path.name, 0) + 1
+            stem += f"_{seen[path.name]}" if seen[path.name] > 1 else ""
             if path.name.endswith(".stats.json"):
-                stats[path.name.removesuffix(".stats.json")] = json.loads(path.read_text())
+                stats[stem] = json.loads(path.read_text())
             else:
-                shutil.copyfile(path, out / path.name)
+                shutil.copyfile(path, out / f"{stem}{dot}{extension}")
     return stats
 
 

@@ -203,6 +203,31 @@ def test_build_writes_templates_stats_and_ledger_reasons(tmp_path):
     assert {"dup_cluster", "dup_cluster_size"} <= set(shard.columns)
 
 
+def test_a_stage_used_twice_keeps_both_reports(tmp_path):
+    """Two `minhash_dedup` stages: the second reports as `minhash_dedup_2` / `templates_2.jsonl` instead of
+    overwriting the first's stats and clusters."""
+    prompts = [f"Generate a list of {n} ideas for a birthday party theme." for n in range(3, 15)]
+    common = "Start with a theme, send the invitations early, plan the games and the food, and decorate the room"
+    answers = [f"{common} for {n} guests." for n in range(3, 15)]
+    rows = [{"instruction": p, "input": "", "output": a} for p, a in zip(prompts, answers, strict=True)]
+    (tmp_path / "a.jsonl").write_text("".join(json.dumps(r) + "\n" for r in rows))
+    cfg = {
+        "pipeline": {"name": "t", "output": "out"},
+        "sources": [{"name": "a", "path": "a.jsonl"}],
+        "stages": [
+            {"use": "minhash_dedup", "fields": "prompt", "template": True, "keep_per_cluster": 6},
+            {"use": "minhash_dedup", "fields": "response", "threshold": 0.3, "keep_per_cluster": 2},
+        ],
+    }
+    result = curate.build(cfg, base_dir=tmp_path)
+    first, second = result.manifest["stage_stats"]["minhash_dedup"], result.manifest["stage_stats"]["minhash_dedup_2"]
+    assert (first["records"], first["dropped"]) == (12, 6)
+    assert (second["records"], second["dropped"]) == (6, 4)
+    clusters = [json.loads(line) for line in (result.output / "templates.jsonl").read_text().splitlines()]
+    clusters_2 = [json.loads(line) for line in (result.output / "templates_2.jsonl").read_text().splitlines()]
+    assert [c["size"] for c in clusters] == [12] and [c["size"] for c in clusters_2] == [6]
+
+
 @pytest.mark.parametrize(
     ("params", "message"),
     [
