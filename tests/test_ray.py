@@ -14,7 +14,9 @@ import importlib.util
 import json
 import os
 import signal
+import subprocess
 import sys
+import textwrap
 import time
 import tomllib
 from dataclasses import dataclass
@@ -293,12 +295,56 @@ def test_a_local_ray_of_its_own_starts_with_those_worker_lifetimes(monkeypatch):
             started["shut"] = True
 
     monkeypatch.delenv("RAY_ADDRESS", raising=False)
-    executor = RayExecutor(num_cpus=2)
+    executor = RayExecutor(num_cpus=2, shared_dirs=(Path("/nonexistent/never/probed"),))
     executor._ray = FakeRay()
     with executor:
         assert started["_system_config"] == LOCAL_SYSTEM_CONFIG and started["num_cpus"] == 2
         assert started["address"] == "local"  # never a Ray that `ray start` left running here
-    assert started["shut"]
+    assert started["shut"]  # and its workers, on this machine, were not probed for the shared folders
+
+
+@needs_ray
+def test_a_local_ray_of_its_own_stops_its_autoscaler_monitor_first(tmp_path):
+    """`ray.shutdown()` stops the (idle) autoscaler monitor after the GCS, and the monitor then waits 1 s
+    to report its end to the stopped GCS; the executor stops it first. Checked in a fresh process (no
+    Ray running there) on the installed Ray: the monitor is stopped before the shutdown, and no process
+    of that Ray is left afterwards."""
+    script = tmp_path / "own_ray.py"
+    script.write_text(
+        textwrap.dedent(
+            """
+            import json, os, sys
+            import ray
+            from curate.executors import ray_executor
+
+            events = []
+            stop = ray_executor.stop_autoscaler_monitor
+
+            def stop_and_check(r):
+                stop(r)
+                left = r._private.worker._global_node.all_processes.get("monitor", [])
+                events.append("running" if any(p.process.poll() is None for p in left) else "monitor stopped")
+
+            ray_executor.stop_autoscaler_monitor = stop_and_check
+            shutdown = ray.shutdown
+            ray.shutdown = lambda *a, **k: (events.append("shutdown"), shutdown(*a, **k))
+            with ray_executor.RayExecutor(num_cpus=1) as executor:
+                node = ray._private.worker._global_node
+                pids = [p.process.pid for ps in node.all_processes.values() for p in ps]
+                monitor = [p.process.pid for p in node.all_processes["monitor"]]
+                assert list(executor.map(abs, iter([-1, -2]))) == [1, 2]
+            print(json.dumps({"events": events, "pids": pids, "monitor": monitor}))
+            """
+        )
+    )
+    env = {k: v for k, v in os.environ.items() if k != "RAY_ADDRESS"}
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=120, env=env)
+    assert done.returncode == 0, done.stderr[-2000:]
+    report = json.loads(done.stdout.strip().splitlines()[-1])
+    assert report["events"] == ["monitor stopped", "shutdown"] and len(report["monitor"]) == 1
+    assert report["monitor"][0] in report["pids"]
+    time.sleep(0.5)
+    assert not [pid for pid in report["pids"] if alive(pid)]
 
 
 @needs_ray
