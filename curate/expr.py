@@ -382,6 +382,9 @@ class _Compiler:
         left, right = self.value(node.left), self.value(node.right)
         for side, other in ((node.left, node.right), (node.right, node.left)):
             dtype = self.dtype(side)
+            if dtype is not None and dtype.is_nested():  # polars would fail at run time, casting it
+                lists = f"; test a list with 'in' (e.g. 'x' in {side.name})" if isinstance(dtype, pl.List) else ""
+                raise self.error(f"column {side.name!r} is {dtype}, which cannot be compared{lists}", side)
             if dtype is None or not isinstance(other, Literal) or other.value is None:
                 continue
             if dtype.is_numeric() and not isinstance(other.value, int | float):

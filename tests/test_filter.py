@@ -111,6 +111,8 @@ def test_syntax_errors_point_at_the_bad_token(where, pos, message):
         ("kind == 3", "column 'kind' is a string, compared with 3"),
         ("score == null", "compare with null using 'is null'"),
         ("'x' in score", "'in' needs a list or a string column"),
+        ("styles == 'x'", r"column 'styles' is List\(String\), which cannot be compared; test a list with 'in'"),
+        ("kind != styles", r"column 'styles' is List\(String\), which cannot be compared"),
         ("[1, 2]", "expected a condition"),
     ],
 )
@@ -206,6 +208,14 @@ def test_in_on_a_list_column_a_stage_adds_passes_the_check_and_filters(tmp_path)
     raw["mixture"] = {"groups": {"a": {"where": "'x' in n_tokens", "weight": 1.0}}}
     with pytest.raises(ConfigError, match="column 'n_tokens' is Int64; 'in' needs a list or a string column"):
         load_config(raw, base_dir=tmp_path)
+    # comparing the list itself cannot be checked before the build, which then stops with a clean error
+    raw["mixture"] = {"groups": {"a": {"where": "cot_style == 'x'", "weight": 0.5}, "b": {"rest": True, "weight": 0.5}}}
+    with pytest.raises(FatalError, match=r"mixture.groups.a.where: column 'cot_style' is List\(String\), which cannot"):
+        curate.build(raw, base_dir=tmp_path, output=tmp_path / "o2")
+    raw.pop("mixture")
+    raw["stages"] = [{"use": "cot_tag"}, {"use": "filter", "where": "cot_style == 'x'"}]
+    with pytest.raises(FatalError, match="filter: where: column 'cot_style' is List"):
+        curate.build(raw, base_dir=tmp_path, output=tmp_path / "o3")
 
 
 def test_filter_in_a_build_puts_the_reason_in_the_ledger(tmp_path, small_pipeline):

@@ -30,14 +30,14 @@ def mixture_columns(mixture: MixtureSection | None) -> list[str]:
     return sorted(names)
 
 
-def _member(g: GroupSection, schema: pl.Schema) -> pl.Expr:
+def _member(name: str, g: GroupSection, schema: pl.Schema) -> pl.Expr:
     if g.sources:
         return pl.col("source").is_in(g.sources)
     if g.where:
         try:
             return parse_where(g.where).compile(schema).fill_null(False)
         except ExprError as exc:
-            raise FatalError(f"mixture group condition: {exc}") from exc
+            raise FatalError(f"mixture.groups.{name}.where: {exc}") from exc
     return pl.lit(False)
 
 
@@ -53,7 +53,7 @@ def assign_groups(rows: pl.DataFrame, mixture: MixtureSection) -> tuple[pl.DataF
     """
     groups = mixture.parsed_groups()
     flags = rows.select(
-        "_row", "source", "id", *[_member(g, rows.schema).alias(name) for name, g in groups.items() if not g.rest]
+        "_row", "source", "id", *[_member(name, g, rows.schema).alias(name) for name, g in groups.items() if not g.rest]
     )
     named = [n for n, g in groups.items() if not g.rest]
     problems = []
