@@ -319,6 +319,13 @@ def _children(node: Node) -> tuple[Node, ...]:
     return ()
 
 
+def _type_text(dtype: pl.DataType | None) -> str:
+    """'a string', 'a number', or the polars type."""
+    if dtype == pl.String:
+        return "a string"
+    return "a number" if dtype is not None and dtype.is_numeric() else str(dtype)
+
+
 class _Compiler:
     def __init__(self, source: str, schema: dict[str, pl.DataType]):
         self.source, self.schema = source, schema
@@ -365,12 +372,11 @@ class _Compiler:
             return ~out if node.negated else out
         if isinstance(node, Column):
             expr = self.value(node)
-            if self.schema[node.name] not in (pl.Boolean, pl.Null):
-                raise self.error(
-                    f"column {node.name!r} is {self.schema[node.name]}, not a boolean; compare it (e.g. "
-                    f"{node.name} > 0 or {node.name} == '...')",
-                    node,
-                )
+            dtype = self.schema[node.name]
+            if dtype not in (pl.Boolean, pl.Null):
+                name = node.name
+                how = f"'...' in {name}" if isinstance(dtype, pl.List) else f"{name} > 0 or {name} == '...'"
+                raise self.error(f"column {node.name!r} is {dtype}, not a boolean; compare it (e.g. {how})", node)
             return expr
         if isinstance(node, Literal) and isinstance(node.value, bool):
             return pl.lit(node.value)
@@ -391,6 +397,14 @@ class _Compiler:
                 raise self.error(f"column {side.name!r} is a number, compared with {self.text(other)}", other)
             if dtype == pl.String and not isinstance(other.value, str):
                 raise self.error(f"column {side.name!r} is a string, compared with {self.text(other)}", other)
+        types = [self.dtype(side) for side in (node.left, node.right)]
+        if all(t is not None and t != pl.Null for t in types) and (types[0] == pl.String) != (types[1] == pl.String):
+            a, b = node.left, node.right
+            assert isinstance(a, Column) and isinstance(b, Column)  # only columns have a dtype
+            raise self.error(
+                f"column {a.name!r} is {_type_text(types[0])}, compared with column {b.name!r}, {_type_text(types[1])}",
+                b,
+            )
         ops = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
         return getattr(left, ops[node.op])(right)
 

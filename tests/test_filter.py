@@ -113,6 +113,8 @@ def test_syntax_errors_point_at_the_bad_token(where, pos, message):
         ("'x' in score", "'in' needs a list or a string column"),
         ("styles == 'x'", r"column 'styles' is List\(String\), which cannot be compared; test a list with 'in'"),
         ("kind != styles", r"column 'styles' is List\(String\), which cannot be compared"),
+        ("kind == score", "column 'kind' is a string, compared with column 'score', a number"),
+        ("styles", r"column 'styles' is List\(String\), not a boolean; compare it \(e.g. '...' in styles\)"),
         ("[1, 2]", "expected a condition"),
     ],
 )
