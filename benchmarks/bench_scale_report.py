@@ -188,11 +188,11 @@ def _mib(n: int) -> str:
 
 
 def repeats_text(report: dict) -> str:
-    """The repetitions per size: one number when all sizes had the same (older results: an int)."""
-    repeats = report["repeats"]
-    if isinstance(repeats, int) or len(set(repeats.values())) == 1:
-        return str(repeats if isinstance(repeats, int) else next(iter(repeats.values())))
-    return ", ".join(f"{int(size):,}: {count}" for size, count in repeats.items())
+    """The repetitions per size: one number when all sizes had the same."""
+    counts = report["repeats"]  # size -> repeats
+    if len(set(counts.values())) == 1:
+        return str(next(iter(counts.values())))
+    return ", ".join(f"{int(size):,}: {count}" for size, count in counts.items())
 
 
 def markdown(report: dict[str, Any]) -> str:

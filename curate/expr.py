@@ -376,7 +376,7 @@ class _Compiler:
             if dtype not in (pl.Boolean, pl.Null):
                 name = node.name
                 how = f"'...' in {name}" if isinstance(dtype, pl.List) else f"{name} > 0 or {name} == '...'"
-                raise self.error(f"column {node.name!r} is {dtype}, not a boolean; compare it (e.g. {how})", node)
+                raise self.error(f"column {name!r} is {dtype}, not a boolean; compare it (e.g. {how})", node)
             return expr
         if isinstance(node, Literal) and isinstance(node.value, bool):
             return pl.lit(node.value)
@@ -397,14 +397,12 @@ class _Compiler:
                 raise self.error(f"column {side.name!r} is a number, compared with {self.text(other)}", other)
             if dtype == pl.String and not isinstance(other.value, str):
                 raise self.error(f"column {side.name!r} is a string, compared with {self.text(other)}", other)
-        types = [self.dtype(side) for side in (node.left, node.right)]
-        if all(t is not None and t != pl.Null for t in types) and (types[0] == pl.String) != (types[1] == pl.String):
-            a, b = node.left, node.right
-            assert isinstance(a, Column) and isinstance(b, Column)  # only columns have a dtype
-            raise self.error(
-                f"column {a.name!r} is {_type_text(types[0])}, compared with column {b.name!r}, {_type_text(types[1])}",
-                b,
-            )
+        a, b = node.left, node.right
+        types = self.dtype(a), self.dtype(b)
+        string_and_other = pl.Null not in types and (types[0] == pl.String) != (types[1] == pl.String)
+        if isinstance(a, Column) and isinstance(b, Column) and string_and_other:
+            kinds = _type_text(types[0]), _type_text(types[1])
+            raise self.error(f"column {a.name!r} is {kinds[0]}, compared with column {b.name!r}, {kinds[1]}", b)
         ops = {"==": "eq", "!=": "ne", "<": "lt", "<=": "le", ">": "gt", ">=": "ge"}
         return getattr(left, ops[node.op])(right)
 
