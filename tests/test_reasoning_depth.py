@@ -13,7 +13,19 @@ from scipy.stats import spearmanr
 
 from curate.config import load_config
 from curate.errors import ConfigError, FatalError
-from curate.reasoning.depth import FEATURES, VERSIONS, load_model, model_from_json
+from curate.reasoning.depth import (
+    ASCII_PATTERNS,
+    CONNECTIVES,
+    FEATURES,
+    NON_ASCII_WORD_CHAR,
+    UNICODE_PATTERNS,
+    VERSIONS,
+    _regex_feature_frame,
+    load_model,
+    model_from_json,
+    prose_expr,
+    regex_features,
+)
 from curate.stages import STAGES, ReasoningDepth
 from curate.stages.base import Context
 from curate.tokens import DEFAULT_ENCODING, get_encoding
@@ -218,6 +230,60 @@ def test_stage_adds_columns_keeps_rows_and_order():
     again = ReasoningDepth().process(out)  # scoring a scored frame replaces the columns
     assert again.columns == out.columns and again.equals(out)
     assert STAGES["reasoning_depth"] is ReasoningDepth and not ReasoningDepth.drops_rows
+
+
+def unicode_only_features(texts: pl.DataFrame) -> pl.DataFrame:
+    """The regex features with the patterns as written on every row (the reference for the fast path)."""
+    answer, prompt = pl.col("a"), pl.col("p")
+    return texts.select(regex_features(answer, prompt, prose_expr(answer, UNICODE_PATTERNS), UNICODE_PATTERNS))
+
+
+# Word boundaries beside non-ASCII letters (因为because, éso, ſ and K, which (?i) folds to s and k), code
+# keywords beside them, and non-ASCII punctuation (curly quotes, dashes), which keeps the fast path.
+BOUNDARY_CASES = [
+    ("Is it 3 + 4?", "因为because 3 + 4 = 7, so the answer is 7."),
+    ("Why?", "Thé so it goes; éso and soé; therefore ñthus thusñ."),
+    ("Check", "Let’s verify — “because” it works, ſo thuſ it is; sanity check done."),
+    ("At least 3 eaché", "returné x\nfunctionñ f(x)\nif x:\n    return x; SELECTé * FROM t"),
+    ("“Exactly” 2 — each", "Therefore, it follows that 2 × 3 = 6. So we get 6… because “so”."),
+    ("\u212a at least", "\\boxedé{6} \\frac{1}{2} = 0.5 and so on; hence done."),
+    ("plain", "Because x = 2, so y = 4. Therefore z = 8. Let's double-check: 2 * 4 = 8."),
+]
+
+
+def test_fast_word_boundaries_give_the_features_of_the_patterns_as_written():
+    texts = pl.DataFrame({"a": [a for _, a in BOUNDARY_CASES], "p": [p for p, _ in BOUNDARY_CASES]})
+    fast = _regex_feature_frame(texts)
+    assert fast.equals(unicode_only_features(texts))
+    plain = texts.select(
+        ~pl.col("a").str.contains(NON_ASCII_WORD_CHAR) & ~pl.col("p").str.contains(NON_ASCII_WORD_CHAR)
+    )
+    assert plain.to_series().to_list() == [False, False, False, False, True, False, True]  # both paths are exercised
+    assert ASCII_PATTERNS.connectives.count("(?-u:\\b)") == CONNECTIVES.count("\\b") > 0
+
+
+@settings(max_examples=200, deadline=None)
+@given(
+    st.lists(
+        st.tuples(
+            st.text(
+                alphabet=st.sampled_from(list("so because thus at least éñ因为ſ\u212a“—,.;:!?=+3\n\t(){}x_")),
+                max_size=60,
+            ),
+            st.text(
+                alphabet=st.sampled_from(list("so because thus at least éñ因为ſ\u212a“—,.;:!?=+3\n\t(){}x_")),
+                max_size=60,
+            ),
+        ),
+        min_size=1,
+        max_size=8,
+    )
+)
+def test_fast_word_boundaries_agree_on_any_text(pairs):
+    texts = pl.DataFrame(
+        {"a": [a for a, _ in pairs], "p": [p for _, p in pairs]}, schema={"a": pl.String, "p": pl.String}
+    )
+    assert _regex_feature_frame(texts).equals(unicode_only_features(texts))
 
 
 def test_n_tokens_path_matches_counting_within_one_token():

@@ -53,10 +53,11 @@ marker up to the end of its sentence (`####` first, then `\\boxed{}`, then the o
 
 from __future__ import annotations
 
-import re
 from collections.abc import Sequence
 
 import polars as pl
+
+from curate.reasoning.word_boundaries import ascii_word_boundaries
 
 VERSIONS = ("cot_v1",)
 COLUMNS = ("cot", "cot_style", "cot_steps", "final_answer")
@@ -128,14 +129,10 @@ _BEFORE_LAST_MARKER = rf"(?s)^(.*)(?:{FINAL_MARKER.removeprefix('(?i)')})"
 _OPTION_LINE = r"(?m)^\s*\(?[A-Fa-f][.)]\s[^\n]*"
 
 
-def _ascii_word_boundaries(pattern: str) -> str:
-    """`\\b` as an ASCII word boundary: with Unicode `\\b`, polars' regex engine cannot use its fast DFA on
-    non-ASCII text and runs about ten times slower (boundaries here only ever sit next to ASCII words)."""
-    return re.sub(r"(?<!\\)\\b", r"(?-u:\\b)", pattern)
-
-
 def _compiled(pattern: str) -> str:
-    return _ascii_word_boundaries(pattern)
+    """`pattern` with ASCII word boundaries on every text (`cot_v1` was defined so): its boundaries sit
+    next to ASCII words, and polars runs Unicode ones about ten times slower on non-ASCII text."""
+    return ascii_word_boundaries(pattern)
 
 
 def _sentence_with(signal: str) -> str:
