@@ -17,8 +17,8 @@ from typing import TYPE_CHECKING
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
+from curate.arrow_arrays import list_array
 from curate.render import apply_render, render_frame
 from curate.tokens import get_encoding
 
@@ -127,10 +127,9 @@ def token_columns(tok: Tokenized, with_text: bool) -> list[pl.Series]:
     token, `_token_mask`, and `_token_text`, its rendered text, when `with_text`: only needed where
     the records' `text` is not that text, i.e. with `render = "messages"`), so documents can be
     tokenized where they are (one task per batch file) and gathered into shards later."""
-    offsets = pa.array(tok.offsets, pa.int64())
     columns = [
-        pl.Series(TOKEN_COLUMNS[0], pa.LargeListArray.from_arrays(offsets, pa.array(tok.tokens.astype(np.uint32)))),
-        pl.Series(TOKEN_COLUMNS[1], pa.LargeListArray.from_arrays(offsets, pa.array(tok.mask.astype(np.uint8)))),
+        pl.Series(TOKEN_COLUMNS[0], list_array(tok.offsets, tok.tokens.astype(np.uint32), large=True)),
+        pl.Series(TOKEN_COLUMNS[1], list_array(tok.offsets, tok.mask.astype(np.uint8), large=True)),
     ]
     if with_text:
         columns.append(pl.Series(TOKEN_COLUMNS[2], tok.texts, dtype=pl.String))

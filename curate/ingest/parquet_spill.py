@@ -19,10 +19,12 @@ import io
 from pathlib import Path
 from typing import Any
 
+import numpy as np
 import pyarrow as pa
 import pyarrow.compute as pc
 import pyarrow.parquet as pq
 
+from curate.arrow_arrays import arrow_from_numpy
 from curate.ingest.cut import Cut, ScanTask, Spiller, input_changed, read_spill, spill_damaged
 from curate.ingest.files import InputFile, is_hf_dataset_dir, open_binary, split_suffix
 from curate.ingest.readers import parquet_damaged, parquet_rows
@@ -54,7 +56,7 @@ def row_sizes(batch: pa.RecordBatch) -> list[int] | None:
     row's string values. None when that cannot be told from Arrow types (see the module docstring)."""
     if len(set(batch.schema.names)) != batch.num_columns:
         return None  # a repeated name: the row's dict keeps one of the values
-    total = pa.array([0] * batch.num_rows, pa.int64())
+    total = arrow_from_numpy(np.zeros(batch.num_rows, np.int64))
     for column in batch.columns:
         if isinstance(column.type, pa.BaseExtensionType):
             return None

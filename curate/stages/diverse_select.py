@@ -8,8 +8,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
+from curate.arrow_arrays import list_array
 from curate.diversity.select import ACCEPTED, BUDGET, TOO_SIMILAR, greedy_select
 from curate.diversity.vectors import center, feature_ids, hashed_vectors, text_of, vectors_from_ids
 from curate.errors import FatalError
@@ -56,7 +56,7 @@ class _Embed(MapStep):
             ids, owner = feature_ids(texts, self.frame)
             ids = ids[np.argsort(owner, kind="stable")]  # grouped by record, for the list column
             offsets = np.r_[0, np.cumsum(np.bincount(owner, minlength=df.height))].astype(np.int64)
-            column = pl.Series(IDS, pl.from_arrow(pa.LargeListArray.from_arrays(pa.array(offsets), pa.array(ids))))
+            column = pl.Series(IDS, pl.from_arrow(list_array(offsets, ids, large=True)))
         else:
             vectors = hashed_vectors(texts, self.dim, self.frame)
             column = pl.Series(VEC, vectors, dtype=pl.Array(pl.Float32, self.dim))

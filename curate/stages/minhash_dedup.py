@@ -10,8 +10,8 @@ from typing import ClassVar, Literal
 
 import numpy as np
 import polars as pl
-import pyarrow as pa
 
+from curate.arrow_arrays import list_array
 from curate.minhash import shingles
 from curate.minhash.bands import COUNT, SIG, BandTask, band_groups, band_pairs, merge_pairs, scope_codes
 from curate.minhash.clusters import candidate_pairs, components, verified
@@ -70,8 +70,8 @@ class _Shingle(MapStep):
         unit_hashes = units.explode().drop_nulls().hash(seed=0).to_numpy()
         grams, counts = ngram_hashes(unit_hashes, lengths, self.ngram)
         if self.template:
-            offsets = np.r_[0, np.cumsum(counts)].astype(np.int32)
-            column = pl.Series(GRAMS, pl.from_arrow(pa.ListArray.from_arrays(pa.array(offsets), pa.array(grams))))
+            offsets = np.r_[0, np.cumsum(counts)]
+            column = pl.Series(GRAMS, pl.from_arrow(list_array(offsets, grams)))
         else:
             owner = np.repeat(np.arange(df.height), counts)
             sig = signatures(owner, grams, df.height, self.num_perm, self.seed)
