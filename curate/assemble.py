@@ -24,7 +24,7 @@ from curate.formats import TOKENIZED
 from curate.formats.common import TOKEN_COLUMNS, token_columns, tokenize, tokenized_from_columns
 from curate.output import shard_numbers, write_shard
 from curate.record import RECORD_COLUMNS, RECORD_SCHEMA, public_columns
-from curate.render import apply_render
+from curate.render import apply_render, render_frame
 from curate.stages.base import DROP, ERROR
 
 if TYPE_CHECKING:
@@ -91,10 +91,13 @@ def prepare_records(records: pl.DataFrame, output: OutputSection, token_threads:
     """Records as the shards hold them (rendered), plus their tokens (`TOKEN_COLUMNS`) when a tokenized
     format is configured. Done per batch file, so rendering and tokenizing, the bulk of writing the
     output, spread over every worker instead of one task per shard."""
-    rendered = apply_render(records, output.render)
-    if not any(fmt in TOKENIZED for fmt in output.formats):
+    tokenized = any(fmt in TOKENIZED for fmt in output.formats)
+    # rendered once for both (`messages` renders differently for tokens: the contents joined by newlines)
+    frame = render_frame(records, output.render, output.mask) if tokenized and output.render != "messages" else None
+    rendered = apply_render(records, output.render, frame)
+    if not tokenized:
         return rendered
-    tok = tokenize(records, output.render, output.mask, output.tokenizer, threads=token_threads)
+    tok = tokenize(records, output.render, output.mask, output.tokenizer, threads=token_threads, frame=frame)
     # mds stores each document's rendered text: the records' `text`, except with `render = "messages"`
     with_text = "mds" in output.formats and output.render == "messages"
     return rendered.with_columns(token_columns(tok, with_text=with_text))

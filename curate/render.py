@@ -206,13 +206,14 @@ def render_frame(records: pl.DataFrame, render: str, mask: str = "assistant") ->
     return out.select("text", "spans")
 
 
-def apply_render(records: pl.DataFrame, render: str) -> pl.DataFrame:
+def apply_render(records: pl.DataFrame, render: str, frame: pl.DataFrame | None = None) -> pl.DataFrame:
     """Records as written to record shards: with a template, instruction records get the rendered
     conversation in `text` and `messages` becomes null; `render = "messages"` changes nothing.
-    `n_tokens` still counts the content (the mixture's unit); tokenized formats count rendered tokens."""
+    `n_tokens` still counts the content (the mixture's unit); tokenized formats count rendered tokens.
+    `frame`: `render_frame(records, render, mask)` when it is at hand (its text does not depend on the mask)."""
     if render == "messages" or records.is_empty():
         return records
-    rendered = render_frame(records, render, "all")["text"]
+    rendered = (frame if frame is not None else render_frame(records, render, "all"))["text"]
     instruction = pl.col("kind") == "instruction"
     return records.with_columns(
         text=rendered,

