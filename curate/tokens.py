@@ -40,8 +40,10 @@ def get_encoding(name: str) -> tiktoken.Encoding:
 
 def encode_ordinary(enc: tiktoken.Encoding, text: str) -> np.ndarray:
     """`enc.encode_ordinary(text)` as a uint32 array: special-token text is encoded as ordinary text (no
-    special token allowed, none refused). The ids go from tiktoken's buffer straight into numpy, about
-    10% faster than building the list of Python ints `encode_ordinary` returns."""
+    special token allowed, none refused). The ids go from tiktoken's buffer straight into numpy: for
+    long texts about 10% faster than building the list of Python ints `encode_ordinary` returns and
+    then an array from it; for short ones about the same. (To count, `len(enc.encode_ordinary(text))`
+    is as fast or faster: the list is never converted.)"""
     return enc.encode_to_numpy(text, allowed_special=set(), disallowed_special=())
 
 
@@ -55,7 +57,7 @@ def count_tokens(texts: list[str], encoding: str, threads: int = 8) -> list[int]
     enc = get_encoding(encoding)
 
     def count(chunk: list[str]) -> list[int]:
-        return [len(encode_ordinary(enc, text)) for text in chunk]
+        return [len(enc.encode_ordinary(text)) for text in chunk]
 
     chunks = [texts[i : i + _CHUNK] for i in range(0, len(texts), _CHUNK)]
     if threads <= 1 or len(chunks) <= 1:
