@@ -148,7 +148,8 @@ def regex_features(
     answer: pl.Expr, prompt: pl.Expr, prose: pl.Expr | None = None, patterns: Patterns = UNICODE_PATTERNS
 ) -> list[pl.Expr]:
     """The regex-counted features (everything except token counts), with internal helper columns.
-    `prose` may be `prose_expr(answer)` already computed as a column (it is read three times).
+    `prose` may be `prose_expr(answer, patterns)` already computed as a column (it is read three times;
+    code detection below relies on it being exactly that).
 
     The answer has code when it has a ``` fence or a code line; without a fence, `prose` is the answer
     with its code lines (never empty) cut out, so it has one exactly when `prose` differs from it."""
