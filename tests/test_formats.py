@@ -396,7 +396,7 @@ def test_tokens_of_scattered_parts_equal_tokenizing_the_shard_whole(render, mask
     gathered = pl.concat(parts[::-1]).sort("_pos")
     whole = tokenize(records.sort("_pos"), render, mask, output.tokenizer)
     tok = tokenized_from_columns(gathered, output.tokenizer)
-    assert np.array_equal(tok.tokens, whole.tokens) and tok.tokens.dtype == whole.tokens.dtype
+    assert np.array_equal(tok.tokens, whole.tokens) and tok.tokens.dtype == whole.tokens.dtype == np.uint32
     assert np.array_equal(tok.offsets, whole.offsets) and np.array_equal(tok.mask, whole.mask)
     assert tok.texts == whole.texts and (tok.eod, tok.n_vocab) == (whole.eod, whole.n_vocab)
     assert gathered.drop(*TOKEN_COLUMNS, "_pos", strict=False).equals(

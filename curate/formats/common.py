@@ -48,7 +48,8 @@ def token_dtype(n_vocab: int) -> np.dtype:
 
 @dataclass
 class Tokenized:
-    """The documents of one shard as tokens: `tokens` (flat, int64), `offsets` (int64, documents + 1:
+    """The documents of one shard as tokens: `tokens` (flat, uint32: tiktoken's ids as it returns them;
+    every writer casts to its own file dtype), `offsets` (int64, documents + 1:
     document i is tokens[offsets[i]:offsets[i+1]], its last token the end-of-document token), `mask`
     (uint8 per token: 1 = training target), `texts` (the rendered text of each document)."""
 
@@ -107,7 +108,7 @@ def tokenize(
     del pieces, chunks
     eod = enc.eot_token
     lengths = np.concatenate([p[0] for p in parts]) if parts else np.zeros(0, dtype=np.int64)
-    flat = (np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.uint32)).astype(np.int64)
+    flat = np.concatenate([p[1] for p in parts]) if parts else np.zeros(0, dtype=np.uint32)
     del parts
     flat_mask = np.repeat(np.array(targets, dtype=np.uint8), lengths)
     doc_of_piece = np.repeat(np.arange(len(per_doc)), per_doc)
@@ -129,8 +130,8 @@ def token_columns(tok: Tokenized, with_text: bool) -> list[pl.Series]:
     the records' `text` is not that text, i.e. with `render = "messages"`), so documents can be
     tokenized where they are (one task per batch file) and gathered into shards later."""
     columns = [
-        pl.Series(TOKEN_COLUMNS[0], list_array(tok.offsets, tok.tokens.astype(np.uint32), large=True)),
-        pl.Series(TOKEN_COLUMNS[1], list_array(tok.offsets, tok.mask.astype(np.uint8), large=True)),
+        pl.Series(TOKEN_COLUMNS[0], list_array(tok.offsets, tok.tokens.astype(np.uint32, copy=False), large=True)),
+        pl.Series(TOKEN_COLUMNS[1], list_array(tok.offsets, tok.mask.astype(np.uint8, copy=False), large=True)),
     ]
     if with_text:
         columns.append(pl.Series(TOKEN_COLUMNS[2], tok.texts, dtype=pl.String))
@@ -145,8 +146,8 @@ def tokenized_from_columns(records: pl.DataFrame, encoding: str) -> Tokenized:
     lengths = records[TOKEN_COLUMNS[0]].list.len().to_numpy().astype(np.int64)
     offsets = np.zeros(len(lengths) + 1, dtype=np.int64)
     np.cumsum(lengths, out=offsets[1:])
-    tokens = records[TOKEN_COLUMNS[0]].explode().to_numpy().astype(np.int64)
-    mask = records[TOKEN_COLUMNS[1]].explode().to_numpy().astype(np.uint8)
+    tokens = records[TOKEN_COLUMNS[0]].explode().to_numpy().astype(np.uint32, copy=False)
+    mask = records[TOKEN_COLUMNS[1]].explode().to_numpy().astype(np.uint8, copy=False)
     texts = records[TOKEN_COLUMNS[2] if TOKEN_COLUMNS[2] in records.columns else "text"].to_list()
     return Tokenized(tokens, offsets, mask, texts, encoding, enc.eot_token, enc.n_vocab)
 

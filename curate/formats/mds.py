@@ -68,7 +68,7 @@ def write(shard: Shard, out: Path) -> dict[str, Any]:
     dtype = token_dtype(tok.n_vocab).newbyteorder("<")
     config = shard_config(dtype.name)
     config_data = json.dumps(config, sort_keys=True).encode("utf-8")
-    tokens = tok.tokens.astype(dtype)
+    tokens = tok.tokens.astype(dtype, copy=False)
     samples = []
     rows = zip(shard.records["id"].to_list(), shard.records["source"].to_list(), tok.texts, strict=True)
     for i, (rid, source, text) in enumerate(rows):

@@ -63,7 +63,7 @@ def write(shard: Shard, out: Path) -> dict[str, Any]:
     folder = out / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     data, index = folder / f"{shard.stem}.bin", folder / f"{shard.stem}.idx"
-    tok.tokens.astype(dtype.newbyteorder("<")).tofile(data)
+    tok.tokens.astype(dtype.newbyteorder("<"), copy=False).tofile(data)
     index.write_bytes(index_bytes(np.diff(tok.offsets), dtype))
     return {
         "path": f"{FOLDER}/{data.name}",

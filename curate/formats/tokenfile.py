@@ -30,7 +30,7 @@ def write(shard: Shard, out: Path) -> dict[str, Any]:
     folder = out / FOLDER
     folder.mkdir(parents=True, exist_ok=True)
     paths = {kind: folder / f"{shard.stem}.{kind}.bin" for kind in ("tokens", "offsets", "mask")}
-    tok.tokens.astype(dtype.newbyteorder("<")).tofile(paths["tokens"])
+    tok.tokens.astype(dtype.newbyteorder("<"), copy=False).tofile(paths["tokens"])
     tok.offsets.astype("<i8").tofile(paths["offsets"])
     tok.mask.tofile(paths["mask"])
     header = {
