@@ -217,6 +217,50 @@ def test_an_input_rewritten_to_the_same_size_after_the_scan_is_refused(tmp_path)
             read_span(path, cut)
 
 
+def _driver_batches(path: Path, batch_size: int):
+    """The driver-side batches of a one-file source, as `--workers 1` reads them (no scan, no cuts)."""
+    config = load_config({"pipeline": {"name": "t"}, "sources": [{"name": "s", "path": str(path), "format": "text"}]})
+    specs = [spec_for(src, i) for i, src in enumerate(config.sources)]
+    return iter_raw_batches(config.sources, specs, path.parent, batch_size, [])
+
+
+@pytest.mark.parametrize("change", ["append", "rewrite_same_size"])
+def test_an_input_that_changes_while_the_driver_reads_it_is_refused(tmp_path, change):
+    # --workers 1 reads a file as it streams it: a writer still appending to it (or replacing it) must
+    # stop the build, as a changed file stops a scanned one, instead of a build of whatever was there
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text":"a"}\n{"text":"bb"}\n')
+    stream = _driver_batches(path, batch_size=1)
+    assert next(stream).payloads == [b'{"text":"a"}']
+    if change == "append":
+        with open(path, "ab") as f:
+            f.write(b'{"text":"ccc"}\n')
+    else:
+        path.write_bytes(b'{"text":"x"}\n{"text":"yy"}\n')
+        os.utime(path, ns=(1, 1))  # a different mtime, however coarse the file system's clock
+    with pytest.raises(curate.FatalError, match=r"a\.jsonl changed while it was read"):
+        list(stream)
+
+
+def test_an_unchanged_input_read_by_the_driver_gives_every_batch(tmp_path):
+    path = tmp_path / "a.jsonl"
+    path.write_bytes(b'{"text":"a"}\n{"text":"bb"}\n')
+    assert [b.payloads for b in _driver_batches(path, batch_size=1)] == [[b'{"text":"a"}'], [b'{"text":"bb"}']]
+
+
+def test_a_hf_dataset_folder_is_stamped_by_the_files_in_it(tmp_path):
+    from curate.ingest.spans import read_stamp
+
+    folder = tmp_path / "ds"
+    folder.mkdir()
+    (folder / "dataset_info.json").write_text("{}")
+    (folder / "state.json").write_text("{}")
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"12345")
+    before = read_stamp(folder)
+    (folder / "data-00000-of-00001.arrow").write_bytes(b"123456")
+    assert read_stamp(folder) != before
+
+
 def test_an_input_deleted_after_the_scan_is_a_clean_error(tmp_path):
     path = tmp_path / "a.jsonl"
     write_jsonl(path, [{"text": "one"}])

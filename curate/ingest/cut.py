@@ -139,10 +139,12 @@ def input_gone(path: InputFile) -> FatalError:
 
 
 def input_changed(path: InputFile) -> FatalError:
-    """The error for an input whose batch no longer holds what its scan found."""
+    """The error for an input that changed while it was read: a batch no longer holds what its scan
+    found, or a file read by the driver is not what it was when its read began."""
     return FatalError(
-        f"input {input_name(path)} changed while it was read (its size or modification time is not what the "
-        "scan found); run the build again. With Ray, every node must read the same shared file, not a copy"
+        f"input {input_name(path)} changed while it was read (its size or modification time is not what it was "
+        "when the build began reading it); run the build again once the file is complete. With Ray, every "
+        "node must read the same shared file, not a copy"
     )
 
 

@@ -12,11 +12,12 @@ from curate.config import SourceConfig
 from curate.errors import ConfigError, FatalError
 from curate.ingest.batching import file_batches
 from curate.ingest.convert import RawBatch, SourceSpec
-from curate.ingest.cut import Cut, input_gone
+from curate.ingest.cut import Cut, input_changed, input_gone
 from curate.ingest.files import InputFile, split_suffix
 from curate.ingest.formats import detect_format
 from curate.ingest.readers import Payload, iter_file, iter_rows
 from curate.ingest.remote import RemoteFile
+from curate.ingest.spans import read_stamp
 
 _DETECT_LOOKAHEAD = 50
 
@@ -109,7 +110,9 @@ def iter_raw_batches(
     holds at most `batch_size` items and ends once it reaches `batch_bytes` of input, so a few huge
     documents do not make one batch that keeps a worker busy while the others idle. An input file
     without a single record adds a line to `warnings`. The files in `cuts` (scanned by workers, see
-    `curate.ingest.spans`) become batches that the workers read themselves; the same batches.
+    `curate.ingest.spans`) become batches that the workers read themselves; the same batches. A file
+    read here that changes while it is read (size, modification time; a remote file's version) stops
+    the build with a FatalError once it is read, as a scanned one does (`curate.ingest.spans`).
     """
     row = 0
     index = 0
@@ -122,11 +125,14 @@ def iter_raw_batches(
                 for cut in items:
                     yield RawBatch(index, spec, file, is_text, row, [], [], span=(path, cut))
                     row, index, empty = row + cut.items, index + 1, False
-            else:
+            else:  # read here, as it is read: stamped before and checked after, as a worker's scan is
                 try:
+                    stamp = read_stamp(path) if path is not None else None
                     for lines, payloads in file_batches(items, batch_size, batch_bytes):
                         yield RawBatch(index, spec, file, is_text, row, lines, payloads)
                         row, index, empty = row + len(lines), index + 1, False
+                    if path is not None and read_stamp(path) != stamp:
+                        raise input_changed(path)
                 except FileNotFoundError as exc:  # listed when the config was read, gone since
                     raise input_gone(path or Path(file)) from exc
                 except OSError as exc:  # the readers turn damage into quarantined records; this is I/O

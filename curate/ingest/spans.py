@@ -96,6 +96,14 @@ def file_stamp(path: InputFile) -> str:
     return f"{stat.st_size}:{stat.st_mtime_ns}"
 
 
+def read_stamp(path: InputFile) -> str:
+    """`file_stamp`, or for a Hugging Face dataset folder the stamps of the files in it (rewriting one
+    of them does not change the folder's own size or modification time)."""
+    if not (isinstance(path, Path) and is_hf_dataset_dir(path)):
+        return file_stamp(path)
+    return ";".join(f"{f.relative_to(path)}:{file_stamp(f)}" for f in sorted(path.rglob("*")) if f.is_file())
+
+
 def scan_file(task: ScanTask) -> list[Cut] | None:
     """Runs on a worker: the file's batches, or None when this worker cannot read the file as the
     driver sees it (missing, or another size: not on shared storage), so the driver reads it itself."""
