@@ -18,6 +18,7 @@ import polars as pl
 from curate import __version__
 from curate.assemble import output_plan, read_kept, write_shards
 from curate.config import Config
+from curate.dir_swap import replace_dir
 from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
 from curate.executor import (
@@ -330,7 +331,7 @@ def _finish(
         write_report(tmp)  # report.html, from the files above
         run = run_record(manifest)
         write_json(run, tmp / "run.json")
-        _replace_dir(tmp, out)
+        replace_dir(tmp, out)
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
     return BuildResult(out, manifest, public_ledger, plan, run)
@@ -382,8 +383,9 @@ def check_output_location(config: Config, out: Path, work: Path) -> None:
 
 def _remove_leftovers(out: Path) -> None:
     """Temporary folders of builds that were killed before they could clean up (we hold the lock). A
-    build killed between the two renames of `_replace_dir` left no output but the previous one as
-    `.<out>.old-*`: that one is put back first, so a build that then fails leaves it in place."""
+    build killed between the two renames of `replace_dir` (where folders cannot be exchanged) left no
+    output but the previous one as `.<out>.old-*`: that one is put back first, so a build that then
+    fails leaves it in place."""
     mine = [p for p in out.parent.iterdir() if p.name.startswith(f".{out.name}.")] if out.parent.is_dir() else []
     old = sorted((p for p in mine if p.name.startswith(f".{out.name}.old-")), key=lambda p: p.stat().st_mtime)
     if old and not out.exists():
@@ -391,14 +393,3 @@ def _remove_leftovers(out: Path) -> None:
     for leftover in mine:  # names compared as text: an output called `o[1]` is no glob pattern
         if leftover.name.startswith(f".{out.name}.tmp-") or leftover in old:
             shutil.rmtree(leftover, ignore_errors=True)
-
-
-def _replace_dir(new: Path, target: Path) -> None:
-    """Put a finished output folder in place: readers see the old output or the new one, never half."""
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(target, old)
-    os.rename(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)

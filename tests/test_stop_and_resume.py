@@ -36,7 +36,7 @@ def test_a_build_killed_between_the_two_renames_of_the_swap_keeps_the_previous_o
 
 
 def test_run_json_is_in_the_output_before_it_is_put_in_place(tmp_path, small_pipeline, monkeypatch):
-    replace = build_module._replace_dir
+    replace = build_module.replace_dir
     seen: list[dict] = []
 
     def checked(new: Path, target: Path) -> None:
@@ -44,7 +44,7 @@ def test_run_json_is_in_the_output_before_it_is_put_in_place(tmp_path, small_pip
         seen.append(__import__("json").loads((new / "run.json").read_text()))
         replace(new, target)
 
-    monkeypatch.setattr(build_module, "_replace_dir", checked)
+    monkeypatch.setattr(build_module, "replace_dir", checked)
     result = curate.build(small_pipeline, base_dir=tmp_path)
     assert seen and seen[0] == result.run and result.run["records_in"] == 10
     assert (tmp_path / "out" / "run.json").is_file()
