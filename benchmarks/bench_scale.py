@@ -20,6 +20,10 @@ pass, `du` of the work dir per pass folder and of the output. Ray's gcs_server, 
 spawned by the driver's `ray.init` (workers by the raylet), so they are in the tree; the sampler
 records which process names it saw in the tree and any Ray process outside it started during the run.
 
+Before the first run and after the last, `machine_parallelism.py` times two CPU-bound processes at once
+against one (a pure-Python loop, a tiktoken loop): the machine's own two-process speedup, which two
+workers cannot beat (context for t(w1)/t(w2); 2.0 on two free cores).
+
 Outputs of the three runs of a size are compared file by file (sha256 of everything but run.json).
 curate is run from a `git archive` snapshot of HEAD (as in bench_minhash.py; `--worktree` measures the
 working tree). Results: benchmarks/out/scale/results.json and benchmarks/BENCH_SCALE.md.
@@ -45,6 +49,7 @@ sys.path.insert(0, str(BENCH_DIR))
 import bench_build  # noqa: E402  (machine, git and versions helpers)
 import bench_minhash  # noqa: E402  (the curate snapshot)
 import bench_scale_report as report_md  # noqa: E402  (summary, targets, markdown)
+import machine_parallelism  # noqa: E402  (two processes against one: context for w1/w2)
 import scale_corpus  # noqa: E402
 from bench_scale_measure import Sampler, du  # noqa: E402
 
@@ -345,6 +350,8 @@ def main(argv: list[str] | None = None) -> int:
     configs = {size: write_config((data / f"scale-{size}"), inputs[size], args.dedup) for size in sizes}
     labels = pass_labels(configs[sizes[0]], env)
     git_before, load_before = bench_build.git_commit(), os.getloadavg()
+    parallel_before = machine_parallelism.measure()
+    print(f"two processes at once against one, before: {machine_parallelism.summary(parallel_before)}", flush=True)
     results: dict[int, dict[str, list[dict]]] = {size: {run: [] for run in runs} for size in sizes}
     for rep in range(max(repeats.values())):
         for size in [s for s in sizes if rep < repeats[s]]:
@@ -362,6 +369,8 @@ def main(argv: list[str] | None = None) -> int:
                 )
                 if res["rc"]:
                     print(res["error"], flush=True)
+    parallel_after = machine_parallelism.measure()
+    print(f"two processes at once against one, after: {machine_parallelism.summary(parallel_after)}", flush=True)
     gen_file = out / "generation.json"
     previous = json.loads(gen_file.read_text()) if gen_file.exists() else {}
     generation = {**previous, **generation}
@@ -374,6 +383,7 @@ def main(argv: list[str] | None = None) -> int:
         "machine": bench_build.machine(),
         "versions": bench_build.versions(),
         "load_average": {"before": [round(x, 2) for x in load_before], "after": [round(x, 2) for x in os.getloadavg()]},
+        "machine_parallelism": {"before": parallel_before, "after": parallel_after},
         "sizes": sizes,
         "repeats": {str(s): repeats[s] for s in sizes},
         "dedup": args.dedup,
