@@ -16,6 +16,7 @@ import os
 import shutil
 import sys
 import uuid
+from collections.abc import Callable
 from pathlib import Path
 
 _AT_FDCWD = -100
@@ -24,7 +25,7 @@ _RENAME_EXCHANGE = 2
 _NOT_SUPPORTED = {errno.EINVAL, errno.ENOSYS, errno.EOPNOTSUPP, errno.ENOTSUP}
 
 
-def _renameat2() -> object | None:
+def _renameat2() -> Callable[..., int] | None:
     """libc's `renameat2`, or None where there is none (not Linux, or an older C library)."""
     if not sys.platform.startswith("linux"):
         return None
@@ -39,7 +40,7 @@ def exchange(a: Path, b: Path) -> bool:
     call = _renameat2()
     if call is None:
         return False
-    if call(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:  # type: ignore[operator]
+    if call(_AT_FDCWD, os.fsencode(a), _AT_FDCWD, os.fsencode(b), _RENAME_EXCHANGE) == 0:
         return True
     code = ctypes.get_errno()
     if code in _NOT_SUPPORTED:
