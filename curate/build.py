@@ -44,7 +44,7 @@ from curate.ingest.scan_record import load_scan, save_scan
 from curate.ingest.scan_stream import ScanStream
 from curate.ingest.source import Cuts, iter_raw_batches, spec_for
 from curate.ingest.spans import ScanTask, file_size, scan_file
-from curate.ledger import LEDGER_COLUMNS, build_ledger, duplicate_id_warnings
+from curate.ledger import LEDGER_COLUMNS, build_ledger
 from curate.manifest import build_manifest, decontamination_counts
 from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
 from curate.output import write_json, write_quarantine
@@ -303,8 +303,8 @@ def _finish(
     names = [s.name for s in config.sources]
     compiled = compile_mixture(narrow, config.mixture, names, config.pipeline.seed)
     plan, times = compiled.plan, compiled.times
-    warnings += duplicate_id_warnings(pl.concat([removed.select("source", "id"), narrow.select("source", "id")]))
-    ledger = build_ledger(removed, narrow, times)
+    ledger, shared_ids = build_ledger(removed, narrow, times)
+    warnings += shared_ids
     order = split_order(times, config.pipeline.seed, shuffle=config.mixture is not None)
     instances = output_plan(order, narrow, config.output)
     bar.note("writing output")

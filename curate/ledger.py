@@ -11,28 +11,36 @@ from curate.stages.base import DROP, ERROR
 LEDGER_COLUMNS = ("id", "source", "file", "line", "status", "stage", "reason", "times_sampled", "split")
 
 
-def assign_unique_ids(ledger: pl.DataFrame) -> pl.DataFrame:
-    """Records with equal ids within a source (identical content) get `~2`, `~3`, ... in input order."""
-    occurrence = pl.col("_row").rank("ordinal").over(["source", "id"])
-    return ledger.with_columns(
-        pl.when(pl.col("id").is_not_null() & (occurrence > 1))
-        .then(pl.concat_str(pl.col("id"), pl.lit("~"), occurrence.cast(pl.String)))
-        .otherwise(pl.col("id"))
-        .alias("id")
+def repeated_ids(ledger: pl.DataFrame) -> pl.DataFrame:
+    """`_row`, `source` and new `id` of every record whose id an earlier record (`_row` order) of its
+    source has: the second gets `~2`, the third `~3`, ... (null ids are never repeats). Only records of
+    shared ids are ranked, not the whole ledger: over a million records, this, the new ids and the
+    warnings took 0.18 s, against 1.3 s for a rank within every (source, id) group and a count of them."""
+    shared = ledger.filter(pl.col("id").is_not_null() & pl.struct("source", "id").is_duplicated())
+    occurrence = pl.int_range(1, pl.len() + 1).over(["source", "id"])
+    return (
+        shared.select("_row", "source", "id")
+        .sort("_row")
+        .with_columns(occurrence.alias("_occurrence"))
+        .filter(pl.col("_occurrence") > 1)
+        .select("_row", "source", pl.concat_str(pl.col("id"), pl.lit("~"), pl.col("_occurrence").cast(pl.String)))
     )
 
 
-def duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
-    """One warning per source whose records share ids (identical content, or repeated `id_field` values)."""
-    extra = (
-        ids.drop_nulls("id")
-        .group_by("source", "id")
-        .len()
-        .filter(pl.col("len") > 1)
-        .group_by("source")
-        .agg((pl.col("len") - 1).sum().alias("n"))
-        .sort("source")
+def assign_unique_ids(ledger: pl.DataFrame, repeats: pl.DataFrame) -> pl.DataFrame:
+    """The ledger with the new ids of `repeats` (`repeated_ids`); row order kept."""
+    new = repeats.select("_row", pl.col("id").alias("_unique"))
+    return (
+        ledger.join(new, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_unique", "id").alias("id"))
+        .drop("_unique")
     )
+
+
+def duplicate_id_warnings(repeats: pl.DataFrame) -> list[str]:
+    """One warning per source whose records share ids (identical content, or repeated `id_field`
+    values), from its `repeated_ids`."""
+    extra = repeats.group_by("source").agg(pl.len().alias("n")).sort("source")
     return [
         f"{r['source']}: {r['n']} record(s) share an id with an earlier record of the source; "
         "they got ~2, ~3, ... suffixes"
@@ -40,8 +48,10 @@ def duplicate_id_warnings(ids: pl.DataFrame) -> list[str]:
     ]
 
 
-def build_ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame) -> pl.DataFrame:
-    """One row per input record: kept (sampled >= 1), dropped (with stage and reason), quarantined.
+def build_ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame) -> tuple[pl.DataFrame, list[str]]:
+    """(ledger, warnings): one row per input record, kept (sampled >= 1), dropped (with stage and
+    reason) or quarantined, with ids made unique within a source (`repeated_ids`); and one warning per
+    source whose records shared ids.
 
     `times` has `_row`, `times_sampled` and optionally `split` and `reason` (why a kept row was not used:
     `not_sampled`, `not_in_group`; stage `mixture`).
@@ -85,4 +95,6 @@ def build_ledger(removed: pl.DataFrame, kept: pl.DataFrame, times: pl.DataFrame)
             )
         )
     ledger = pl.concat(parts, how="vertical").sort("_row")
-    return assign_unique_ids(ledger).rename({"_file": "file", "_line": "line"})
+    repeats = repeated_ids(ledger)
+    unique = assign_unique_ids(ledger, repeats).rename({"_file": "file", "_line": "line"})
+    return unique, duplicate_id_warnings(repeats)
