@@ -214,20 +214,28 @@ class _Cluster(BarrierStep):
         return decisions.select("_row", DROP, "dup_cluster", "dup_cluster_size")
 
     def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
-        """Cluster ids (smallest record id), sizes, and the drop reason beyond `keep_per_cluster`."""
+        """Cluster ids (smallest record id), sizes, and the drop reason beyond `keep_per_cluster`, in
+        `data`'s order. Only records in clusters of two or more are ranked: a record alone is its own
+        cluster and never dropped (over a million records, 30% of them in clusters, 0.4 s against 1.4 s
+        for window expressions over every record)."""
+        sizes = np.bincount(labels, minlength=len(labels))[labels] if len(labels) else np.zeros(0, np.int64)
         frame = data.select("_row", "id", *([self.rank_by] if self.rank_by else [])).with_columns(
-            pl.Series("_label", labels)
+            pl.Series("_label", labels), pl.Series("dup_cluster_size", sizes, pl.Int64)
         )
-        frame = frame.with_columns(
-            pl.col("id").min().over("_label").alias("dup_cluster"),
-            pl.len().over("_label").cast(pl.Int64).alias("dup_cluster_size"),
+        grouped = frame.filter(pl.col("dup_cluster_size") > 1).with_columns(
+            pl.col("id").min().over("_label").alias("dup_cluster")
         )
-        order = [pl.col(self.rank_by).fill_null(float("-inf")).neg()] if self.rank_by else []
-        frame = frame.sort([*order, "_row"]) if order else frame.sort("_row")
-        frame = frame.with_columns(pl.int_range(pl.len()).over("_label").alias("_rank")).sort("_row")
-        dropped = (pl.col("_rank") >= self.keep_per_cluster) & (pl.col("dup_cluster_size") > 1)
-        return frame.with_columns(
-            pl.when(dropped).then(pl.concat_str(pl.lit("near_duplicate:"), pl.col("dup_cluster"))).alias(DROP)
+        if self.rank_by:  # the most reasoning-rich first, ties by input order (`data` is in `_row` order)
+            grouped = grouped.sort([pl.col(self.rank_by).fill_null(float("-inf")).neg(), "_row"])
+        dropped = (
+            grouped.with_columns(pl.int_range(pl.len()).over("_label").alias("_rank"))
+            .filter(pl.col("_rank") >= self.keep_per_cluster)
+            .select("_row", pl.concat_str(pl.lit("near_duplicate:"), pl.col("dup_cluster")).alias(DROP))
+        )
+        return (
+            frame.join(grouped.select("_row", "dup_cluster"), on="_row", how="left", maintain_order="left")
+            .with_columns(pl.coalesce("dup_cluster", "id").alias("dup_cluster"))
+            .join(dropped, on="_row", how="left", maintain_order="left")
         )
 
     def _write_report(
