@@ -1,6 +1,6 @@
 """How much faster this machine runs two CPU-bound processes at once than one: context for t(w1)/t(w2).
 
-    .venv/bin/python benchmarks/machine_parallelism.py [--repeats 3]
+    .venv/bin/python benchmarks/machine_parallelism.py [--repeats 5]
 
 Two workloads, each a fixed amount of single-threaded work:
 
@@ -76,7 +76,7 @@ def run_together(name: str, processes: int) -> float:
 
 
 def measure(repeats: int = 5) -> dict[str, Any]:
-    """Per workload: the alone and pair times (medians and all), and the pair's speedup."""
+    """Per workload: every alone and pair time, and the pair's speedup (from the medians)."""
     out: dict[str, Any] = {}
     for name in WORKLOADS:
         alone, pair = [], []

@@ -48,10 +48,13 @@ def reference(records: list[tuple[int, str | None, float | None]], labels: list[
     ),
     st.integers(1, 3),
     st.booleans(),
+    st.randoms(use_true_random=False),
 )
-def test_keep_matches_a_member_by_member_reference(rows, keep, ranked):
-    records = [(10 * i, id_, score) for i, (id_, score, _) in enumerate(rows)]  # in `_row` order
-    _, labels = np.unique(np.array([label for _, _, label in rows], dtype=np.int64), return_inverse=True)
+def test_keep_matches_a_member_by_member_reference(rows, keep, ranked, random):
+    records = [(10 * i, id_, score) for i, (id_, score, _) in enumerate(rows)]
+    random.shuffle(records)  # input order is `_row` order, not the frame's order
+    by_row = {r: label for (r, _, _), (_, _, label) in zip(sorted(records), rows, strict=True)}
+    _, labels = np.unique(np.array([by_row[r] for r, _, _ in records], dtype=np.int64), return_inverse=True)
     data = pl.DataFrame(
         records, schema={"_row": pl.Int64, "id": pl.String, "reasoning_depth": pl.Float64}, orient="row"
     )

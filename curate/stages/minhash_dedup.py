@@ -216,17 +216,18 @@ class _Cluster(BarrierStep):
     def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
         """Cluster ids (smallest record id), sizes, and the drop reason beyond `keep_per_cluster`, in
         `data`'s order. Only records in clusters of two or more are ranked: a record alone is its own
-        cluster and never dropped (over a million records, 30% of them in clusters, 0.4 s against 1.4 s
-        for window expressions over every record)."""
-        sizes = np.bincount(labels, minlength=len(labels))[labels] if len(labels) else np.zeros(0, np.int64)
+        cluster and never dropped (over a million records, 30% of them in clusters, 0.2-0.4 s against
+        1.0-1.4 s for window expressions over every record)."""
+        sizes = np.bincount(labels, minlength=len(labels))[labels]
         frame = data.select("_row", "id", *([self.rank_by] if self.rank_by else [])).with_columns(
             pl.Series("_label", labels), pl.Series("dup_cluster_size", sizes, pl.Int64)
         )
         grouped = frame.filter(pl.col("dup_cluster_size") > 1).with_columns(
             pl.col("id").min().over("_label").alias("dup_cluster")
         )
-        if self.rank_by:  # the most reasoning-rich first, ties by input order (`data` is in `_row` order)
-            grouped = grouped.sort([pl.col(self.rank_by).fill_null(float("-inf")).neg(), "_row"])
+        # within a cluster: the most reasoning-rich first (with `rank_by`), ties and the rest in input order
+        order = [pl.col(self.rank_by).fill_null(float("-inf")).neg()] if self.rank_by else []
+        grouped = grouped.sort([*order, "_row"])
         dropped = (
             grouped.with_columns(pl.int_range(pl.len()).over("_label").alias("_rank"))
             .filter(pl.col("_rank") >= self.keep_per_cluster)
