@@ -20,7 +20,7 @@ from curate.executors import ExecutorName
 from curate.ingest.files import DATA_SUFFIXES, InputFile, is_hf_dataset_dir, local_file, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
-from curate.ingest.remote import RemoteError, is_url
+from curate.ingest.remote import RemoteError, encode_options, is_url
 from curate.mixture.section import MixtureSection, check_mixture
 from curate.params import below_minimum, check_params, did_you_mean, param
 from curate.record import RECORD_COLUMNS
@@ -62,6 +62,12 @@ class SourceConfig:
     id_field: str = param("", "key holding the source's own record id (default: hash of source and content)")
     txt_mode: TxtMode = param("blocks", ".txt files: one document per blank-line block, or per file")
     split: str = param("", "HF DatasetDict folders: the split to read (default: the first)")
+    storage_options: dict[str, Any] = param(
+        factory=dict,
+        doc="fsspec URLs: keyword arguments of the file system, e.g. {endpoint_url = 'http://minio:9000'} "
+        "or {anon = true} (keep credentials in the environment: this file is usually committed)",
+        in_repr=False,
+    )
     # From the Python API only: an in-memory datasets.Dataset or polars DataFrame instead of `path`.
     _data: Any = field(default=None, repr=False, compare=False)
     _files: list[Path] = field(default_factory=list, repr=False, compare=False)
@@ -245,9 +251,15 @@ def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> 
         return out
     if not src.path:
         return [*out, f"{where}.path: required key is missing (a file, a folder or a glob)"]
+    if src.storage_options and not is_url(src.path):
+        return [*out, f"{where}.storage_options: only for fsspec URLs (s3://...), and path {src.path!r} is local"]
     try:
-        files = resolve_paths(src.path, base)
-    except RemoteError as exc:  # unknown protocol, missing backend package, failed listing
+        encode_options(src.storage_options)
+    except (TypeError, ValueError) as exc:  # a TOML date or time: the options travel as JSON
+        return [*out, f"{where}.storage_options: values must be strings, numbers, booleans, lists or tables ({exc})"]
+    try:
+        files = resolve_paths(src.path, base, storage_options=src.storage_options)
+    except RemoteError as exc:  # unknown protocol, missing backend package, refused options, failed listing
         return [*out, f"{where}.path: {exc}"]
     if not files:
         kind = "no file matches" if any(c in src.path for c in "*?[") else "not found:"

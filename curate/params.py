@@ -50,6 +50,8 @@ def type_name(tp: Any) -> str:
         return f"a list of {type_name(get_args(tp)[0]).removeprefix('a ').removeprefix('an ')}s"
     if origin is dict:
         return f"a table of {type_name(get_args(tp)[1]).removeprefix('a ').removeprefix('an ')}s"
+    if tp is Any:
+        return "a value"
     return _TYPE_NAMES.get(tp, getattr(tp, "__name__", str(tp)))
 
 
@@ -175,8 +177,11 @@ def json_schema_for(cls: type, extra: dict[str, Any] | None = None) -> dict[str,
     return schema
 
 
-def param(default: Any = dataclasses.MISSING, doc: str = "", factory: Any = dataclasses.MISSING) -> Any:
-    """A dataclass field with a one-line doc (shown by `curate stages` and in the JSON Schema)."""
+def param(
+    default: Any = dataclasses.MISSING, doc: str = "", factory: Any = dataclasses.MISSING, in_repr: bool = True
+) -> Any:
+    """A dataclass field with a one-line doc (shown by `curate stages` and in the JSON Schema); `in_repr`
+    False leaves it out of the dataclass's repr (a value that may hold credentials)."""
     if factory is not dataclasses.MISSING:
-        return dataclasses.field(default_factory=factory, metadata={"doc": doc})
-    return dataclasses.field(default=default, metadata={"doc": doc})
+        return dataclasses.field(default_factory=factory, metadata={"doc": doc}, repr=in_repr)
+    return dataclasses.field(default=default, metadata={"doc": doc}, repr=in_repr)

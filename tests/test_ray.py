@@ -397,6 +397,21 @@ def test_inputs_of_every_kind_are_cut_by_ray_workers_with_the_same_output(tmp_pa
 
 
 @needs_ray
+def test_storage_options_reach_the_ray_workers(tmp_path, local_ray):
+    # fsspec's `dir://` needs its `path` option; the Ray workers open the files (byte ranges, spills)
+    store = tmp_path / "store" / "docs"
+    store.mkdir(parents=True)
+    lines = [json.dumps({"text": f"stored document {i} " * (i % 4 + 1)}) for i in range(40)]
+    (store / "a.jsonl").write_text("\n".join(lines[:25]) + "\n")
+    (store / "b.jsonl.zst").write_bytes(zstandard.ZstdCompressor().compress("\n".join(lines[25:]).encode()))
+    source = {"name": "docs", "path": "dir://docs", "storage_options": {"path": str(tmp_path / "store")}}
+    config = {"pipeline": {"name": "options", "batch_size": 8}, "sources": [source], "stages": [{"use": "exact_dedup"}]}
+    local, ray = both(config, tmp_path, tmp_path)
+    assert ray.manifest["totals"]["records_out"] == 40
+    assert output_bytes(ray.output) == output_bytes(local.output)
+
+
+@needs_ray
 def test_minhash_pipeline_on_ray_is_byte_identical(tmp_path, local_ray):
     local, ray = both(minhash_pipeline(tmp_path), tmp_path, tmp_path)
     near_drops = ray.manifest["sources"]["near"]["drop_reasons"]

@@ -16,8 +16,9 @@ import pytest
 import zstandard
 
 import curate
+from curate.config import load_config
 from curate.ingest.files import iter_lines, resolve_paths
-from curate.ingest.remote import RemoteFile, fingerprint
+from curate.ingest.remote import RemoteFile, encode_options, fingerprint
 from tests.test_build import output_bytes
 
 FIXTURE = Path(__file__).parent / "fixtures" / "remote_inputs" / "gsm8k.jsonl"
@@ -232,3 +233,64 @@ def test_an_output_that_would_hold_a_file_url_input_is_refused(tmp_path):
     spec = config(f"file://{tmp_path}/d/in.jsonl")
     with pytest.raises(curate.FatalError, match="would contain input"):
         curate.build(spec, output=tmp_path / "d", base_dir=tmp_path)
+
+
+# ------------------------------------------------------------- storage options
+# fsspec's `dir://` file system needs its `path` option (the folder its paths are relative to) and reads
+# local files, so a worker process can open them too: it shows whether the options reach every worker.
+
+
+def with_options(path: str, options: dict[str, Any]) -> dict[str, Any]:
+    spec = config(path)
+    spec["sources"][0]["storage_options"] = options
+    return spec
+
+
+@pytest.mark.parametrize("workers", [1, 2])
+def test_storage_options_build_the_file_system_in_every_worker(tmp_path, workers):
+    write_local(tmp_path / "store", FILES)
+    (tmp_path / "local").mkdir()
+    on_disk = curate.build(config(str(tmp_path / "store" / "data")), base_dir=tmp_path / "local")
+    spec = with_options("dir://data", {"path": str(tmp_path / "store")})
+    (tmp_path / "remote").mkdir()
+    from_url = curate.build(spec, base_dir=tmp_path / "remote", workers=workers)
+    assert shards(on_disk.output) and shards(on_disk.output) == shards(from_url.output)
+    assert set(from_url.ledger["file"]) == {f"dir://data/{n}" for n in ("a.jsonl", "b.jsonl.zst", "c.parquet")}
+
+
+def test_a_file_system_that_cannot_be_set_up_is_a_config_error_naming_the_options(tmp_path):
+    # `dir://` without its folder, and with a file system that is not one
+    for options, given in (({}, "no storage options"), ({"path": str(tmp_path), "fs": 3}, "storage options fs, path")):
+        with pytest.raises(curate.ConfigError) as info:
+            curate.build(with_options("dir://data", options), base_dir=tmp_path)
+        [problem] = info.value.problems
+        assert problem.startswith(f"sources[0].path: 'dir://data': its file system cannot be set up with {given}: ")
+
+
+def test_storage_options_must_be_json_values_for_a_url(tmp_path):
+    import datetime
+
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(with_options(str(tmp_path), {"anon": True}), base_dir=tmp_path)
+    assert info.value.problems == [
+        f"sources[0].storage_options: only for fsspec URLs (s3://...), and path {str(tmp_path)!r} is local"
+    ]
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(with_options("memory://bucket/a.jsonl", {"since": datetime.date(2026, 1, 1)}), base_dir=tmp_path)
+    [problem] = info.value.problems
+    assert problem.startswith("sources[0].storage_options: values must be strings, numbers, booleans, lists or tables")
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(with_options("memory://bucket/a.jsonl", ["anon"]), base_dir=tmp_path)  # type: ignore[arg-type]
+    assert "sources[0].storage_options: must be a table of values, got a list" in info.value.problems
+
+
+def test_storage_options_stay_out_of_reprs_and_into_fingerprints(tmp_path, mem):
+    put(mem, "/bucket", FILES)
+    secret = {"client_kwargs": {"aws_secret_access_key": "s3cr3t"}}
+    file = RemoteFile("memory:///bucket/data/a.jsonl", encode_options(secret))
+    assert "s3cr3t" not in repr(file)
+    loaded = load_config(with_options("memory://bucket/data", secret), base_dir=tmp_path)
+    assert "s3cr3t" not in repr(loaded.sources[0])
+    assert [f.options for f in loaded.sources[0].files] == [encode_options(secret)] * 3
+    # one URL with other options is another input (another endpoint may serve other bytes)
+    assert fingerprint(file) != fingerprint(RemoteFile(file.url)) == fingerprint(RemoteFile(file.url, ""))

@@ -5,13 +5,13 @@ from __future__ import annotations
 import glob
 import io
 import zlib
-from collections.abc import Callable, Generator, Iterator
+from collections.abc import Callable, Generator, Iterator, Mapping
 from pathlib import Path
 from typing import IO, Any
 
 import zstandard
 
-from curate.ingest.remote import RemoteFile, is_url, open_remote, resolve_url
+from curate.ingest.remote import RemoteFile, encode_options, is_url, open_remote, resolve_url
 
 #: An input file: a local path, or a file behind an fsspec URL.
 InputFile = Path | RemoteFile
@@ -67,18 +67,21 @@ def is_hf_dataset_dir(path: InputFile) -> bool:
     )
 
 
-def resolve_paths(pattern: str, base: Path, urls: bool = True) -> list[InputFile]:
+def resolve_paths(
+    pattern: str, base: Path, urls: bool = True, storage_options: Mapping[str, Any] | None = None
+) -> list[InputFile]:
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
 
     With `urls`, a path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot
-    be used); without, it is a local path like any other (for callers that need `Path`s).
+    be used), whose file system is built with `storage_options`; without, it is a local path like any
+    other (for callers that need `Path`s).
 
     A folder is searched recursively for supported files, skipping hidden files and folders (names
     starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
     which records are read (and hence which duplicate is kept) does not depend on the file system.
     """
     if urls and is_url(pattern):
-        return list(resolve_url(pattern, supported=lambda f: bool(split_suffix(f)[0])))
+        return list(resolve_url(pattern, lambda f: bool(split_suffix(f)[0]), encode_options(storage_options)))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
         full = base / full

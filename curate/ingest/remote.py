@@ -1,11 +1,18 @@
 """Inputs named by fsspec URLs (`s3://`, `gs://`, `hf://`, `memory://`, `file://` ...): listing, opening
-and fingerprinting them. Backends are fsspec's; a missing optional one (s3fs, gcsfs) is a clean error."""
+and fingerprinting them. Backends are fsspec's; a missing optional one (s3fs, gcsfs) is a clean error.
+
+A source's `storage_options` (an S3-compatible store's `endpoint_url`, `anon = true`, a `requester_pays`
+bucket ...) are the keyword arguments of its file system. They travel inside each `RemoteFile`, as
+canonical JSON, so a worker that opens the file builds the same file system; they are left out of its
+`repr` (they may hold credentials), and their digest is part of its fingerprint (one URL on two
+endpoints is two files)."""
 
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable
-from dataclasses import dataclass
+import json
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
 
@@ -37,11 +44,18 @@ def is_url(path: str) -> bool:
     return "://" in path
 
 
+def encode_options(options: Mapping[str, Any] | None) -> str:
+    """Storage options as canonical JSON (sorted keys; "" for none): hashable, picklable, comparable."""
+    return json.dumps(dict(options), sort_keys=True, separators=(",", ":")) if options else ""
+
+
 @dataclass(frozen=True)
 class RemoteFile:
-    """One input file behind a URL. Quacks like the parts of `Path` that callers use for input files."""
+    """One input file behind a URL, with the storage options (`encode_options`) of its file system.
+    Quacks like the parts of `Path` that callers use for input files."""
 
     url: str
+    options: str = field(default="", repr=False)
 
     @property
     def name(self) -> str:
@@ -65,33 +79,39 @@ class RemoteFile:
 
     def local_path(self) -> Path | None:
         """The file on this machine's file system that a `file://` URL names (None for other protocols)."""
-        fs, path = filesystem(self.url)
+        fs, path = filesystem(self.url, self.options)
         protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
         return Path(path) if "file" in protocols else None
 
 
-def filesystem(url: str) -> tuple[AbstractFileSystem, str]:
-    """The fsspec file system of a URL and the path within it; RemoteError when it cannot be used."""
+def filesystem(url: str, options: str = "") -> tuple[AbstractFileSystem, str]:
+    """The fsspec file system of a URL, built with `options` (`encode_options`), and the path within it;
+    RemoteError when it cannot be used."""
     try:
-        return fsspec.core.url_to_fs(url)
+        return fsspec.core.url_to_fs(url, **(json.loads(options) if options else {}))
     except ImportError as exc:  # fsspec's message names the package, e.g. "Install s3fs to access S3"
         raise RemoteError(f"{url!r} needs an optional package: {exc} (pip install it)") from exc
     except ValueError as exc:  # "Protocol not known: foo"
         raise RemoteError(f"{url!r}: {exc}") from exc
+    except Exception as exc:  # the backend's constructor refused its arguments (each backend in its own way)
+        given = f"storage options {', '.join(sorted(json.loads(options)))}" if options else "no storage options"
+        raise RemoteError(
+            f"{url!r}: its file system cannot be set up with {given}: {type(exc).__name__}: {exc}"
+        ) from exc
 
 
-def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None) -> list[RemoteFile]:
+def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None, options: str = "") -> list[RemoteFile]:
     """Files a URL names, sorted: a file; a folder, searched recursively; or a glob. As for local paths,
     a folder or glob skips hidden names (starting with "."; curate's work dir `.curate` among them) and,
     given `supported`, the files it rejects (a named file is kept: the caller reports it). Nothing
-    found gives []."""
-    fs, path = filesystem(url)
+    found gives []. The files carry the storage `options` (`encode_options`) the listing used."""
+    fs, path = filesystem(url, options)
     try:
         if any(ch in path for ch in "*?[") and not fs.exists(path):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
             root = _fixed_prefix(path)
         elif fs.isfile(path):
-            return [RemoteFile(fs.unstrip_protocol(path))]
+            return [RemoteFile(fs.unstrip_protocol(path), options)]
         elif fs.isdir(path):
             found, root = fs.find(path), path.rstrip("/")
         else:
@@ -99,7 +119,7 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None)
     except OSError as exc:
         raise RemoteError(f"cannot list {url!r}: {exc}") from exc
     visible = [p for p in found if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
-    files = [RemoteFile(fs.unstrip_protocol(p)) for p in sorted(visible)]
+    files = [RemoteFile(fs.unstrip_protocol(p), options) for p in sorted(visible)]
     return [f for f in files if supported(f)] if supported is not None else files
 
 
@@ -112,13 +132,13 @@ def _fixed_prefix(pattern: str) -> str:
 
 def open_remote(file: RemoteFile) -> IO[bytes]:
     """A binary, seekable file object streaming the file's bytes (the caller closes it)."""
-    fs, path = filesystem(file.url)
+    fs, path = filesystem(file.url, file.options)
     return fs.open(path, "rb")
 
 
 def _size_and_versions(file: RemoteFile) -> tuple[Any, list[str]]:
     """A remote file's size and the version fields its `info()` has (mtime, ETag, LastModified ...)."""
-    fs, path = filesystem(file.url)
+    fs, path = filesystem(file.url, file.options)
     info: dict[str, Any] = fs.info(path)
     return info.get("size"), [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
 
@@ -132,13 +152,15 @@ def version_stamp(file: RemoteFile) -> str:
 
 def fingerprint(file: RemoteFile) -> str:
     """What identifies this version of a remote file: size plus the version fields `info()` has, or a
-    hash of its bytes when it has none."""
+    hash of its bytes when it has none, and a digest of its storage options when it has some."""
     size, versions = _size_and_versions(file)
     if not versions:
-        fs, path = filesystem(file.url)
+        fs, path = filesystem(file.url, file.options)
         digest = hashlib.sha256()
         with fs.open(path, "rb") as raw:
             while chunk := raw.read(_CHUNK):
                 digest.update(chunk)
         versions = [f"sha256={digest.hexdigest()}"]
+    if file.options:
+        versions.append(f"options={hashlib.sha256(file.options.encode()).hexdigest()[:16]}")
     return f"{file.url}:{size}:{','.join(versions)}"
