@@ -20,7 +20,7 @@ from curate.executors import ExecutorName
 from curate.ingest.files import DATA_SUFFIXES, InputFile, is_hf_dataset_dir, local_file, resolve_paths, split_suffix
 from curate.ingest.formats import Format
 from curate.ingest.readers import TxtMode
-from curate.ingest.remote import RemoteError, encode_options, is_url
+from curate.ingest.remote import RemoteError, encode_options, is_url, misspelled_options
 from curate.mixture.section import MixtureSection, check_mixture
 from curate.params import below_minimum, check_params, did_you_mean, param
 from curate.record import RECORD_COLUMNS
@@ -257,6 +257,12 @@ def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> 
         encode_options(src.storage_options)
     except (TypeError, ValueError) as exc:  # a TOML date or time: the options travel as JSON
         return [*out, f"{where}.storage_options: values must be strings, numbers, booleans, lists or tables ({exc})"]
+    typos = [
+        f"{where}.storage_options.{key}: not an option of {cls}, did you mean '{name}'"
+        for key, name, cls in misspelled_options(src.path, src.storage_options)
+    ]
+    if typos:  # before the listing, which would run with the options as misspelled
+        return [*out, *typos]
     try:
         files = resolve_paths(src.path, base, storage_options=src.storage_options)
     except RemoteError as exc:  # unknown protocol, missing backend package, refused options, failed listing

@@ -294,3 +294,19 @@ def test_storage_options_stay_out_of_reprs_and_into_fingerprints(tmp_path, mem):
     assert [f.options for f in loaded.sources[0].files] == [encode_options(secret)] * 3
     # one URL with other options is another input (another endpoint may serve other bytes)
     assert fingerprint(file) != fingerprint(RemoteFile(file.url)) == fingerprint(RemoteFile(file.url, ""))
+
+
+def test_a_misspelled_storage_option_is_a_config_error_with_the_closest_name(tmp_path):
+    write_local(tmp_path / "store", FILES)
+    options = {"pth": str(tmp_path / "store"), "target_option": {}}
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(with_options("dir://data", options), base_dir=tmp_path)
+    assert info.value.problems == [
+        "sources[0].storage_options.pth: not an option of DirFileSystem, did you mean 'path'",
+        "sources[0].storage_options.target_option: not an option of DirFileSystem, did you mean 'target_options'",
+    ]
+    # a key far from every parameter name is passed on as given (backends forward some)
+    loaded = load_config(
+        with_options("dir://data", {"path": str(tmp_path / "store"), "x_custom": 1}), base_dir=tmp_path
+    )
+    assert len(loaded.sources[0].files) == 3

@@ -9,7 +9,9 @@ endpoints is two files)."""
 
 from __future__ import annotations
 
+import difflib
 import hashlib
+import inspect
 import json
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass, field
@@ -98,6 +100,31 @@ def filesystem(url: str, options: str = "") -> tuple[AbstractFileSystem, str]:
         raise RemoteError(
             f"{url!r}: its file system cannot be set up with {given}: {type(exc).__name__}: {exc}"
         ) from exc
+
+
+def misspelled_options(url: str, options: Mapping[str, Any]) -> list[tuple[str, str, str]]:
+    """(key, the parameter it is close to, the file system's class) for each storage option that is no
+    named parameter of the URL's file system class (or its bases) but nearly one: a misspelling that
+    most backends would take silently into their catch-all keyword arguments and ignore. Keys far
+    from every name are passed on as given (backends forward some, e.g. HTTP request options). A URL
+    whose class cannot be found (chained, unknown protocol, missing package) gives []; `filesystem`
+    reports those."""
+    if not options or "::" in url:
+        return []
+    try:
+        cls = fsspec.get_filesystem_class(fsspec.core.split_protocol(url)[0])
+    except (ImportError, ValueError):
+        return []
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    named = {
+        name
+        for klass in cls.__mro__
+        if "__init__" in vars(klass)
+        for name, parameter in inspect.signature(vars(klass)["__init__"]).parameters.items()
+        if parameter.kind in kinds and name != "self"
+    }
+    close = ((key, difflib.get_close_matches(key, named, n=1, cutoff=0.75)) for key in options if key not in named)
+    return [(key, match[0], cls.__name__) for key, match in close if match]
 
 
 def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None, options: str = "") -> list[RemoteFile]:
