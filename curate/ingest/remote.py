@@ -115,16 +115,22 @@ def misspelled_options(url: str, options: Mapping[str, Any]) -> list[tuple[str, 
         cls = fsspec.get_filesystem_class(fsspec.core.split_protocol(url)[0])
     except (ImportError, ValueError):
         return []
-    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
-    named = {
-        name
-        for klass in cls.__mro__
-        if "__init__" in vars(klass)
-        for name, parameter in inspect.signature(vars(klass)["__init__"]).parameters.items()
-        if parameter.kind in kinds and name != "self"
-    }
+    named = {name for klass in cls.__mro__ for name in _named_parameters(vars(klass).get("__init__"))}
     close = ((key, difflib.get_close_matches(key, named, n=1, cutoff=0.75)) for key in options if key not in named)
     return [(key, match[0], cls.__name__) for key, match in close if match]
+
+
+def _named_parameters(init: Any) -> set[str]:
+    """The parameters of an `__init__` that can be passed by name (none for a missing one, or one whose
+    signature Python cannot read, such as some built-in ones)."""
+    if init is None:
+        return set()
+    try:
+        parameters = inspect.signature(init).parameters.values()
+    except (TypeError, ValueError):
+        return set()
+    kinds = (inspect.Parameter.POSITIONAL_OR_KEYWORD, inspect.Parameter.KEYWORD_ONLY)
+    return {p.name for p in parameters if p.kind in kinds and p.name != "self"}
 
 
 def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None, options: str = "") -> list[RemoteFile]:
