@@ -161,10 +161,12 @@ def read_source(
     tokenizer: str = DEFAULT_ENCODING,
     strict: bool = False,
     base_dir: str | Path | None = None,
+    storage_options: dict[str, Any] | None = None,
 ) -> pl.DataFrame:
     """Canonical records of one source as a polars DataFrame (with `n_tokens`).
 
-    `path` is a file, folder or glob; or pass `data`, a `datasets.Dataset` or polars DataFrame.
+    `path` is a file, folder or glob, or an fsspec URL (its file system built with `storage_options`,
+    as a source's in TOML); or pass `data`, a `datasets.Dataset` or polars DataFrame.
     Records that cannot be read are skipped (the build quarantines them); with `strict=True` the first
     one raises RecordError naming its file, line and reason.
     """
@@ -175,6 +177,8 @@ def read_source(
         table["fields"] = fields
     if id_field:
         table["id_field"] = id_field
+    if storage_options:
+        table["storage_options"] = storage_options
     table["path" if data is None else "data"] = str(path) if data is None else data
     cfg = load_config(
         {"pipeline": {"name": "read", "tokenizer": tokenizer}, "sources": [table]},

@@ -310,3 +310,30 @@ def test_a_misspelled_storage_option_is_a_config_error_with_the_closest_name(tmp
         with_options("dir://data", {"path": str(tmp_path / "store"), "x_custom": 1}), base_dir=tmp_path
     )
     assert len(loaded.sources[0].files) == 3
+
+
+def test_read_source_takes_storage_options(tmp_path):
+    write_local(tmp_path / "store", FILES)
+    local = curate.read_source(
+        tmp_path / "store" / "data" / "a.jsonl",
+        format="prompt_response",
+        fields={"prompt": "question", "response": "answer"},
+    )
+    remote = curate.read_source(
+        "dir://data/a.jsonl",
+        format="prompt_response",
+        fields={"prompt": "question", "response": "answer"},
+        storage_options={"path": str(tmp_path / "store")},
+    )
+    assert remote.height == 9 and remote.drop("_file").equals(local.drop("_file"))
+    assert remote["_file"].unique().to_list() == ["dir://data/a.jsonl"]
+
+
+def test_storage_options_survive_to_toml(tmp_path):
+    write_local(tmp_path / "store", FILES)
+    options = {"path": str(tmp_path / "store"), "target_options": {"auto_mkdir": False}}
+    pipeline = curate.Pipeline.from_dict(with_options("dir://data", options), base_dir=tmp_path)
+    pipeline.to_toml(tmp_path / "mixture.toml")
+    again = curate.Pipeline.from_toml(tmp_path / "mixture.toml").config.sources[0]
+    assert again.storage_options == options
+    assert again.files == pipeline.config.sources[0].files
