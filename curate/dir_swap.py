@@ -52,13 +52,13 @@ def replace_dir(new: Path, target: Path) -> None:
     """Put the folder `new` at `target`, replacing what is there; the old folder is deleted. Readers of
     `target` see the old folder or the new one, never half of either (and, where `exchange` works,
     never no folder)."""
-    if target.exists() and exchange(new, target):
+    if not target.exists():
+        os.rename(new, target)
+        return
+    if exchange(new, target):
         shutil.rmtree(new, ignore_errors=True)  # `new` now holds the old folder
         return
-    old = None
-    if target.exists():
-        old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
-        os.rename(target, old)
+    old = target.parent / f".{target.name}.old-{uuid.uuid4().hex[:8]}"
+    os.rename(target, old)
     os.rename(new, target)
-    if old is not None:
-        shutil.rmtree(old, ignore_errors=True)
+    shutil.rmtree(old, ignore_errors=True)
