@@ -18,6 +18,8 @@ from curate import __version__
 from curate.config import Config
 from curate.errors import FatalError
 from curate.ingest.convert import SourceSpec
+from curate.ingest.cut import input_failed
+from curate.ingest.files import InputFile
 from curate.ingest.remote import RemoteFile
 from curate.ingest.remote import fingerprint as remote_fingerprint
 from curate.stages.base import Context
@@ -78,14 +80,20 @@ def input_key(config: Config, specs: list[SourceSpec], ctx: Context) -> str:
         if src.data is not None:
             parts.append(_data_fingerprint(src.data))
         for path in src.files:
-            if isinstance(path, RemoteFile):  # size plus mtime/ETag/LastModified, or a hash of the bytes
-                parts.append(remote_fingerprint(path))
-                continue
-            for file in sorted(path.rglob("*")) if path.is_dir() else [path]:
-                if file.is_file():
-                    stat = file.stat()
-                    parts.append(f"{file.resolve()}:{stat.st_size}:{stat.st_mtime_ns}")
+            try:
+                parts += _file_keys(path)
+            except OSError as exc:  # gone since the config listed it, or the backend failed
+                raise input_failed(path, exc) from exc
     return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _file_keys(path: InputFile) -> list[str]:
+    """What identifies this version of an input: a remote file's size plus mtime/ETag/LastModified or a
+    hash of its bytes; a local file's (or each file of a dataset folder's) path, size and mtime."""
+    if isinstance(path, RemoteFile):
+        return [remote_fingerprint(path)]
+    files = sorted(path.rglob("*")) if path.is_dir() else [path]
+    return [f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]
 
 
 @functools.cache

@@ -8,12 +8,13 @@ import io
 import json
 from collections.abc import Iterator
 from pathlib import Path
-from typing import Any
+from typing import Any, ClassVar
 
 import fsspec
 import polars as pl
 import pytest
 import zstandard
+from fsspec.implementations.memory import MemoryFileSystem
 
 import curate
 from curate.config import load_config
@@ -103,7 +104,7 @@ def test_memory_url_builds_the_same_shards_as_local_files(tmp_path, mem, local, 
     # the ledger names each file by its URL; hidden names inside a folder are skipped
     files = sorted(set(from_url.ledger["file"]))
     expected = ["a.jsonl"] if "*" in remote else ["a.jsonl", "b.jsonl.zst", "c.parquet"]
-    assert files == [f"memory:///bucket/data/{name}" for name in expected]
+    assert files == [f"memory://bucket/data/{name}" for name in expected]
     assert from_url.manifest["sources"]["gsm"]["records_in"] == (9 if "*" in remote else 25)
 
 
@@ -189,9 +190,9 @@ def test_a_bad_remote_record_is_quarantined_with_the_url_and_line(tmp_path, mem)
     mem.pipe("/bucket/bad.jsonl", b"\n".join(lines) + b"\n")
     result = build(tmp_path, "memory://bucket/bad.jsonl")
     rows = [json.loads(line) for line in (result.output / "quarantine" / "gsm.jsonl").read_text().splitlines()]
-    assert [(r["file"], r["line"]) for r in rows] == [("memory:///bucket/bad.jsonl", 3)]
+    assert [(r["file"], r["line"]) for r in rows] == [("memory://bucket/bad.jsonl", 3)]
     bad = result.ledger.filter(pl.col("status") == "quarantined")
-    assert bad.select("file", "line").rows() == [("memory:///bucket/bad.jsonl", 3)]
+    assert bad.select("file", "line").rows() == [("memory://bucket/bad.jsonl", 3)]
     assert result.manifest["sources"]["gsm"]["records_kept"] == 3
 
 
@@ -212,7 +213,7 @@ def test_url_folders_and_globs_list_what_local_paths_list(tmp_path, mem, pattern
     write_local(tmp_path, MIXED)
     put(mem, "/bucket", MIXED)
     local = [str(p.relative_to(tmp_path)) for p in resolve_paths(pattern, tmp_path)]
-    remote = [f.url.removeprefix("memory:///bucket/") for f in resolve_paths(f"memory://bucket/{pattern}", tmp_path)]
+    remote = [f.url.removeprefix("memory://bucket/") for f in resolve_paths(f"memory://bucket/{pattern}", tmp_path)]
     files = resolve_paths(f"file://{tmp_path}/{pattern}", tmp_path)
     via_file = [f.url.removeprefix(f"file://{tmp_path}/") for f in files]
     assert local and remote == local and via_file == local
@@ -337,3 +338,113 @@ def test_storage_options_survive_to_toml(tmp_path):
     again = curate.Pipeline.from_toml(tmp_path / "mixture.toml").config.sources[0]
     assert again.storage_options == options
     assert again.files == pipeline.config.sources[0].files
+
+
+# ------------------------------------------------------------- URLs fsspec cannot rebuild from a path
+# A listed file is opened through its source URL's file system, not through its own URL: a chained URL
+# (`zip://...::file://...`) or a host in the URL would be lost on the way (fsspec's `unstrip_protocol`).
+
+
+@pytest.mark.parametrize(("inside", "workers"), [("data/*.jsonl", 1), ("data", 2)])
+def test_a_chained_url_is_read_through_its_chain(tmp_path, inside, workers):
+    import zipfile
+
+    write_local(tmp_path / "local", FILES)
+    with zipfile.ZipFile(tmp_path / "store.zip", "w") as archive:
+        for name, data in FILES.items():
+            archive.writestr(name, data)
+    on_disk = build(tmp_path / "local", inside)
+    (tmp_path / "remote").mkdir()
+    chained = f"zip://{inside}::file://{tmp_path / 'store.zip'}"
+    from_url = curate.build(config(chained), base_dir=tmp_path / "remote", workers=workers)
+    assert shards(on_disk.output) and shards(on_disk.output) == shards(from_url.output)
+    names = ["a.jsonl"] if "*" in inside else ["a.jsonl", "b.jsonl.zst", "c.parquet"]
+    assert sorted(set(from_url.ledger["file"])) == [f"zip://data/{n}::file://{tmp_path / 'store.zip'}" for n in names]
+
+
+class _HostedFileSystem(MemoryFileSystem):
+    """A memory store behind `hosted://HOST/...`: like ftp://, the host is an argument of the file system
+    (taken from the URL) and is not part of its paths; only host `files.example` answers."""
+
+    protocol = "hosted"
+    store: ClassVar[dict[str, Any]] = {}
+    pseudo_dirs: ClassVar[list[str]] = [""]
+
+    def __init__(self, host: str = "", **kwargs: Any):
+        if host != "files.example":
+            raise ConnectionRefusedError(f"no server at {host!r}")
+        super().__init__(**kwargs)
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        path = path.removeprefix("hosted://")
+        return "/" + path.split("/", 1)[1] if "/" in path else "/"
+
+    @staticmethod
+    def _get_kwargs_from_urls(path: str) -> dict[str, Any]:
+        return {"host": path.removeprefix("hosted://").split("/", 1)[0]}
+
+
+def test_a_url_with_a_host_keeps_it(tmp_path):
+    fsspec.register_implementation("hosted", _HostedFileSystem, clobber=True)
+    _HostedFileSystem.store.clear()
+    put(fsspec.filesystem("hosted", host="files.example"), "/bucket", FILES)
+    write_local(tmp_path / "local", FILES)
+    on_disk = build(tmp_path / "local", "data")
+    from_url = build(tmp_path / "remote", "hosted://files.example/bucket/data")
+    assert shards(on_disk.output) == shards(from_url.output)
+    assert set(from_url.ledger["file"]) == {
+        f"hosted://files.example/bucket/data/{n}" for n in ("a.jsonl", "b.jsonl.zst", "c.parquet")
+    }
+
+
+# ------------------------------------------------------------- what a backend raises
+class ConnectError(Exception):
+    """An HTTP client's error, which is no OSError (httpx, aiohttp and botocore have their own)."""
+
+
+class _OfflineFileSystem(MemoryFileSystem):
+    """`offline://`: every call fails as a network backend does without network."""
+
+    protocol = "offline"
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        raise ConnectError("Name or service not known")
+
+
+class _Unreadable(io.RawIOBase):
+    def readable(self) -> bool:
+        return True
+
+    def readinto(self, buffer: Any) -> int:
+        raise ConnectError("connection reset")
+
+
+class _DroppingFileSystem(MemoryFileSystem):
+    """`dropping://`: lists the memory store, but the connection drops on every read."""
+
+    protocol = "dropping"
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return MemoryFileSystem._strip_protocol(path.replace("dropping://", "memory://", 1))
+
+    def _open(self, path: str, mode: str = "rb", **kwargs: Any) -> Any:
+        return io.BufferedReader(_Unreadable())
+
+
+def test_what_a_backend_raises_is_a_clean_error_naming_the_url(tmp_path, mem):
+    fsspec.register_implementation("offline", _OfflineFileSystem, clobber=True)
+    fsspec.register_implementation("dropping", _DroppingFileSystem, clobber=True)
+    with pytest.raises(curate.ConfigError) as info:
+        build(tmp_path, "offline://bucket/data")
+    assert info.value.problems == [
+        "sources[0].path: cannot list 'offline://bucket/data': ConnectError: Name or service not known"
+    ]
+    put(mem, "/bucket", FILES)
+    for fmt in ("auto", "prompt_response"):  # read to detect the format, or to fingerprint it
+        spec = config("dropping://bucket/data/a.jsonl")
+        if fmt == "auto":
+            del spec["sources"][0]["format"], spec["sources"][0]["fields"]
+        with pytest.raises(curate.FatalError, match=r"^cannot read input dropping://bucket/data/a.jsonl: "):
+            curate.build(spec, base_dir=tmp_path)

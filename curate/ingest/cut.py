@@ -148,6 +148,13 @@ def input_changed(path: InputFile) -> FatalError:
     )
 
 
+def input_failed(path: InputFile, exc: OSError) -> FatalError:
+    """The error for an input the driver cannot read: `input_gone` for a missing file, else the I/O error."""
+    if isinstance(exc, FileNotFoundError):
+        return input_gone(path)
+    return FatalError(f"cannot read input {input_name(path)}: {exc}")
+
+
 def input_unreadable(path: InputFile, exc: BaseException) -> FatalError:
     """The error for an input a worker cannot read (an I/O error, not a missing file)."""
     return FatalError(f"cannot read input {input_name(path)} on a worker: {exc}; check that the workers can read it")

@@ -12,8 +12,10 @@ from __future__ import annotations
 import difflib
 import hashlib
 import inspect
+import io
 import json
-from collections.abc import Callable, Mapping
+from collections.abc import Callable, Iterator, Mapping
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
@@ -54,14 +56,22 @@ def encode_options(options: Mapping[str, Any] | None) -> str:
 @dataclass(frozen=True)
 class RemoteFile:
     """One input file behind a URL, with the storage options (`encode_options`) of its file system.
-    Quacks like the parts of `Path` that callers use for input files."""
+    Quacks like the parts of `Path` that callers use for input files.
+
+    `url` names it (messages, the ledger, the cache key). A file found by listing a source's URL is
+    opened through the file system of that URL (`source`) at its path there (`inner`), not through
+    `url`: fsspec cannot always rebuild a file system from one of its paths (a chained
+    `zip://...::file://...` URL, a host and port in `ftp://host:2121/...`)."""
 
     url: str
     options: str = field(default="", repr=False)
+    source: str = field(default="", repr=False)  # the URL whose file system holds it; "" = `url`
+    inner: str = field(default="", repr=False)  # its path within that file system (with `source`)
 
     @property
     def name(self) -> str:
-        return self.url.rstrip("/").rsplit("/", 1)[-1]
+        """The file's own name (in a chained URL, that of the file inside the chain's first layer)."""
+        return (self.inner or self.url.partition("::")[0]).rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def parents(self) -> tuple[()]:
@@ -81,9 +91,15 @@ class RemoteFile:
 
     def local_path(self) -> Path | None:
         """The file on this machine's file system that a `file://` URL names (None for other protocols)."""
-        fs, path = filesystem(self.url, self.options)
+        fs, path = self.filesystem()
         protocols = (fs.protocol,) if isinstance(fs.protocol, str) else fs.protocol
         return Path(path) if "file" in protocols else None
+
+    def filesystem(self) -> tuple[AbstractFileSystem, str]:
+        """The file system holding the file and its path there (RemoteError when it cannot be set up)."""
+        if not self.source:
+            return filesystem(self.url, self.options)
+        return filesystem(self.source, self.options)[0], self.inner
 
 
 def filesystem(url: str, options: str = "") -> tuple[AbstractFileSystem, str]:
@@ -137,42 +153,113 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
     """Files a URL names, sorted: a file; a folder, searched recursively; or a glob. As for local paths,
     a folder or glob skips hidden names (starting with "."; curate's work dir `.curate` among them) and,
     given `supported`, the files it rejects (a named file is kept: the caller reports it). Nothing
-    found gives []. The files carry the storage `options` (`encode_options`) the listing used."""
+    found gives []. The files carry the storage `options` (`encode_options`) the listing used, and are
+    named as the URL names them: a named file by the URL itself, a found one by the URL's folder (up
+    to its first wildcard) and its path below it, so a chained URL keeps its chain (`::...`) and a host
+    stays in its name."""
     fs, path = filesystem(url, options)
+    head, chain, rest = url.partition("::")
     try:
         if any(ch in path for ch in "*?[") and not fs.exists(path):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
-            root = _fixed_prefix(path)
+            root, shown_root = _fixed_prefix(path), _fixed_prefix(head)
         elif fs.isfile(path):
-            return [RemoteFile(fs.unstrip_protocol(path), options)]
+            return [RemoteFile(url, options, url, path)]
         elif fs.isdir(path):
-            found, root = fs.find(path), path.rstrip("/")
+            found, root, shown_root = fs.find(path), path.rstrip("/"), head.rstrip("/")
         else:
-            found, root = [], path
-    except OSError as exc:
-        raise RemoteError(f"cannot list {url!r}: {exc}") from exc
-    visible = [p for p in found if not any(part.startswith(".") for part in p[len(root) :].split("/"))]
-    files = [RemoteFile(fs.unstrip_protocol(p), options) for p in sorted(visible)]
+            return []
+    except Exception as exc:  # OSError, or a backend's own (an HTTP client's ConnectError, botocore's ...)
+        raise RemoteError(f"cannot list {url!r}: {_describe(exc)}") from exc
+    files = []
+    for p in sorted(found):
+        below = p[len(root) :].lstrip("/") if p.startswith(root) else None
+        if below is None:  # a backend that names what it found otherwise than its root: its own URL
+            files.append(RemoteFile(fs.unstrip_protocol(p) + chain + rest, options, url, p))
+        elif not any(part.startswith(".") for part in below.split("/")):
+            files.append(RemoteFile(f"{shown_root}/{below}{chain}{rest}", options, url, p))
     return [f for f in files if supported(f)] if supported is not None else files
 
 
+def _describe(exc: BaseException) -> str:
+    """An exception for a message: an OSError as its text, another with its type (`ConnectError: ...`)."""
+    return str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
+
+
 def _fixed_prefix(pattern: str) -> str:
-    """The folders of a glob pattern before its first wildcard (`a/b/*/c*.jsonl` -> `a/b`)."""
+    """The folders of a glob pattern (or of a URL holding one) before its first wildcard
+    (`a/b/*/c*.jsonl` -> `a/b`)."""
     parts = pattern.split("/")
-    fixed = next(i for i, part in enumerate(parts) if any(ch in part for ch in "*?["))
+    fixed = next((i for i, part in enumerate(parts) if any(ch in part for ch in "*?[")), len(parts))
     return "/".join(parts[:fixed])
 
 
+@contextmanager
+def backend_errors() -> Iterator[None]:
+    """Turns what a file system's backend raises while it reads (an HTTP client's ConnectError,
+    botocore's NoCredentialsError, a RemoteError when the file system cannot be set up on a worker ...)
+    into OSError, the input error every reader and worker reports with the file's name."""
+    try:
+        yield
+    except OSError:
+        raise
+    except Exception as exc:
+        raise OSError(_describe(exc)) from exc
+
+
+class _BackendFile(io.RawIOBase):
+    """A remote file object whose backend errors are OSErrors (`backend_errors`); seekable. It holds
+    its file system: some close what their files read from once they are collected (a zip archive)."""
+
+    def __init__(self, raw: IO[bytes], fs: AbstractFileSystem):
+        self._raw = raw
+        self._fs = fs
+
+    def readable(self) -> bool:
+        return True
+
+    def seekable(self) -> bool:
+        return True
+
+    def read(self, size: int = -1) -> bytes:
+        with backend_errors():
+            return self._raw.read(size)
+
+    def readinto(self, buffer: Any) -> int:
+        data = self.read(len(buffer))
+        buffer[: len(data)] = data
+        return len(data)
+
+    def seek(self, offset: int, whence: int = io.SEEK_SET) -> int:
+        with backend_errors():
+            return self._raw.seek(offset, whence)
+
+    def tell(self) -> int:
+        with backend_errors():
+            return self._raw.tell()
+
+    def close(self) -> None:
+        if not self.closed:
+            try:
+                with backend_errors():
+                    self._raw.close()
+            finally:
+                super().close()
+
+
 def open_remote(file: RemoteFile) -> IO[bytes]:
-    """A binary, seekable file object streaming the file's bytes (the caller closes it)."""
-    fs, path = filesystem(file.url, file.options)
-    return fs.open(path, "rb")
+    """A binary, seekable file object streaming the file's bytes (the caller closes it); what its
+    backend raises comes out as OSError."""
+    with backend_errors():
+        fs, path = file.filesystem()
+        return _BackendFile(fs.open(path, "rb"), fs)
 
 
 def _size_and_versions(file: RemoteFile) -> tuple[Any, list[str]]:
     """A remote file's size and the version fields its `info()` has (mtime, ETag, LastModified ...)."""
-    fs, path = filesystem(file.url, file.options)
-    info: dict[str, Any] = fs.info(path)
+    with backend_errors():
+        fs, path = file.filesystem()
+        info: dict[str, Any] = fs.info(path)
     return info.get("size"), [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
 
 
@@ -188,9 +275,8 @@ def fingerprint(file: RemoteFile) -> str:
     hash of its bytes when it has none, and a digest of its storage options when it has some."""
     size, versions = _size_and_versions(file)
     if not versions:
-        fs, path = filesystem(file.url, file.options)
         digest = hashlib.sha256()
-        with fs.open(path, "rb") as raw:
+        with open_remote(file) as raw:
             while chunk := raw.read(_CHUNK):
                 digest.update(chunk)
         versions = [f"sha256={digest.hexdigest()}"]

@@ -9,10 +9,10 @@ from pathlib import Path
 import orjson
 
 from curate.config import SourceConfig
-from curate.errors import ConfigError, FatalError
+from curate.errors import ConfigError
 from curate.ingest.batching import file_batches
 from curate.ingest.convert import RawBatch, SourceSpec
-from curate.ingest.cut import Cut, input_changed, input_gone
+from curate.ingest.cut import Cut, input_changed, input_failed
 from curate.ingest.files import InputFile, split_suffix
 from curate.ingest.formats import detect_format
 from curate.ingest.readers import Payload, iter_file, iter_rows
@@ -64,15 +64,7 @@ def resolve_format(src: SourceConfig, index: int) -> str:
     for path, is_text, items in iter_source_items(src):
         if is_text:
             return "text"
-        for line, payload in itertools.islice(items, _DETECT_LOOKAHEAD):
-            obj = payload
-            if isinstance(payload, bytes):
-                try:
-                    obj = orjson.loads(payload)
-                except orjson.JSONDecodeError:
-                    continue
-            if not isinstance(obj, dict):
-                continue
+        for line, obj in _head_objects(items, path):
             fmt = detect_format(obj, src.text_field)
             if fmt is not None:
                 return fmt
@@ -88,6 +80,23 @@ def resolve_format(src: SourceConfig, index: int) -> str:
             ]
         )
     return "text"
+
+
+def _head_objects(items: Iterator[tuple[int, Payload]], path: InputFile | None) -> Iterator[tuple[int, dict]]:
+    """(line, object) of the JSON objects among a file's first items, read as they are asked for; an
+    input that cannot be read stops the build with its name (`input_failed`)."""
+    try:
+        for line, payload in itertools.islice(items, _DETECT_LOOKAHEAD):
+            obj = payload
+            if isinstance(payload, bytes):
+                try:
+                    obj = orjson.loads(payload)
+                except orjson.JSONDecodeError:
+                    continue
+            if isinstance(obj, dict):
+                yield line, obj
+    except OSError as exc:  # only files are read here: data given in memory raises no OSError
+        raise input_failed(path or Path("<data>"), exc) from exc
 
 
 def spec_for(src: SourceConfig, index: int) -> SourceSpec:
@@ -133,9 +142,7 @@ def iter_raw_batches(
                         row, index, empty = row + len(lines), index + 1, False
                     if path is not None and read_stamp(path) != stamp:
                         raise input_changed(path)
-                except FileNotFoundError as exc:  # listed when the config was read, gone since
-                    raise input_gone(path or Path(file)) from exc
-                except OSError as exc:  # the readers turn damage into quarantined records; this is I/O
-                    raise FatalError(f"cannot read input {file}: {exc}") from exc
+                except OSError as exc:  # gone since it was listed, or I/O (readers quarantine damage)
+                    raise input_failed(path or Path(file), exc) from exc
             if empty:
                 warnings.append(f"{src.name}: {file}: empty file (no records)")
