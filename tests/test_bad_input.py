@@ -307,6 +307,20 @@ def test_truncated_gz_keeps_the_records_before_the_cut(tmp_path):
     assert result.manifest["sources"][SOURCE]["records_in"] == whole_lines + 1
 
 
+def test_truncated_csv_gz_keeps_every_row_before_the_cut(tmp_path):
+    content = ("text\n" + "".join(f"good document {i}\n" for i in range(1, 9))).encode()
+    compressed = gzip.compress(content)
+    data = compressed[: len(compressed) - 14]  # cut inside the last row
+    whole_rows = zlib.decompressobj(16 + zlib.MAX_WBITS).decompress(data).count(b"\n") - 1  # less the header
+    assert 1 <= whole_rows < 8
+    write(tmp_path, {"in.csv.gz": data})
+    result = run_build(tmp_path, config("in.csv.gz"))
+
+    assert kept_contents(tmp_path / "out") == sorted(f"good document {i}" for i in range(1, whole_rows + 1))
+    assert [r["reason"].split(":")[0] for r in quarantine_rows(tmp_path / "out")] == ["truncated_file"]
+    assert result.manifest["sources"][SOURCE]["records_in"] == whole_rows + 1
+
+
 EMPTY_FILES = {
     "empty.jsonl": b"",
     "empty.json": b"",

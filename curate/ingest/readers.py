@@ -221,6 +221,10 @@ def _csv_rows(text: IO[str]) -> Iterator[tuple[int, Payload]]:
                 held = number, dict(zip(header, row, strict=True))
         if held is not None:
             yield _unless_unclosed(held, "".join(read))
+    except TruncatedInput:  # a compressed file cut short: the row before the cut is whole
+        if held is not None:
+            yield held
+        raise
     except csv.Error as exc:
         if held is not None:
             yield held
