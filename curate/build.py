@@ -17,7 +17,7 @@ import polars as pl
 
 from curate import __version__
 from curate.assemble import output_plan, read_kept, write_shards
-from curate.config import Config
+from curate.config import Config, leave_out
 from curate.dir_swap import replace_dir
 from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
@@ -103,6 +103,7 @@ def prepare_run(
     out = Path(output).resolve() if output else config.output_dir.resolve()
     work = Path(work_dir).resolve() if work_dir else default_work_dir(out)
     check_output_location(config, out, work)
+    leave_out(config.sources, sorted(work.glob("pass-*")))  # a source's folder may hold the work dir
     kind = executor or config.pipeline.executor
     runner = make_executor(kind, workers, address, work, out.parent)
     ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))

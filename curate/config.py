@@ -171,9 +171,8 @@ def load_config(source: str | Path | dict[str, Any], base_dir: Path | None = Non
     if pipeline and sources:
         out = Path(pipeline.output or f"out/{pipeline.name}").expanduser()
         out = (out if out.is_absolute() else base / out).resolve()
-        for src in sources:  # a folder source never reads curate's own output (when it lies inside)
-            if out != base.resolve() and out not in base.resolve().parents:
-                src._files = [f for f in src._files if not _inside(f, out)]
+        if out != base.resolve() and out not in base.resolve().parents:
+            leave_out(sources, [out])  # a folder source never reads curate's own output
     if mixture and sources is not None:
         problems += _check_mixture(mixture, [s.name for s in sources], stages)
     problems += _check_output(output)
@@ -223,10 +222,20 @@ def _sources(table: Any, base: Path, problems: list[str]) -> list[SourceConfig] 
     return sources
 
 
-def _inside(file: InputFile, folder: Path) -> bool:
-    """Whether an input (a local path or a `file://` URL) lies inside `folder`."""
+def leave_out(sources: list[SourceConfig], folders: list[Path]) -> None:
+    """Drop from the sources' files those inside any of `folders`: curate's own output or work-dir
+    passes, which a folder or glob source around them would otherwise read back as input next time."""
+    if not folders:
+        return
+    resolved = {f.resolve() for f in folders}
+    for src in sources:
+        src._files = [f for f in src._files if not _inside(f, resolved)]
+
+
+def _inside(file: InputFile, folders: set[Path]) -> bool:
+    """Whether an input (a local path or a `file://` URL) lies inside one of `folders` (resolved)."""
     local = local_file(file)
-    return local is not None and folder in local.resolve().parents
+    return local is not None and any(parent in folders for parent in local.resolve().parents)
 
 
 def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> list[str]:

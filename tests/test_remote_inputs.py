@@ -229,6 +229,16 @@ def test_a_file_url_source_never_reads_the_builds_own_output(tmp_path):
     assert counts == [4, 4]
 
 
+@pytest.mark.parametrize("source", ["d", "file://{tmp}/d"])
+def test_a_source_never_reads_the_work_dir_it_holds(tmp_path, source):
+    # the work dir lies inside the folder a source searches: its batch files are no input next time
+    write_local(tmp_path / "d", {"in.parquet": _parquet(ROWS[:4])})
+    spec = config(source.format(tmp=tmp_path))
+    work = tmp_path / "d" / "cache"
+    counts = [curate.build(spec, base_dir=tmp_path, work_dir=work).manifest["totals"]["records_in"] for _ in range(2)]
+    assert counts == [4, 4] and any(work.glob("pass-*/*.parquet"))
+
+
 def test_an_output_that_would_hold_a_file_url_input_is_refused(tmp_path):
     write_local(tmp_path / "d", {"in.jsonl": _jsonl(ROWS[:4])})
     spec = config(f"file://{tmp_path}/d/in.jsonl")
