@@ -22,7 +22,9 @@ import curate
 from curate.build import scan_inputs
 from curate.config import load_config
 from curate.executor import LocalExecutor
+from curate.ingest import files
 from curate.ingest.batching import payload_size
+from curate.ingest.files import OverlongLine, iter_raw_lines
 from curate.ingest.parquet_spill import reads_by_rows, row_sizes, spill_parquet
 from curate.ingest.scan_record import load_scan
 from curate.ingest.scan_stream import ScanStream
@@ -667,3 +669,50 @@ def test_ingest_tasks_start_before_the_last_input_is_scanned(tmp_path, monkeypat
     monkeypatch.setattr(build_module, "_ingest_tasks", listed)
     one = curate.build(config, base_dir=tmp_path, output=tmp_path / "w1", work_dir=tmp_path / "k1")
     assert output_bytes(one.output) == output_bytes(two.output)
+
+
+def _reference_lines(content: bytes, cap: int) -> list[tuple[bytes, int]]:
+    """(line, length) of `content`'s lines without `\\n`, a line over `cap` bytes as (its head, length)."""
+    lines = content.split(b"\n")
+    if lines[-1] == b"":
+        lines.pop()
+    return [(line if len(line) <= cap else line[:2000], len(line)) for line in lines]
+
+
+@settings(max_examples=80, deadline=None)
+@given(
+    lengths=st.lists(st.integers(0, 5000), max_size=12),
+    final_newline=st.booleans(),
+    chunk=st.integers(1, 3000),
+    cap=st.integers(1, 4000),
+)
+def test_lines_over_the_cap_are_not_held(tmp_path_factory, lengths, final_newline, chunk, cap):
+    content = b"\n".join(bytes([97 + i % 26]) * n for i, n in enumerate(lengths))
+    if lengths and final_newline:
+        content += b"\n"
+    path = tmp_path_factory.mktemp("lines") / "data.jsonl"
+    path.write_bytes(content)
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "_CHUNK", chunk)
+        read = [
+            (bytes(line), line.length if isinstance(line, OverlongLine) else len(line))
+            for line in iter_raw_lines(path, cap)
+        ]
+        assert not any(isinstance(line, OverlongLine) for line in iter_raw_lines(path))  # no cap: whole lines
+    assert read == _reference_lines(content, cap)
+
+
+@pytest.mark.parametrize("suffix", ["", ".gz", ".zst"])
+def test_an_overlong_line_is_quarantined_and_the_file_read_on_by_driver_and_worker(tmp_path, monkeypatch, suffix):
+    monkeypatch.setattr(files, "MAX_LINE_BYTES", 3000)
+    rows = [b'{"text": "before"}', b"[" + b'{"text": "an array"}, ' * 400 + b"{}]", b'{"text": "after"}']
+    content = b"\n".join(rows) + b"\n"
+    path = tmp_path / f"data.jsonl{suffix}"
+    path.write_bytes(compress(content, suffix) if suffix else content)
+    on_worker = batches(path, 2, 1 << 20, by_span=True)
+    assert on_worker == batches(path, 2, 1 << 20, by_span=False)
+    [(_, _, _, lines, payloads), (_, _, _, lines_after, payloads_after), ()] = on_worker
+    assert lines == [1, 2] and payloads[0] == rows[0] and payloads_after == [rows[2]] and lines_after == [3]
+    assert payloads[1].reason.startswith(f"line_too_long: a line of {len(rows[1]):,} bytes, over the 3,000")
+    assert payloads[1].raw == rows[1][:2000].decode()
+    assert all(name.endswith(".pickle.zst") for name in os.listdir(tmp_path / "spill"))  # the reader's spill

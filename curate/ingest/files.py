@@ -24,6 +24,9 @@ _CHUNK = 1 << 20
 #: file, is quarantined, so that an unterminated string or unclosed quote in a damaged file does not
 #: pull the rest of the file into memory. Python holds up to 4 bytes per character.
 MAX_VALUE_CHARS = 1 << 26
+#: The longest line of a JSON Lines file a reader holds (bytes): a longer one is quarantined
+#: (`line_too_long`) and the file read on from the next line.
+MAX_LINE_BYTES = 1 << 26
 BOM = b"\xef\xbb\xbf"
 
 
@@ -154,26 +157,75 @@ def iter_chunks(path: InputFile) -> Generator[bytes, None, None]:
             yield chunk
 
 
-def iter_raw_lines(path: InputFile) -> Iterator[bytes]:
-    """Decompressed lines of a file without their `\\n` (a `\\r` before it is kept)."""
+class OverlongLine(bytes):
+    """In place of a line longer than the cap `iter_raw_lines` was given: its first bytes (for the
+    quarantine entry); `length` is the line's length in bytes."""
+
+    length: int
+
+    def __new__(cls, head: bytes, length: int) -> OverlongLine:
+        line = super().__new__(cls, head)
+        line.length = length
+        return line
+
+
+def iter_raw_lines(path: InputFile, max_line: int | None = None) -> Iterator[bytes]:
+    """Decompressed lines of a file without their `\\n` (a `\\r` before it is kept). With `max_line`, a
+    longer line is not held: it comes as an `OverlongLine` once its end is read, so a file that is no
+    JSON Lines (one huge line) is read in bounded memory."""
     pieces: list[bytes] = []  # the unfinished line, in pieces (joining once keeps huge lines linear)
+    held = 0  # bytes in `pieces`
+    skipped = -1  # bytes of an overlong line read so far (its head in `pieces`); -1: none
     for chunk in iter_chunks(path):
         if b"\n" not in chunk:
-            pieces.append(chunk)
+            if skipped >= 0:
+                skipped += len(chunk)
+                pieces[0] = _head(pieces[0], chunk)
+            elif max_line is not None and held + len(chunk) > max_line:
+                pieces, skipped = [_head(b"".join(pieces), chunk)], held + len(chunk)
+            else:
+                pieces.append(chunk)
+                held += len(chunk)
             continue
         lines = chunk.split(b"\n")
-        lines[0] = b"".join([*pieces, lines[0]])
+        if skipped >= 0:
+            lines[0] = OverlongLine(_head(pieces[0], lines[0]), skipped + len(lines[0]))
+        else:
+            lines[0] = b"".join([*pieces, lines[0]])
+        skipped = -1
         pieces = [lines.pop()]
+        held = len(pieces[0])
+        if max_line is not None and len(chunk) > max_line:  # (tests) lines inside a chunk may be longer
+            lines = [_capped(line, max_line) for line in lines]
+        elif max_line is not None:  # only the first line, begun in earlier chunks, may be longer
+            lines[0] = _capped(lines[0], max_line)
         yield from lines
-    tail = b"".join(pieces)
+    tail = OverlongLine(pieces[0], skipped) if skipped >= 0 else b"".join(pieces)
     if tail:
-        yield tail
+        yield tail if max_line is None else _capped(tail, max_line)
 
 
-def iter_lines(path: InputFile) -> Iterator[bytes]:
-    """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`)."""
-    for line in iter_raw_lines(path):
-        yield line[:-1] if line.endswith(b"\r") else line
+_OVERLONG_HEAD = 2000  # bytes of an overlong line kept for its quarantine entry
+
+
+def _head(head: bytes, more: bytes) -> bytes:
+    """An overlong line's first bytes, with `more` of it read."""
+    return head if len(head) >= _OVERLONG_HEAD else (head + more[: _OVERLONG_HEAD - len(head)])
+
+
+def _capped(line: bytes, max_line: int) -> bytes:
+    """The line, or an `OverlongLine` in its place when it is longer than `max_line` bytes (a line that
+    ends inside one chunk of the file is whole already; only longer ones are cut while read)."""
+    if isinstance(line, OverlongLine) or len(line) <= max_line:
+        return line
+    return OverlongLine(line[:_OVERLONG_HEAD], len(line))
+
+
+def iter_lines(path: InputFile, max_line: int | None = None) -> Iterator[bytes]:
+    """Decompressed lines of a file, without their line ending (`\\n` or `\\r\\n`); `max_line` as for
+    `iter_raw_lines`."""
+    for line in iter_raw_lines(path, max_line):
+        yield line[:-1] if line.endswith(b"\r") and not isinstance(line, OverlongLine) else line
 
 
 class _ChunkStream(io.RawIOBase):

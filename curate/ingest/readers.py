@@ -7,8 +7,9 @@ Payloads are parsed to canonical records later, in worker processes (see `curate
 - `Problem`: something the reader itself found wrong (a ragged CSV row, a truncated file).
 
 Every reader streams its file, whatever its size (JSON arrays: `curate.ingest.json_stream`); a record
-is held whole (a JSON Lines line, a text block, a file read with `txt_mode = "file"`), and a JSON value
-or CSV field is capped at `files.MAX_VALUE_CHARS`.
+is held whole (a JSON Lines line, a text block, a file read with `txt_mode = "file"`); a JSON value
+or CSV field is capped at `files.MAX_VALUE_CHARS`, a JSON Lines line at `files.MAX_LINE_BYTES` (a
+longer one is quarantined as `line_too_long` without being held).
 """
 
 from __future__ import annotations
@@ -29,6 +30,7 @@ from curate.errors import FatalError
 from curate.ingest import files
 from curate.ingest.files import (
     InputFile,
+    OverlongLine,
     TruncatedInput,
     input_name,
     is_hf_dataset_dir,
@@ -70,9 +72,20 @@ def iter_file(path: InputFile, txt_mode: TxtMode = "blocks", split: str | None =
 
 
 def _iter_jsonl(path: InputFile) -> Iterator[tuple[int, Payload]]:
-    for number, line in enumerate(iter_lines(path), start=1):
-        if line.strip():
+    for number, line in enumerate(iter_lines(path, files.MAX_LINE_BYTES), start=1):
+        if isinstance(line, OverlongLine):
+            yield number, overlong_problem(line)
+        elif line.strip():
             yield number, line
+
+
+def overlong_problem(line: OverlongLine) -> Problem:
+    """The quarantine entry of a JSON Lines line too long to hold (`files.MAX_LINE_BYTES`)."""
+    reason = (
+        f"line_too_long: a line of {line.length:,} bytes, over the {files.MAX_LINE_BYTES:,} a JSON Lines "
+        "record may have (a JSON array? name the file .json); the file is read on from the next line"
+    )
+    return Problem(reason, line.decode("utf-8", "backslashreplace"))
 
 
 def _iter_json(path: InputFile) -> Iterator[tuple[int, Payload]]:

@@ -28,6 +28,7 @@ from typing import Any
 
 import zstandard
 
+from curate.ingest import files
 from curate.ingest.cut import (
     Cut,
     ScanTask,
@@ -42,6 +43,7 @@ from curate.ingest.files import (
     BOM,
     COMPRESSION_SUFFIXES,
     InputFile,
+    OverlongLine,
     TruncatedInput,
     is_hf_dataset_dir,
     iter_raw_lines,
@@ -71,7 +73,7 @@ def iter_lines_at(path: InputFile) -> Iterator[tuple[int, bytes]]:
     `curate.ingest.files.iter_lines` reads, with their offsets (a trailing `\\r` is kept here)."""
     with open_binary(path) as raw:
         start = len(BOM) if raw.read(len(BOM)) == BOM else 0
-    for line in iter_raw_lines(path):
+    for line in iter_raw_lines(path, files.MAX_LINE_BYTES):  # an OverlongLine ends the offsets' use
         yield start, line
         start += len(line) + 1
 
@@ -115,6 +117,8 @@ def scan_file(task: ScanTask) -> list[Cut] | None:
         stamp = file_stamp(task.path)
         cuts, items, size, start, first, end = [], 0, 0, 0, 0, 0
         for number, (offset, raw) in enumerate(iter_lines_at(task.path), start=1):
+            if isinstance(raw, OverlongLine):  # the reader quarantines it and reads on: spilled as it reads
+                return spill_items(task, Path(task.spill)) if task.spill is not None else None
             payload = _payload(raw)
             if not payload.strip():
                 continue
@@ -152,7 +156,11 @@ def _spill_file(task: ScanTask, folder: Path) -> list[Cut] | None:
     to its last, zstd level 1); None when the stream is damaged (the driver's reader, run on the worker,
     then reads it and quarantines from the damage on) or the file is not there."""
     spiller = Spiller(task, folder, "lines", "jsonl.zst")
-    return spiller.run(lambda: _spill_lines(task, spiller), declined=(TruncatedInput,))
+    return spiller.run(lambda: _spill_lines(task, spiller), declined=(TruncatedInput, _OverlongFound))
+
+
+class _OverlongFound(Exception):
+    """A line too long for a JSON Lines record: the file is spilled as the reader reads it instead."""
 
 
 def _spill_lines(task: ScanTask, spiller: Spiller) -> list[Cut]:
@@ -165,7 +173,9 @@ def _spill_lines(task: ScanTask, spiller: Spiller) -> list[Cut]:
         data = b"\n".join(lines[:kept])  # blank lines after the last record are not the batch's
         return spiller.write(compressor.compress(data), first, items, len(data))
 
-    for number, raw in enumerate(iter_raw_lines(task.path), start=1):
+    for number, raw in enumerate(iter_raw_lines(task.path, files.MAX_LINE_BYTES), start=1):
+        if isinstance(raw, OverlongLine):
+            raise _OverlongFound
         payload = _payload(raw)
         if not payload.strip():
             if items:
