@@ -458,3 +458,19 @@ def test_what_a_backend_raises_is_a_clean_error_naming_the_url(tmp_path, mem):
             del spec["sources"][0]["format"], spec["sources"][0]["fields"]
         with pytest.raises(curate.FatalError, match=r"^cannot read input dropping://bucket/data/a.jsonl: "):
             curate.build(spec, base_dir=tmp_path)
+
+
+def test_a_saved_dataset_folder_behind_a_url_is_a_config_error(tmp_path):
+    import datasets
+
+    datasets.Dataset.from_list(ROWS[:3]).save_to_disk(str(tmp_path / "d" / "saved"))
+    write_local(tmp_path / "d", {"good.jsonl": _jsonl(ROWS[3:5])})
+    assert len(load_config(config(str(tmp_path / "d")), base_dir=tmp_path).sources[0].files) == 2  # read locally
+    for url in (f"file://{tmp_path}/d", f"file://{tmp_path}/d/saved"):
+        with pytest.raises(curate.ConfigError) as info:
+            load_config(config(url), base_dir=tmp_path)
+        assert info.value.problems == [
+            f"sources[0].path: {url!r} holds a folder written by datasets' save_to_disk (file://{tmp_path}/d/saved), "
+            "which curate reads from local paths only; copy it to a local folder, or write it out with "
+            "Dataset.to_parquet"
+        ]

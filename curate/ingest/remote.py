@@ -171,14 +171,38 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
             return []
     except Exception as exc:  # OSError, or a backend's own (an HTTP client's ConnectError, botocore's ...)
         raise RemoteError(f"cannot list {url!r}: {_describe(exc)}") from exc
-    files = []
-    for p in sorted(found):
-        below = p[len(root) :].lstrip("/") if p.startswith(root) else None
-        if below is None:  # a backend that names what it found otherwise than its root: its own URL
-            files.append(RemoteFile(fs.unstrip_protocol(p) + chain + rest, options, url, p))
-        elif not any(part.startswith(".") for part in below.split("/")):
-            files.append(RemoteFile(f"{shown_root}/{below}{chain}{rest}", options, url, p))
+
+    def shown(p: str) -> str:  # as the URL names it; a backend that names what it found otherwise: its own URL
+        if not p.startswith(root):
+            return fs.unstrip_protocol(p) + chain + rest
+        below = p[len(root) :].lstrip("/")
+        return f"{shown_root}/{below}{chain}{rest}" if below else f"{shown_root}{chain}{rest}"
+
+    def hidden(p: str) -> bool:
+        return p.startswith(root) and any(part.startswith(".") for part in p[len(root) :].split("/"))
+
+    visible = [p for p in sorted(found) if not hidden(p)]
+    saved = _dataset_folders(visible)
+    if saved:
+        raise RemoteError(
+            f"{url!r} holds a folder written by datasets' save_to_disk ({shown(saved[0])}), which curate reads "
+            "from local paths only; copy it to a local folder, or write it out with Dataset.to_parquet"
+        )
+    files = [RemoteFile(shown(p), options, url, p) for p in visible]
     return [f for f in files if supported(f)] if supported is not None else files
+
+
+#: Files that mark a folder written by `datasets.Dataset.save_to_disk` (as `files.is_hf_dataset_dir`).
+_DATASET_MARKS = ({"dataset_info.json", "state.json"}, {"dataset_dict.json"})
+
+
+def _dataset_folders(found: list[str]) -> list[str]:
+    """The folders among the paths of found files that `datasets.save_to_disk` wrote, sorted."""
+    names: dict[str, set[str]] = {}
+    for p in found:
+        folder, _, name = p.rpartition("/")
+        names.setdefault(folder, set()).add(name)
+    return sorted(folder for folder, held in names.items() if any(mark <= held for mark in _DATASET_MARKS))
 
 
 def _describe(exc: BaseException) -> str:
