@@ -48,7 +48,7 @@ def user_errors(fn: Callable) -> Callable:
 def executor_options(fn: Callable) -> Callable:
     """`--executor` and `--address` (build and plan)."""
     fn = click.option(
-        "--address", help="Ray cluster to connect to (e.g. ray://head:10001 or auto); default: a local Ray."
+        "--address", help="Ray cluster to connect to (HEAD:6379, or auto on a node of it); default: a local Ray."
     )(fn)
     return click.option(
         "--executor",

@@ -22,6 +22,7 @@ import tomllib
 from dataclasses import dataclass
 from itertools import pairwise
 from pathlib import Path
+from types import SimpleNamespace
 from typing import ClassVar
 
 import numpy as np
@@ -41,7 +42,13 @@ from curate.cli import main
 from curate.config import Config, load_config
 from curate.errors import ConfigError, FatalError
 from curate.executors import make_executor
-from curate.executors.ray_executor import LOCAL_SYSTEM_CONFIG, RayExecutor, check_reachable
+from curate.executors.ray_executor import (
+    LOCAL_SYSTEM_CONFIG,
+    RayExecutor,
+    check_reachable,
+    init_with_deadline,
+    start_local_ray,
+)
 from curate.stages.base import Context, MapStep, Stage
 from tests.conftest import REPO, write_jsonl
 from tests.test_build import output_bytes
@@ -66,6 +73,13 @@ def local_ray():
     ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _system_config=LOCAL_SYSTEM_CONFIG)
     yield ray
     ray.shutdown()
+
+
+def read_bytes(path: str) -> bytes:
+    """A task for `RayExecutor.map`: a file's bytes (ValueError for "<bug>", as a bug would raise)."""
+    if path == "<bug>":
+        raise ValueError("not a file error")
+    return Path(path).read_bytes()
 
 
 # ---------------------------------------------------------------- stages that run in Ray workers
@@ -625,6 +639,93 @@ def test_an_unreachable_cluster_address_fails_fast():
         check_reachable("127.0.0.1:1")
     assert time.perf_counter() - started < 10
     check_reachable("auto")  # left to ray.init
+
+
+def test_a_web_server_address_is_refused_before_ray_waits_on_it():
+    import http.server
+    import threading
+
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), http.server.SimpleHTTPRequestHandler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        with pytest.raises(FatalError, match=r"answers as a web server, not as a Ray cluster \(the dashboard's"):
+            check_reachable(f"127.0.0.1:{server.server_address[1]}")
+    finally:
+        server.shutdown()
+
+
+def test_an_unreachable_ray_address_from_the_environment_fails_fast(monkeypatch):
+    class NoRay:  # a Ray that is not running, and must not be started
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            raise AssertionError("ray.init must not run for an address that does not answer")
+
+    monkeypatch.setenv("RAY_ADDRESS", "127.0.0.1:1")
+    executor = RayExecutor()
+    executor._ray = NoRay()
+    with pytest.raises(FatalError, match=r"cannot reach the Ray cluster at 127\.0\.0\.1:1"):
+        executor.__enter__()
+
+
+def test_connecting_to_a_cluster_has_a_deadline():
+    def hangs(**options):
+        time.sleep(3)
+
+    def refuses(**options):
+        raise ConnectionError("refused")
+
+    started = time.perf_counter()
+    with pytest.raises(FatalError, match=r"Ray did not connect to 10\.0\.0\.1:6379 within 0\.2 s"):
+        init_with_deadline(SimpleNamespace(init=hangs), {"address": "10.0.0.1:6379"}, 0.2)
+    assert time.perf_counter() - started < 2
+    with pytest.raises(ConnectionError, match="refused"):  # raised in the caller's thread, as ray.init raised it
+        init_with_deadline(SimpleNamespace(init=refuses), {"address": "10.0.0.1:6379"}, 5)
+    init_with_deadline(SimpleNamespace(init=lambda **options: None), {"address": "auto"}, 5)
+
+
+def test_a_local_ray_interrupted_while_it_starts_is_shut_down():
+    calls = []
+
+    def interrupted(**options):
+        calls.append("init")
+        raise KeyboardInterrupt
+
+    with pytest.raises(KeyboardInterrupt):
+        start_local_ray(SimpleNamespace(init=interrupted, shutdown=lambda: calls.append("shutdown")), {})
+    assert calls == ["init", "shutdown"]
+
+
+@needs_ray
+def test_every_node_is_probed_for_the_shared_folders(tmp_path, local_ray, monkeypatch):
+    executor = RayExecutor(shared_dirs=(tmp_path / "work",))
+    with executor:  # the running Ray is used: its node sees the folder and writes into it
+        pass
+    assert list((tmp_path / "work").iterdir()) == []  # the probe files are gone
+    real = local_ray.nodes()
+    gone = {**real[0], "NodeID": "ab" * 28, "NodeManagerAddress": "10.9.9.9"}  # listed, but not there
+    monkeypatch.setattr(local_ray, "nodes", lambda: [*real, gone])
+    with pytest.raises(FatalError) as info, RayExecutor(shared_dirs=(tmp_path / "work",)):
+        pass
+    assert str(info.value).startswith(
+        f"{tmp_path / 'work'}: Ray node 10.9.9.9 could not run the probe (TaskUnschedulableError). With the ray "
+        "executor, the work dir (--work-dir) and the output's parent folder must be on storage every Ray node"
+    )
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+@needs_ray
+def test_a_task_that_cannot_read_or_write_a_file_stops_the_build_cleanly(tmp_path, local_ray):
+    executor = RayExecutor()
+    with (
+        executor,
+        pytest.raises(FatalError, match=r"a Ray task on node .* could not read or write a file: FileNotFoundError: "),
+    ):
+        list(executor.map(read_bytes, iter([str(tmp_path / "missing")])))
+    with executor, pytest.raises(Exception, match="not a file error") as info:  # a bug: Ray's own error
+        list(executor.map(read_bytes, iter(["<bug>"])))
+    assert not isinstance(info.value, FatalError)
 
 
 def test_executor_choice_is_checked():

@@ -7,7 +7,8 @@ barrier part or one output part: it reads its input, runs its steps and writes i
 work dir, exactly as in a local worker process, so the output is byte-identical to the local
 executor's and a build that stops resumes batch by batch. The work dir (and the output's parent
 folder: shards are written by tasks too) must therefore be on storage that every Ray node sees under
-the same path (a shared filesystem on a cluster); `__enter__` checks that with a probe file in each.
+the same path (a shared filesystem on a cluster); `__enter__` checks that with a probe file in each,
+which a task on every node reads and answers with a file of its own beside it.
 
 Tasks are taken from the caller's iterator in *windows* (at most `window_tasks` tasks or
 `window_bytes` of pickled tasks), one dataset per window, and the next window is pulled while the
@@ -29,6 +30,7 @@ import logging
 import os
 import socket
 import threading
+import time
 import uuid
 import warnings
 from collections.abc import Callable, Iterable, Iterator
@@ -52,21 +54,81 @@ def import_ray() -> ModuleType:
     return ray
 
 
+#: The start of an HTTP/2 connection (the preface and an empty SETTINGS frame): a Ray cluster's GCS, a
+#: gRPC server, answers with its own SETTINGS frame; the dashboard (an HTTP/1 server) with HTTP/1.
+_HTTP2_PREFACE = b"PRI * HTTP/2.0\r\n\r\nSM\r\n\r\n" + b"\x00\x00\x00\x04\x00\x00\x00\x00\x00"
+
+
 def check_reachable(address: str | None, timeout: float = 10.0) -> None:
-    """Fail fast when a `host:port` cluster address does not answer (`ray.init` would wait for minutes)."""
+    """Fail fast when a `host:port` cluster address does not answer, or answers as an HTTP/1 server (the
+    dashboard's port): `ray.init` would wait for minutes. A reply that is neither (TLS, say) is left
+    to `ray.init`."""
     if not address or "://" in address or address == "auto" or ":" not in address:
         return  # `auto`, ray:// (Ray Client has its own timeout) and other forms are left to ray.init
     host, _, port = address.rpartition(":")
     try:
-        socket.create_connection((host, int(port)), timeout=timeout).close()
+        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+            connection.sendall(_HTTP2_PREFACE)
+            reply = connection.recv(64)
+    except TimeoutError:  # connected, but no reply: left to ray.init (and its deadline)
+        return
     except (OSError, ValueError) as exc:
         raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    if reply.startswith(b"HTTP/") or b"<html" in reply.lower() or b"<!doctype" in reply.lower():
+        raise FatalError(
+            f"{address} answers as a web server, not as a Ray cluster (the dashboard's port?); give the "
+            "address `ray start --head` prints (HEAD:6379), or `auto` on a node of the cluster"
+        )
 
 
-def _read_probe(path: str) -> str:
-    """Runs in a Ray worker: the text of the driver's probe file ('' when this node cannot see it)."""
+def start_local_ray(ray: ModuleType, options: dict[str, Any]) -> None:
+    """`ray.init(**options)` for a local Ray of our own; if it fails or is interrupted (Ctrl-C) part way,
+    what it started is stopped (Ray's agent processes would otherwise outlive the build)."""
+    try:
+        ray.init(**options)
+    except BaseException:
+        ray.shutdown()
+        raise
+
+
+def init_with_deadline(ray: ModuleType, options: dict[str, Any], timeout: float) -> None:
+    """`ray.init(**options)` to a running cluster, or a FatalError after `timeout` s: a port that is no
+    Ray cluster's (Ray Client's without ray://, a silent one) keeps `ray.init` retrying for minutes.
+    It runs in a daemon thread that is left behind on a timeout, since a connecting Ray cannot be
+    interrupted; the build then stops."""
+    outcome: list[BaseException | None] = []
+
+    def connect() -> None:
+        try:
+            ray.init(**options)
+            outcome.append(None)
+        except BaseException as exc:  # handed to the caller's thread, raised there
+            outcome.append(exc)
+
+    thread = threading.Thread(target=connect, name="curate-ray-init", daemon=True)
+    thread.start()
+    thread.join(timeout)
+    if not outcome:
+        raise FatalError(
+            f"Ray did not connect to {options.get('address')} within {timeout:g} s; check that it is the "
+            "address `ray start --head` printed (HEAD:6379; the dashboard's 8265 and Ray Client's 10001 "
+            "are other ports), or `auto` on a node of the cluster"
+        )
+    if outcome[0] is not None:
+        raise outcome[0]
+
+
+def _probe_node(path: str, token: str, name: str) -> str:
+    """Runs in a Ray task on one node: '' when it sees the driver's probe file and wrote its own beside
+    it (`<probe>-<name>`, holding the token), else what went wrong there."""
     probe = Path(path)
-    return probe.read_text() if probe.is_file() else ""
+    try:
+        if not probe.is_file() or probe.read_text() != token:
+            return "does not see it"
+        (probe.parent / f"{probe.name}-{name}").write_text(token)
+    except OSError as exc:
+        return f"cannot write into it ({exc.strerror or exc})"
+    return ""
 
 
 @contextmanager
@@ -83,15 +145,22 @@ def quiet_ray_data() -> Iterator[None]:
 
 
 @contextmanager
-def worker_deaths_as_fatal(ray: ModuleType, max_retries: int) -> Iterator[None]:
-    """A Ray worker that died more often than Ray retries its task (killed, out of memory, node lost)
-    stops the build with a FatalError that says it can be resumed."""
+def task_failures_as_fatal(ray: ModuleType, max_retries: int) -> Iterator[None]:
+    """Failures of Ray tasks that are no bug of curate's stop the build with a FatalError that says it
+    can be resumed: a worker that died more often than Ray retries its task (killed, out of memory,
+    node lost), and an object lost with its node. (A task that cannot read or write a file reports it
+    itself: `run_tasks`.)"""
     exceptions = ray.exceptions
     try:
         yield
     except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.OutOfMemoryError) as exc:
         raise FatalError(
             f"a Ray worker died {max_retries + 1} times on one task ({type(exc).__name__}); "
+            "the build stopped and can be resumed"
+        ) from exc
+    except exceptions.ObjectLostError as exc:
+        raise FatalError(
+            f"Ray lost data of this build ({type(exc).__name__}: a node left the cluster?); "
             "the build stopped and can be resumed"
         ) from exc
 
@@ -108,6 +177,8 @@ def strict_dataset(dataset: Any) -> None:
 
 
 MAX_RETRIES = 3  # times Ray retries a task whose worker died, before the build stops
+PROBE_TIMEOUT_S = 120.0  # for every node to run the shared-storage probe
+CONNECT_TIMEOUT_S = 60.0  # for ray.init to join a running cluster (a GCS reopening its state may take long)
 
 
 def curate_dataset(rows: list[dict[str, Any]]) -> Any:
@@ -131,6 +202,13 @@ def with_retries(
     with warnings.catch_warnings():  # Ray Data names max_retries a deprecated remote argument; it has no other
         warnings.simplefilter("ignore", DeprecationWarning)
         return operation(fn, num_cpus=1, max_retries=max_retries, **options)
+
+
+def results_of(dataset: Any, batch_format: str) -> Iterable[Any]:
+    """A dataset's blocks as batches, fetched one at a time: Ray Data's prefetch threads would outlive an
+    iteration that stops early (an error) and race `ray.shutdown()`, which then ends the process
+    before the error is printed."""
+    return dataset.iter_batches(batch_format=batch_format, batch_size=None, prefetch_batches=0)
 
 
 @contextmanager
@@ -170,7 +248,8 @@ def pickled_windows(
 
 def run_tasks(batch: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]:
     """The `map_batches` function, in a Ray worker: unpickles each task of the batch, calls `fn` on it and
-    returns the pickled results; a CurateError is returned (`ok` False) rather than raised. A function,
+    returns the pickled results; a CurateError is returned (`ok` False) rather than raised, and so is an
+    OSError, as a FatalError naming the node (the code is curate's: it is the node's storage). A function,
     not a class: Ray Data runs it as plain Ray tasks, whose worker processes (and the models cached
     in them) live on from one dataset to the next while they are kept busy (on a local Ray of our
     own, until idle for 2 s), where a class would get new actors per dataset."""
@@ -182,9 +261,22 @@ def run_tasks(batch: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]
             value, good = fn(cloudpickle.loads(blob)), True
         except CurateError as exc:
             value, good = exc, False
+        except OSError as exc:  # a node that does not mount the work dir or the output's folder (writable)
+            value, good = _file_error_here(exc), False
         ok.append(good)
         values.append(cloudpickle.dumps(value))
     return {"index": batch["index"], "ok": ok, "value": values}
+
+
+def _file_error_here(exc: OSError) -> FatalError:
+    """What a task that could not read or write a file reports, naming its node."""
+    import ray.util
+
+    return FatalError(
+        f"a Ray task on node {ray.util.get_node_ip_address()} could not read or write a file: "
+        f"{type(exc).__name__}: {exc}; every Ray node must mount the work dir and the output's parent "
+        "folder at the same path, writable; the build stopped and can be resumed"
+    )
 
 
 # A local Ray of our own ends idle workers after a few seconds (Ray's default keeps one per CPU for
@@ -223,6 +315,7 @@ class RayExecutor:
         max_retries: int = MAX_RETRIES,
         window_tasks: int = 4096,
         window_bytes: int = 256 * 2**20,
+        connect_timeout: float = CONNECT_TIMEOUT_S,
     ):
         self.address = address
         self.num_cpus = num_cpus
@@ -230,6 +323,7 @@ class RayExecutor:
         self.max_retries = max_retries
         self.window_tasks = window_tasks
         self.window_bytes = window_bytes
+        self.connect_timeout = connect_timeout
         self._ray = import_ray()
         self._started = False
         self._own_local_ray = False  # started here, with `address="local"`
@@ -245,11 +339,15 @@ class RayExecutor:
                 options.update(
                     address="local", num_cpus=self.num_cpus, include_dashboard=False, _system_config=LOCAL_SYSTEM_CONFIG
                 )
-            check_reachable(self.address)
+            address = self.address or os.environ.get("RAY_ADDRESS")  # ray.init takes RAY_ADDRESS too
+            check_reachable(address)
             try:
-                ray.init(**{"address": self.address, **options})
+                if options.get("address") == "local":
+                    start_local_ray(ray, options)
+                else:
+                    init_with_deadline(ray, {"address": address, **options}, self.connect_timeout)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise FatalError(f"cannot start or connect to Ray (address {self.address or 'local'}): {exc}") from exc
+                raise FatalError(f"cannot start or connect to Ray (address {address or 'local'}): {exc}") from exc
             self._started = True
             self._own_local_ray = options.get("address") == "local"
         from ray.util.debug import log_once
@@ -281,19 +379,46 @@ class RayExecutor:
             self._own_local_ray = False
 
     def _check_shared(self, folder: Path) -> None:
-        """Fail early when a Ray worker does not see a folder it writes to (it must be on shared storage)."""
-        token = uuid.uuid4().hex
+        """Fail early unless every Ray node with CPUs sees a folder the build writes to and can write
+        into it where the driver sees it (the folder must be on shared storage): a probe task pinned
+        to each node reads the driver's probe file and writes its own, which the driver reads back."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray, token = self._ray, uuid.uuid4().hex
+        nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".ray-probe-{token}"
         probe.write_text(token)
+        task = ray.remote(num_cpus=0, max_retries=0)(_probe_node)
         try:
-            seen = self._ray.get(self._ray.remote(num_cpus=1)(_read_probe).remote(str(probe)))
+            refs = [
+                task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
+                    str(probe), token, n["NodeID"][:16]
+                )
+                for n in nodes
+            ]
+            deadline = time.monotonic() + PROBE_TIMEOUT_S
+            problems = []
+            for node, ref in zip(nodes, refs, strict=True):
+                try:
+                    answer = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
+                except ray.exceptions.GetTimeoutError:
+                    answer = f"did not run the probe within {PROBE_TIMEOUT_S:g} s"
+                except ray.exceptions.RayError as exc:  # the node left, or cannot take the task
+                    answer = f"could not run the probe ({type(exc).__name__})"
+                written = probe.parent / f"{probe.name}-{node['NodeID'][:16]}"
+                if not answer and not (written.is_file() and written.read_text() == token):
+                    answer = "writes into a folder of its own at that path, which the driver does not see"
+                if answer:
+                    problems.append(f"Ray node {node.get('NodeManagerAddress', node['NodeID'])} {answer}")
         finally:
-            probe.unlink()
-        if seen != token:
+            for left in [probe, *folder.glob(f"{probe.name}-*")]:
+                left.unlink(missing_ok=True)
+        if problems:
             raise FatalError(
-                f"a Ray worker cannot see {folder}: with the ray executor, the work dir (--work-dir) and the "
-                "output's parent folder must be on storage every Ray node mounts at the same path (a shared filesystem)"
+                f"{folder}: " + "; ".join(problems) + ". With the ray executor, the work dir (--work-dir) and "
+                "the output's parent folder must be on storage every Ray node mounts at the same path, writable "
+                "(a shared filesystem)"
             )
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterator[Any]) -> Iterator[Any]:
@@ -328,17 +453,18 @@ class RayExecutor:
         )
         expected = first
         with (
-            closing(dataset.iter_rows()) as results,
+            closing(results_of(dataset, "numpy")) as batches,
             quiet_ray_data(),
-            worker_deaths_as_fatal(self._ray, self.max_retries),
+            task_failures_as_fatal(self._ray, self.max_retries),
         ):
-            for row in results:
-                if row["index"] != expected:
-                    raise FatalError(f"Ray Data returned task {row['index']} where task {expected} was due")
-                value = cloudpickle.loads(row["value"])
-                if not row["ok"]:
-                    raise value  # a CurateError, as the local executor raises it
-                expected += 1
-                yield value
+            for batch in batches:
+                for index, ok, blob in zip(batch["index"], batch["ok"], batch["value"], strict=True):
+                    if index != expected:
+                        raise FatalError(f"Ray Data returned task {index} where task {expected} was due")
+                    value = cloudpickle.loads(blob)
+                    if not ok:
+                        raise value  # a CurateError, as the local executor raises it
+                    expected += 1
+                    yield value
         if expected != first + len(window):
             raise FatalError(f"Ray Data returned {expected - first} results for {len(window)} tasks")

@@ -41,8 +41,9 @@ from curate.executors.ray_executor import (
     closing,
     curate_dataset,
     quiet_ray_data,
+    results_of,
+    task_failures_as_fatal,
     with_retries,
-    worker_deaths_as_fatal,
 )
 from curate.minhash.bands import COUNT, SIG
 from curate.minhash.clusters import bucket_links
@@ -200,7 +201,7 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     blocks = [block for _, block in loads]
     # Loaded before the datasets start (while the loads hold every CPU, Ray Data warns that a dataset
     # "will hang"), and a load whose worker kept dying stops the build here, as a FatalError.
-    with worker_deaths_as_fatal(ray, MAX_RETRIES):
+    with task_failures_as_fatal(ray, MAX_RETRIES):
         ray.get([count for count, _ in loads])
 
     numbers = curate_dataset([{"block": i} for i in range(len(blocks))])
@@ -216,10 +217,10 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
         batch_format="numpy",
         fn_kwargs={"plan": plan, "blocks": blocks},
     )
-    with quiet_ray_data(), worker_deaths_as_fatal(ray, MAX_RETRIES):
+    with quiet_ray_data(), task_failures_as_fatal(ray, MAX_RETRIES):
         pairs = grouped(keys, bucket_pairs, starts=starts).materialize()
         verified = grouped(pairs, verify_pairs, plan=plan, blocks=blocks)
-        with closing(verified.iter_batches(batch_format="numpy", batch_size=None)) as batches:
+        with closing(results_of(verified, "numpy")) as batches:
             for batch in batches:
                 checked += int(batch["checked"].sum())
                 keep = batch["a"] >= 0

@@ -25,8 +25,9 @@ from curate.executors.ray_executor import (
     closing,
     curate_dataset,
     quiet_ray_data,
+    results_of,
+    task_failures_as_fatal,
     with_retries,
-    worker_deaths_as_fatal,
 )
 from curate.stages.base import DROP
 from curate.stages.exact_dedup import HASH_COLUMN, later_copies
@@ -83,9 +84,9 @@ def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.
     )
     found = [empty]
     with (
-        closing(dropped.iter_batches(batch_format="pyarrow", batch_size=None)) as batches,
+        closing(results_of(dropped, "pyarrow")) as batches,
         quiet_ray_data(),
-        worker_deaths_as_fatal(ray, MAX_RETRIES),
+        task_failures_as_fatal(ray, MAX_RETRIES),
     ):
         for batch in batches:
             found.append(cast(pl.DataFrame, pl.from_arrow(batch)).cast(dict(empty.schema)))
