@@ -17,6 +17,7 @@ import signal
 import subprocess
 import sys
 import textwrap
+import threading
 import time
 import tomllib
 from dataclasses import dataclass
@@ -76,9 +77,13 @@ def local_ray():
 
 
 def read_bytes(path: str) -> bytes:
-    """A task for `RayExecutor.map`: a file's bytes (ValueError for "<bug>", as a bug would raise)."""
+    """A task for `RayExecutor.map`: a file's bytes (ValueError for "<bug>", as a bug would raise; "<slow>":
+    none, after 0.1 s)."""
     if path == "<bug>":
         raise ValueError("not a file error")
+    if path == "<slow>":
+        time.sleep(0.1)
+        return b""
     return Path(path).read_bytes()
 
 
@@ -718,11 +723,14 @@ def test_every_node_is_probed_for_the_shared_folders(tmp_path, local_ray, monkey
 @needs_ray
 def test_a_task_that_cannot_read_or_write_a_file_stops_the_build_cleanly(tmp_path, local_ray):
     executor = RayExecutor()
-    with (
-        executor,
-        pytest.raises(FatalError, match=r"a Ray task on node .* could not read or write a file: FileNotFoundError: "),
-    ):
-        list(executor.map(read_bytes, iter([str(tmp_path / "missing")])))
+    tasks = [*["<slow>"] * 6, str(tmp_path / "missing"), *["<slow>"] * 30]  # the map stops part way
+    problem = r"a Ray task on node .* could not read or write a file: FileNotFoundError: "
+    with executor, pytest.raises(FatalError, match=problem):
+        try:
+            list(executor.map(read_bytes, iter(tasks)))
+        finally:  # as the error leaves the map: no Ray Data thread goes on (it raced ray.shutdown)
+            lingering = [t.name for t in threading.enumerate() if t.name == "iter_threaded"]
+    assert lingering == []
     with executor, pytest.raises(Exception, match="not a file error") as info:  # a bug: Ray's own error
         list(executor.map(read_bytes, iter(["<bug>"])))
     assert not isinstance(info.value, FatalError)
