@@ -105,7 +105,12 @@ def prepare_run(
     check_output_location(config, out, work)
     leave_out(config.sources, sorted(work.glob("pass-*")))  # a source's folder may hold the work dir
     kind = executor or config.pipeline.executor
-    runner = make_executor(kind, workers, address, work, out.parent)
+    try:
+        runner = make_executor(kind, workers, address, work, out.parent)
+    except FatalError as exc:  # Ray not installed: say where the config asked for it
+        if executor is not None or config.file is None:
+            raise
+        raise FatalError(f"{config.file}: pipeline.executor = {kind!r}: {exc}; or build with --executor local") from exc
     ctx = Context(config.pipeline.tokenizer, config.pipeline.seed, token_threads=token_threads(kind, workers))
     try:
         specs = [spec_for(src, i) for i, src in enumerate(config.sources)]

@@ -6,6 +6,7 @@ import polars as pl
 import pytest
 
 import curate
+from curate.config import load_config
 from tests.conftest import write_jsonl
 
 QUESTION = (
@@ -111,3 +112,15 @@ def test_editing_an_eval_set_invalidates_the_cache(folder):
     assert pl.read_parquet(again.output / "ledger.parquet").filter(pl.col("reason") == "contaminated:tiny")[
         "line"
     ].to_list() == [4]
+
+
+def test_an_eval_set_a_worker_does_not_see_is_a_clean_error_naming_it(folder):
+    # checked where the config was loaded; a worker (a Ray node) that does not see the file says so
+    loaded = load_config(config(), base_dir=folder)
+    (folder / "evals" / "tiny.jsonl").unlink()
+    with pytest.raises(curate.FatalError) as info:
+        curate.build(loaded)
+    assert str(info.value).startswith(
+        "decontaminate eval set 'tiny' cannot be read here (path: not found: 'evals/tiny.jsonl' (relative to "
+    )
+    assert str(info.value).endswith("keep eval sets on storage every node mounts at the same path")

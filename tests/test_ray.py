@@ -636,6 +636,11 @@ def test_missing_ray_is_a_clean_error(tmp_path, small_pipeline, monkeypatch):
     result = CliRunner().invoke(main, ["build", str(toml), "--executor", "ray", "--no-progress"])
     assert result.exit_code == 1
     assert "pip install curate[ray]" in result.output and "Traceback" not in result.output
+    toml.write_text(toml.read_text().replace('name = "c"\n', 'name = "c"\nexecutor = "ray"\n', 1))
+    result = CliRunner().invoke(main, ["build", str(toml), "--no-progress"])  # asked for by the config
+    assert result.exit_code == 1
+    assert f"{toml}: pipeline.executor = 'ray': the ray executor needs" in " ".join(result.output.split())
+    assert "or build with --executor local" in " ".join(result.output.split())
 
 
 def test_an_unreachable_cluster_address_fails_fast():

@@ -49,7 +49,9 @@ def check_executor(name: str, address: str | None) -> list[str]:
     if name not in EXECUTORS:
         problems.append(f"executor: must be one of {', '.join(EXECUTORS)}, got {name!r}")
     elif address and name != "ray":
-        problems.append(f"address: only the ray executor connects to a cluster (executor is {name!r})")
+        problems.append(
+            f"address: only the ray executor connects to a cluster (executor is {name!r}; add --executor ray)"
+        )
     return problems
 
 

@@ -84,11 +84,16 @@ def check_reachable(address: str | None, timeout: float = 10.0) -> None:
 def start_local_ray(ray: ModuleType, options: dict[str, Any]) -> None:
     """`ray.init(**options)` for a local Ray of our own; if it fails or is interrupted (Ctrl-C) part way,
     what it started is stopped (Ray's agent processes would otherwise outlive the build)."""
+    token_notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
+    level = token_notice.level
+    token_notice.setLevel(logging.ERROR)  # "token authentication is enabled": for a Ray we start and stop
     try:
         ray.init(**options)
     except BaseException:
         ray.shutdown()
         raise
+    finally:
+        token_notice.setLevel(level)
 
 
 def init_with_deadline(ray: ModuleType, options: dict[str, Any], timeout: float) -> None:
@@ -353,6 +358,7 @@ class RayExecutor:
         from ray.util.debug import log_once
 
         log_once("ray_data_progress_manager_disabled")  # curate shows its own progress: skip Ray Data's notice
+        log_once("cpu_warning")  # "no available CPUs, the Dataset job will hang": curate's own tasks hold them
         try:
             self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             # the workers of a Ray started here run on this machine: they see its folders
@@ -453,8 +459,8 @@ class RayExecutor:
         )
         expected = first
         with (
+            quiet_ray_data(),  # first in, last out: closing the results logs "execution finished"
             closing(results_of(dataset, "numpy")) as batches,
-            quiet_ray_data(),
             task_failures_as_fatal(self._ray, self.max_retries),
         ):
             for batch in batches:

@@ -84,8 +84,8 @@ def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.
     )
     found = [empty]
     with (
-        closing(results_of(dropped, "pyarrow")) as batches,
         quiet_ray_data(),
+        closing(results_of(dropped, "pyarrow")) as batches,
         task_failures_as_fatal(ray, MAX_RETRIES),
     ):
         for batch in batches:
