@@ -474,3 +474,10 @@ def test_a_saved_dataset_folder_behind_a_url_is_a_config_error(tmp_path):
             "which curate reads from local paths only; copy it to a local folder, or write it out with "
             "Dataset.to_parquet"
         ]
+
+
+def test_a_relative_file_url_is_relative_to_the_config_folder(tmp_path, monkeypatch):
+    write_local(tmp_path / "cfg", FILES)
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    [file] = resolve_paths("file://data/a.jsonl", tmp_path / "cfg")
+    assert file.url == f"file://{tmp_path / 'cfg' / 'data' / 'a.jsonl'}" and file.local_path().is_file()

@@ -76,14 +76,16 @@ def resolve_paths(
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
 
     With `urls`, a path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot
-    be used), whose file system is built with `storage_options`; without, it is a local path like any
-    other (for callers that need `Path`s).
+    be used), whose file system is built with `storage_options` (a relative `file://` URL is relative to
+    `base`, as a local path is); without, it is a local path like any other (for callers that need `Path`s).
 
     A folder is searched recursively for supported files, skipping hidden files and folders (names
     starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
     which records are read (and hence which duplicate is kept) does not depend on the file system.
     """
     if urls and is_url(pattern):
+        if pattern.startswith("file://") and not pattern[len("file://") :].startswith(("/", "~")):
+            pattern = f"file://{base / pattern[len('file://') :]}"  # relative, as a local path: to `base`
         return list(resolve_url(pattern, lambda f: bool(split_suffix(f)[0]), encode_options(storage_options)))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
