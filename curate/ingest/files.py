@@ -212,7 +212,7 @@ _OVERLONG_HEAD = 2000  # bytes of an overlong line kept for its quarantine entry
 
 def _head(head: bytes, more: bytes) -> bytes:
     """An overlong line's first bytes, with `more` of it read."""
-    return head if len(head) >= _OVERLONG_HEAD else (head + more[: _OVERLONG_HEAD - len(head)])
+    return head[:_OVERLONG_HEAD] if len(head) >= _OVERLONG_HEAD else head + more[: _OVERLONG_HEAD - len(head)]
 
 
 def _capped(line: bytes, max_line: int) -> bytes:
