@@ -277,9 +277,17 @@ def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> 
     except RemoteError as exc:  # unknown protocol, missing backend package, refused options, failed listing
         return [*out, f"{where}.path: {exc}"]
     if not files:
+        others = resolve_paths(src.path, base, storage_options=src.storage_options, readable_only=False)
         kind = "no file matches" if any(c in src.path for c in "*?[") else "not found:"
         relative = "" if is_url(src.path) else f" (relative to {base})"
-        out.append(f"{where}.path: {kind} {src.path!r}{relative}")
+        if others:  # a folder or glob of files curate does not read (.tsv, .jsonl.bz2 ...)
+            names = ", ".join(repr(f.name) for f in others[:3])
+            out.append(
+                f"{where}.path: no file curate reads in {src.path!r}{relative}: {len(others)} other file(s), "
+                f"such as {names}; it reads {', '.join(DATA_SUFFIXES)} (optionally .gz/.zst)"
+            )
+        else:
+            out.append(f"{where}.path: {kind} {src.path!r}{relative}")
     for f in files:
         if not is_hf_dataset_dir(f) and not split_suffix(f)[0]:
             supported = ", ".join(DATA_SUFFIXES)

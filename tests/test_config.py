@@ -169,3 +169,15 @@ def test_negative_seed_is_refused(folder):
     assert any(
         "pipeline.seed: must be >= 0" in p for p in problems_of(base_config(pipeline={"name": "t", "seed": -1}), folder)
     )
+
+
+def test_a_folder_of_files_curate_does_not_read_says_so(folder):
+    for name in ("a.tsv", "b.jsonl.bz2", ".hidden.tsv"):
+        (folder / "in" / name).parent.mkdir(exist_ok=True)
+        (folder / "in" / name).write_text("x\n")
+    for path in ("in", "in/*"):
+        config = {"pipeline": {"name": "x"}, "sources": [{"name": "a", "path": path}]}
+        assert problems_of(config, folder) == [
+            f"sources[0].path: no file curate reads in {path!r} (relative to {folder}): 2 other file(s), such as "
+            "'a.tsv', 'b.jsonl.bz2'; it reads .jsonl, .json, .parquet, .csv, .txt (optionally .gz/.zst)"
+        ]

@@ -133,8 +133,12 @@ def test_resolving_and_reading_stream_through_fsspec(mem):
         ("memory://bucket/missing.jsonl", "sources[0].path: not found: 'memory://bucket/missing.jsonl'"),
         ("memory://bucket/data/*.csv", "sources[0].path: no file matches 'memory://bucket/data/*.csv'"),
         ("nosuchproto://bucket/a.jsonl", "sources[0].path: 'nosuchproto://bucket/a.jsonl': Protocol not known"),
-        # a glob leaves unsupported files out, as a local glob does; a named one is reported
-        ("memory://bucket/notes/*", "sources[0].path: no file matches 'memory://bucket/notes/*'"),
+        # a glob leaves unsupported files out, as a local glob does, and says so; a named one is reported
+        (
+            "memory://bucket/notes/*",
+            "sources[0].path: no file curate reads in 'memory://bucket/notes/*': 1 other file(s), such as "
+            "'readme.md'; it reads .jsonl, .json, .parquet, .csv, .txt (optionally .gz/.zst)",
+        ),
         ("memory://bucket/notes/readme.md", "sources[0].path: 'readme.md' is not a supported file"),
     ],
 )

@@ -71,7 +71,11 @@ def is_hf_dataset_dir(path: InputFile) -> bool:
 
 
 def resolve_paths(
-    pattern: str, base: Path, urls: bool = True, storage_options: Mapping[str, Any] | None = None
+    pattern: str,
+    base: Path,
+    urls: bool = True,
+    storage_options: Mapping[str, Any] | None = None,
+    readable_only: bool = True,
 ) -> list[InputFile]:
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
 
@@ -82,17 +86,19 @@ def resolve_paths(
     A folder is searched recursively for supported files, skipping hidden files and folders (names
     starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
     which records are read (and hence which duplicate is kept) does not depend on the file system.
+    Without `readable_only`, a folder or glob gives the files curate does not read too (for messages).
     """
+    readable = (lambda f: bool(split_suffix(f)[0])) if readable_only else (lambda f: True)
     if urls and is_url(pattern):
         if pattern.startswith("file://") and not pattern[len("file://") :].startswith(("/", "~")):
             pattern = f"file://{base / pattern[len('file://') :]}"  # relative, as a local path: to `base`
-        return list(resolve_url(pattern, lambda f: bool(split_suffix(f)[0]), encode_options(storage_options)))
+        return list(resolve_url(pattern, readable, encode_options(storage_options)))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
         full = base / full
     if any(ch in pattern for ch in "*?[") and not full.exists():  # a literal name may contain [ too
         matches = [Path(p) for p in glob.glob(str(full), recursive=True)]
-        return sorted(p for p in matches if (p.is_file() and split_suffix(p)[0]) or is_hf_dataset_dir(p))
+        return sorted(p for p in matches if (p.is_file() and readable(p)) or is_hf_dataset_dir(p))
     if full.is_file():
         return [full]
     if is_hf_dataset_dir(full):
@@ -101,7 +107,7 @@ def resolve_paths(
         found = [p for p in full.rglob("*") if not any(part.startswith(".") for part in p.relative_to(full).parts)]
         datasets = sorted(p for p in found if is_hf_dataset_dir(p))
         inside = lambda p: any(d in p.parents for d in datasets)  # noqa: E731
-        files = [p for p in found if p.is_file() and split_suffix(p)[0] and not inside(p)]
+        files = [p for p in found if p.is_file() and readable(p) and not inside(p)]
         return sorted(files + datasets)
     return []
 
