@@ -19,6 +19,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from curate.config import OutputSection
+from curate.errors import FatalError
 from curate.executor import REMOVED_SCHEMA, apply_decisions, largest_first
 from curate.formats import TOKENIZED
 from curate.formats.common import TOKEN_COLUMNS, token_columns, tokenize, tokenized_from_columns
@@ -135,21 +136,30 @@ def scatter_batch(task: ScatterTask) -> None:
 
 @dataclass(frozen=True)
 class ShardTask:
-    """One output shard: its scratch parts, number, split, the shards folder and the output options."""
+    """One output shard: its scratch parts, number, split, the shards folder, the output options and
+    how many records the plan puts in it."""
 
     parts: str
     number: int
     split: str
     folder: str
     output: OutputSection
+    planned: int
 
 
 def write_planned_shard(task: ShardTask) -> list[dict[str, Any]]:
     """Runs on a worker: gather a shard's parts (rendered records, with their tokens when a tokenized
-    format is configured; see `prepare_records`) into output order and write it in every format."""
-    records = (
-        pl.scan_parquet(sorted(Path(task.parts).glob("*.parquet")), glob=False).sort("_pos").drop("_pos").collect()
-    )
+    format is configured; see `prepare_records`) into output order and write it in every format. A
+    shard whose parts do not hold every record planned for it stops the build (FatalError)."""
+    parts = sorted(Path(task.parts).glob("*.parquet"))
+    records = pl.scan_parquet(parts, glob=False).sort("_pos").drop("_pos").collect() if parts else pl.DataFrame()
+    if records.height != task.planned:
+        raise FatalError(
+            f"output shard {task.split} {task.number}: its parts in {task.parts} hold {records.height} of the "
+            f"{task.planned} records planned for it; a worker wrote its part where this one does not see it (with "
+            "the ray executor, every node must mount the output's parent folder at the same path); run the build "
+            "again"
+        )
     tokens = tokenized_from_columns(records, task.output.tokenizer) if TOKEN_COLUMNS[0] in records.columns else None
     records = records.drop(TOKEN_COLUMNS, strict=False)
     return write_shard(records, task.number, Path(task.folder), task.output, task.split, rendered=True, tokens=tokens)
@@ -192,10 +202,11 @@ def write_shards(
         with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
             list(pool.map(scatter_batch, scatter))
     folder.mkdir(parents=True, exist_ok=True)
+    planned = plan.group_by("split", "_shard").len().sort("_shard")
     shard_tasks = [
-        ShardTask(str(target), int(target.name.rsplit("-", 1)[1]), split, str(folder), output)
+        ShardTask(str(scratch / f"{split}-{shard:06d}"), shard, split, str(folder), output, count)
         for split in SPLITS
-        for target in sorted(p for p in scratch.glob(f"{split}-*") if p.is_dir())
+        for _, shard, count in planned.filter(pl.col("split") == split).iter_rows()
     ]
     written = (
         tasks.run(write_planned_shard, shard_tasks) if tasks is not None else map(write_planned_shard, shard_tasks)

