@@ -124,3 +124,11 @@ def test_an_eval_set_a_worker_does_not_see_is_a_clean_error_naming_it(folder):
         "decontaminate eval set 'tiny' cannot be read here (path: not found: 'evals/tiny.jsonl' (relative to "
     )
     assert str(info.value).endswith("keep eval sets on storage every node mounts at the same path")
+
+
+def test_an_eval_set_that_fits_no_format_is_no_storage_problem(folder):
+    loaded = load_config(config(), base_dir=folder)
+    (folder / "evals" / "tiny.jsonl").write_text('{"foo": "bar"}\n')  # after the config was checked
+    with pytest.raises(curate.FatalError) as info:
+        curate.build(loaded)
+    assert str(info.value).startswith("decontaminate eval set 'tiny': format: cannot detect the record format")

@@ -48,6 +48,7 @@ from curate.executors.ray_executor import (
     RayExecutor,
     check_reachable,
     init_with_deadline,
+    join_ray_data_threads,
     start_local_ray,
 )
 from curate.stages.base import Context, MapStep, Stage
@@ -695,6 +696,36 @@ def test_connecting_to_a_cluster_has_a_deadline():
     init_with_deadline(SimpleNamespace(init=lambda **options: None), {"address": "auto"}, 5)
 
 
+def test_a_host_that_does_not_answer_is_unreachable_not_left_to_ray(monkeypatch):
+    import socket
+
+    def dropped(address, timeout):  # a firewall that drops the packets: the connect times out
+        raise TimeoutError("timed out")
+
+    monkeypatch.setattr(socket, "create_connection", dropped)
+    with pytest.raises(FatalError, match=r"cannot reach the Ray cluster at 10\.1\.2\.3:6379: timed out"):
+        check_reachable("10.1.2.3:6379", timeout=0.5)
+
+
+def test_a_connection_that_comes_after_the_deadline_is_shut_down():
+    shut = threading.Event()
+
+    def slow(**options):
+        time.sleep(0.5)
+
+    ray = SimpleNamespace(init=slow, shutdown=shut.set)
+    with pytest.raises(FatalError, match="did not connect"):
+        init_with_deadline(ray, {"address": "10.0.0.1:6379"}, 0.1)
+    assert shut.wait(5)
+
+
+def test_ray_data_threads_are_waited_for_before_ray_shuts_down():
+    thread = threading.Thread(target=time.sleep, args=(0.3,), name="iter_threaded")
+    thread.start()
+    join_ray_data_threads()
+    assert not thread.is_alive()
+
+
 def test_a_local_ray_interrupted_while_it_starts_is_shut_down():
     calls = []
 
@@ -714,6 +745,11 @@ def test_every_node_is_probed_for_the_shared_folders(tmp_path, local_ray, monkey
         pass
     assert list((tmp_path / "work").iterdir()) == []  # the probe files are gone
     real = local_ray.nodes()
+    with monkeypatch.context() as patch:  # no node with CPUs listed yet (autoscaling): one probe, anywhere
+        patch.setattr(local_ray, "nodes", lambda: [])
+        with RayExecutor(shared_dirs=(tmp_path / "work",)):
+            pass
+    assert list((tmp_path / "work").iterdir()) == []
     gone = {**real[0], "NodeID": "ab" * 28, "NodeManagerAddress": "10.9.9.9"}  # listed, but not there
     monkeypatch.setattr(local_ray, "nodes", lambda: [*real, gone])
     with pytest.raises(FatalError) as info, RayExecutor(shared_dirs=(tmp_path / "work",)):

@@ -485,3 +485,29 @@ def test_a_relative_file_url_is_relative_to_the_config_folder(tmp_path, monkeypa
     monkeypatch.chdir(tmp_path)  # not the config's folder
     [file] = resolve_paths("file://data/a.jsonl", tmp_path / "cfg")
     assert file.url == f"file://{tmp_path / 'cfg' / 'data' / 'a.jsonl'}" and file.local_path().is_file()
+
+
+def test_a_cache_chained_url_is_named_by_its_path_layer(tmp_path, mem):
+    put(mem, "/bucket", FILES)
+    files = resolve_paths("simplecache::memory://bucket/data", tmp_path)
+    assert [f.url for f in files] == [
+        f"simplecache::memory://bucket/data/{n}" for n in ("a.jsonl", "b.jsonl.zst", "c.parquet")
+    ]
+    assert list(iter_lines(files[0])) == _jsonl(ROWS[:8] + ROWS[16:17]).splitlines()
+
+
+def test_names_of_http_urls_leave_out_the_query_and_file_localhost_is_absolute(tmp_path):
+    assert RemoteFile("https://host/d/a.jsonl.gz?X-Amz-Signature=abc").name == "a.jsonl.gz"
+    assert RemoteFile("zip://d/a.jsonl::file:///x.zip").name == "a.jsonl"
+    write_local(tmp_path, {"a.jsonl": b"{}\n"})
+    [file] = resolve_paths(f"file://localhost{tmp_path}/a.jsonl", Path("/elsewhere"))
+    assert file.local_path() == tmp_path / "a.jsonl"
+
+
+def test_a_bug_in_reading_is_not_taken_for_a_backend_error():
+    from curate.ingest.remote import backend_errors
+
+    with pytest.raises(TypeError), backend_errors():
+        raise TypeError("a bug")
+    with pytest.raises(OSError, match="ConnectError: reset"), backend_errors():
+        raise ConnectError("reset")

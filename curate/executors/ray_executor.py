@@ -28,7 +28,9 @@ from __future__ import annotations
 
 import logging
 import os
+import signal
 import socket
+import sys
 import threading
 import time
 import uuid
@@ -67,13 +69,15 @@ def check_reachable(address: str | None, timeout: float = 10.0) -> None:
         return  # `auto`, ray:// (Ray Client has its own timeout) and other forms are left to ray.init
     host, _, port = address.rpartition(":")
     try:
-        with socket.create_connection((host, int(port)), timeout=timeout) as connection:
+        connection = socket.create_connection((host, int(port)), timeout=timeout)
+    except (OSError, ValueError) as exc:  # refused, no route, no answer within `timeout`, a bad port
+        raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+    with connection:
+        try:
             connection.sendall(_HTTP2_PREFACE)
             reply = connection.recv(64)
-    except TimeoutError:  # connected, but no reply: left to ray.init (and its deadline)
-        return
-    except (OSError, ValueError) as exc:
-        raise FatalError(f"cannot reach the Ray cluster at {address}: {exc}") from None
+        except OSError:  # connected, but no reply (or the connection dropped): left to ray.init
+            return
     if reply.startswith(b"HTTP/") or b"<html" in reply.lower() or b"<!doctype" in reply.lower():
         raise FatalError(
             f"{address} answers as a web server, not as a Ray cluster (the dashboard's port?); give the "
@@ -99,21 +103,36 @@ def start_local_ray(ray: ModuleType, options: dict[str, Any]) -> None:
 def init_with_deadline(ray: ModuleType, options: dict[str, Any], timeout: float) -> None:
     """`ray.init(**options)` to a running cluster, or a FatalError after `timeout` s: a port that is no
     Ray cluster's (Ray Client's without ray://, a silent one) keeps `ray.init` retrying for minutes.
-    It runs in a daemon thread that is left behind on a timeout, since a connecting Ray cannot be
-    interrupted; the build then stops."""
+    It runs in a daemon thread, since a connecting Ray cannot be interrupted; on a timeout the thread
+    is left behind and shuts down the connection should it still succeed. Ray's SIGTERM handler (exit,
+    so that `finally` blocks and the shutdown run), which it sets only from the main thread, is set
+    here."""
     outcome: list[BaseException | None] = []
+    gave_up = threading.Event()
 
     def connect() -> None:
         try:
             ray.init(**options)
-            outcome.append(None)
         except BaseException as exc:  # handed to the caller's thread, raised there
             outcome.append(exc)
+            return
+        outcome.append(None)
+        if gave_up.is_set():  # too late: the build has stopped
+            ray.shutdown()
 
-    thread = threading.Thread(target=connect, name="curate-ray-init", daemon=True)
-    thread.start()
-    thread.join(timeout)
+    if threading.current_thread() is threading.main_thread():
+        signal.signal(signal.SIGTERM, lambda signum, frame: sys.exit(signum))  # as ray.init sets it there
+    notice = _DropMessage("SIGTERM handler is not set")
+    worker_log = logging.getLogger("ray._private.worker")
+    worker_log.addFilter(notice)
+    try:
+        thread = threading.Thread(target=connect, name="curate-ray-init", daemon=True)
+        thread.start()
+        thread.join(timeout)
+    finally:
+        worker_log.removeFilter(notice)
     if not outcome:
+        gave_up.set()
         raise FatalError(
             f"Ray did not connect to {options.get('address')} within {timeout:g} s; check that it is the "
             "address `ray start --head` printed (HEAD:6379; the dashboard's 8265 and Ray Client's 10001 "
@@ -121,6 +140,17 @@ def init_with_deadline(ray: ModuleType, options: dict[str, Any], timeout: float)
         )
     if outcome[0] is not None:
         raise outcome[0]
+
+
+class _DropMessage(logging.Filter):
+    """Drops the log records whose message starts with `prefix`."""
+
+    def __init__(self, prefix: str):
+        super().__init__()
+        self.prefix = prefix
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not str(record.msg).startswith(self.prefix)
 
 
 def _probe_node(path: str, token: str, name: str) -> str:
@@ -210,9 +240,8 @@ def with_retries(
 
 
 def results_of(dataset: Any, batch_format: str) -> Iterable[Any]:
-    """A dataset's blocks as batches, fetched one at a time: Ray Data's prefetch threads would outlive an
-    iteration that stops early (an error) and race `ray.shutdown()`, which then ends the process
-    before the error is printed."""
+    """A dataset's blocks as batches, fetched one at a time: fewer Ray Data threads to outlive an
+    iteration that stops early (`join_ray_data_threads` waits for the rest)."""
     return dataset.iter_batches(batch_format=batch_format, batch_size=None, prefetch_batches=0)
 
 
@@ -274,13 +303,18 @@ def run_tasks(batch: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]
 
 
 def _file_error_here(exc: OSError) -> FatalError:
-    """What a task that could not read or write a file reports, naming its node."""
+    """What a task that could not read or write a file reports, naming its node (and, for a missing
+    file or a refused write, the shared storage every node needs)."""
+    import errno
+
     import ray.util
 
+    hint = ""
+    if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+        hint = "; every Ray node must mount the work dir and the output's parent folder at the same path, writable"
     return FatalError(
         f"a Ray task on node {ray.util.get_node_ip_address()} could not read or write a file: "
-        f"{type(exc).__name__}: {exc}; every Ray node must mount the work dir and the output's parent "
-        "folder at the same path, writable; the build stopped and can be resumed"
+        f"{type(exc).__name__}: {exc}{hint}; the build stopped and can be resumed"
     )
 
 
@@ -290,6 +324,16 @@ def _file_error_here(exc: OSError) -> FatalError:
 # workers, carried through the output writing. Workers busy within a pass stay; a pass after a pause
 # starts fresh ones (at 100k records no measurable cost).
 LOCAL_SYSTEM_CONFIG = {"num_workers_soft_limit": 0, "idle_worker_killing_time_threshold_ms": 2000}
+
+
+def join_ray_data_threads(timeout: float = 5.0) -> None:
+    """Wait for the threads with which Ray Data iterates a dataset's results (`iter_threaded`) to end:
+    after an iteration that stopped early (an error) they run on for a moment, and a `ray.shutdown()`
+    then ends the whole process, before the error is printed."""
+    deadline = time.monotonic() + timeout
+    for thread in threading.enumerate():
+        if thread.name == "iter_threaded" and thread is not threading.current_thread():
+            thread.join(max(0.0, deadline - time.monotonic()))
 
 
 def stop_autoscaler_monitor(ray: Any) -> None:
@@ -380,6 +424,7 @@ class RayExecutor:
         if self._started:
             if self._own_local_ray:
                 stop_autoscaler_monitor(self._ray)
+            join_ray_data_threads()
             self._ray.shutdown()
             self._started = False
             self._own_local_ray = False
@@ -387,7 +432,8 @@ class RayExecutor:
     def _check_shared(self, folder: Path) -> None:
         """Fail early unless every Ray node with CPUs sees a folder the build writes to and can write
         into it where the driver sees it (the folder must be on shared storage): a probe task pinned
-        to each node reads the driver's probe file and writes its own, which the driver reads back."""
+        to each node reads the driver's probe file and writes its own, which the driver reads back.
+        With no node with CPUs yet (an autoscaling cluster), one probe goes wherever a CPU comes up."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         ray, token = self._ray, uuid.uuid4().hex
@@ -395,28 +441,29 @@ class RayExecutor:
         folder.mkdir(parents=True, exist_ok=True)
         probe = folder / f".ray-probe-{token}"
         probe.write_text(token)
-        task = ray.remote(num_cpus=0, max_retries=0)(_probe_node)
+        task = ray.remote(max_retries=0)(_probe_node)
         try:
-            refs = [
-                task.options(scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], soft=False)).remote(
-                    str(probe), token, n["NodeID"][:16]
-                )
+            pinned = [
+                (n, task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], False)))
                 for n in nodes
-            ]
+            ] or [(None, task.options(num_cpus=1))]
+            refs = [(node, call.remote(str(probe), token, f"n{i}")) for i, (node, call) in enumerate(pinned)]
             deadline = time.monotonic() + PROBE_TIMEOUT_S
             problems = []
-            for node, ref in zip(nodes, refs, strict=True):
+            for i, (node, ref) in enumerate(refs):
                 try:
                     answer = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
                 except ray.exceptions.GetTimeoutError:
+                    ray.cancel(ref, force=True)
                     answer = f"did not run the probe within {PROBE_TIMEOUT_S:g} s"
                 except ray.exceptions.RayError as exc:  # the node left, or cannot take the task
                     answer = f"could not run the probe ({type(exc).__name__})"
-                written = probe.parent / f"{probe.name}-{node['NodeID'][:16]}"
+                written = probe.parent / f"{probe.name}-n{i}"
                 if not answer and not (written.is_file() and written.read_text() == token):
                     answer = "writes into a folder of its own at that path, which the driver does not see"
                 if answer:
-                    problems.append(f"Ray node {node.get('NodeManagerAddress', node['NodeID'])} {answer}")
+                    where = "a" if node is None else node.get("NodeManagerAddress", node["NodeID"])
+                    problems.append(f"Ray node {where} {answer}")
         finally:
             for left in [probe, *folder.glob(f"{probe.name}-*")]:
                 left.unlink(missing_ok=True)

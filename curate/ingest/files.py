@@ -81,7 +81,8 @@ def resolve_paths(
 
     With `urls`, a path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot
     be used), whose file system is built with `storage_options` (a relative `file://` URL is relative to
-    `base`, as a local path is); without, it is a local path like any other (for callers that need `Path`s).
+    `base`, as a local path is; not one inside a chain); without, it is a local path like any other
+    (for callers that need `Path`s).
 
     A folder is searched recursively for supported files, skipping hidden files and folders (names
     starting with "."; curate's work dir `.curate` among them); results are sorted, so the order in
@@ -90,7 +91,9 @@ def resolve_paths(
     """
     readable = (lambda f: bool(split_suffix(f)[0])) if readable_only else (lambda f: True)
     if urls and is_url(pattern):
-        if pattern.startswith("file://") and not pattern[len("file://") :].startswith(("/", "~")):
+        if pattern.startswith("file://localhost/"):  # RFC 8089's host: the same file as file:///
+            pattern = "file://" + pattern[len("file://localhost") :]
+        elif pattern.startswith("file://") and not pattern[len("file://") :].startswith(("/", "~")):
             pattern = f"file://{base / pattern[len('file://') :]}"  # relative, as a local path: to `base`
         return list(resolve_url(pattern, readable, encode_options(storage_options)))
     full = Path(pattern).expanduser()

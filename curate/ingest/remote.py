@@ -19,6 +19,7 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import IO, Any
+from urllib.parse import urlsplit
 
 import fsspec
 from fsspec.spec import AbstractFileSystem
@@ -70,8 +71,12 @@ class RemoteFile:
 
     @property
     def name(self) -> str:
-        """The file's own name (in a chained URL, that of the file inside the chain's first layer)."""
-        return (self.inner or self.url.partition("::")[0]).rstrip("/").rsplit("/", 1)[-1]
+        """The file's own name (in a chained URL, that of the file the chain names; of an http(s) URL,
+        without its query: `a.jsonl.gz` of a presigned `https://host/a.jsonl.gz?X-Amz-Signature=...`)."""
+        path = self.inner or _path_layer(self.url)[1]
+        if path.startswith(("http://", "https://")):  # the http file system's paths are whole URLs
+            path = urlsplit(path).path
+        return path.rstrip("/").rsplit("/", 1)[-1]
 
     @property
     def parents(self) -> tuple[()]:
@@ -158,9 +163,10 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
     to its first wildcard) and its path below it, so a chained URL keeps its chain (`::...`) and a host
     stays in its name."""
     fs, path = filesystem(url, options)
-    head, chain, rest = url.partition("::")
+    before, head, after = _path_layer(url)
+    wildcards = "*[" if head.startswith(("http://", "https://")) else "*?["  # `?` starts an http query
     try:
-        if any(ch in path for ch in "*?[") and not fs.exists(path):
+        if any(ch in path for ch in wildcards) and not fs.exists(path):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
             root, shown_root = _fixed_prefix(path), _fixed_prefix(head)
         elif fs.isfile(path):
@@ -174,9 +180,9 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
 
     def shown(p: str) -> str:  # as the URL names it; a backend that names what it found otherwise: its own URL
         if not p.startswith(root):
-            return fs.unstrip_protocol(p) + chain + rest
+            return before + fs.unstrip_protocol(p) + after
         below = p[len(root) :].lstrip("/")
-        return f"{shown_root}/{below}{chain}{rest}" if below else f"{shown_root}{chain}{rest}"
+        return before + (f"{shown_root}/{below}" if below else shown_root) + after
 
     def hidden(p: str) -> bool:
         return p.startswith(root) and any(part.startswith(".") for part in p[len(root) :].split("/"))
@@ -190,6 +196,15 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
         )
     files = [RemoteFile(shown(p), options, url, p) for p in visible]
     return [f for f in files if supported(f)] if supported is not None else files
+
+
+def _path_layer(url: str) -> tuple[str, str, str]:
+    """A URL split around the layer of its chain that names the path (the first with `://`): what comes
+    before it (`simplecache::`), the layer, what follows (`::file:///archive.zip`)."""
+    layers = url.split("::")
+    at = next((i for i, layer in enumerate(layers) if "://" in layer), 0)
+    before = "".join(f"{layer}::" for layer in layers[:at])
+    return before, layers[at], "".join(f"::{layer}" for layer in layers[at + 1 :])
 
 
 #: Files that mark a folder written by `datasets.Dataset.save_to_disk` (as `files.is_hf_dataset_dir`).
@@ -222,12 +237,13 @@ def _fixed_prefix(pattern: str) -> str:
 def backend_errors() -> Iterator[None]:
     """Turns what a file system's backend raises while it reads (an HTTP client's ConnectError,
     botocore's NoCredentialsError, a RemoteError when the file system cannot be set up on a worker ...)
-    into OSError, the input error every reader and worker reports with the file's name."""
+    into OSError, the input error every reader and worker reports with the file's name. Python's own
+    exceptions (a TypeError, a ValueError: bugs) are raised as they are."""
     try:
         yield
-    except OSError:
-        raise
     except Exception as exc:
+        if isinstance(exc, OSError) or type(exc).__module__ == "builtins":  # I/O already, or a bug: as it is
+            raise
         raise OSError(_describe(exc)) from exc
 
 

@@ -58,13 +58,15 @@ def load_index(evals: tuple[tuple[tuple[str, Any], ...], ...], base: str, ngram:
         options = {k: dict(v) if k == "fields" else v for k, v in table.items() if k not in ("name", "path")}
         try:
             records = read_source(table["path"], name="eval", base_dir=base, **options)
-        except ConfigError as exc:  # checked when the config was read: this process does not see the file
+        except ConfigError as exc:
             found = "; ".join(p.removeprefix("sources[0].") for p in exc.problems)
-            raise FatalError(
-                f"decontaminate eval set {table['name']!r} cannot be read here ({found}); the config was checked "
-                "where it was loaded, so this worker does not see the file: with the ray executor, keep eval sets "
-                "on storage every node mounts at the same path"
-            ) from exc
+            if all(p.startswith("path: not found") for p in found.split("; ")):  # seen where the config was read
+                raise FatalError(
+                    f"decontaminate eval set {table['name']!r} cannot be read here ({found}); the config was checked "
+                    "where it was loaded, so this worker does not see the file: with the ray executor, keep eval "
+                    "sets on storage every node mounts at the same path"
+                ) from exc
+            raise FatalError(f"decontaminate eval set {table['name']!r}: {found}") from exc
         word_lists = records.select(words(training_text().fill_null("")).alias("w"))["w"]
         lengths = word_lists.list.len().to_numpy()
         for n in sorted({min(int(x), ngram) for x in lengths if x > 0}):
