@@ -689,7 +689,7 @@ def test_connecting_to_a_cluster_has_a_deadline():
 
     started = time.perf_counter()
     with pytest.raises(FatalError, match=r"Ray did not connect to 10\.0\.0\.1:6379 within 0\.2 s"):
-        init_with_deadline(SimpleNamespace(init=hangs), {"address": "10.0.0.1:6379"}, 0.2)
+        init_with_deadline(SimpleNamespace(init=hangs, shutdown=lambda: None), {"address": "10.0.0.1:6379"}, 0.2)
     assert time.perf_counter() - started < 2
     with pytest.raises(ConnectionError, match="refused"):  # raised in the caller's thread, as ray.init raised it
         init_with_deadline(SimpleNamespace(init=refuses), {"address": "10.0.0.1:6379"}, 5)
