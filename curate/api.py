@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -114,6 +115,13 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
 
 
+def _ray_installed() -> bool:
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None
+        return False
+
+
 def validate(config: ConfigLike, *, base_dir: str | Path | None = None) -> ValidationReport:
     """Check the config and inputs; count records and estimate tokens from the first 200 of each source.
 
@@ -121,6 +129,11 @@ def validate(config: ConfigLike, *, base_dir: str | Path | None = None) -> Valid
     """
     cfg = _config(config, base_dir)
     report = ValidationReport(cfg)
+    if cfg.pipeline.executor == "ray" and not _ray_installed():
+        report.warnings.append(
+            "pipeline.executor = 'ray', but Ray is not installed: `pip install curate[ray]`, or build with "
+            "--executor local"
+        )
     for index, src in enumerate(cfg.sources):
         spec = spec_for(src, index)
         records = sum(sum(1 for _ in items) for _, _, items in iter_source_items(src))

@@ -642,6 +642,13 @@ def test_missing_ray_is_a_clean_error(tmp_path, small_pipeline, monkeypatch):
     assert result.exit_code == 1
     assert f"{toml}: pipeline.executor = 'ray': the ray executor needs" in " ".join(result.output.split())
     assert "or build with --executor local" in " ".join(result.output.split())
+    report = curate.validate(toml)  # validate says so too, before any build
+    assert "pipeline.executor = 'ray', but Ray is not installed" in " ".join(report.warnings)
+
+
+@needs_ray
+def test_an_empty_address_is_none():
+    assert RayExecutor(address="").address is None
 
 
 def test_an_unreachable_cluster_address_fails_fast():

@@ -366,7 +366,7 @@ class RayExecutor:
         window_bytes: int = 256 * 2**20,
         connect_timeout: float = CONNECT_TIMEOUT_S,
     ):
-        self.address = address
+        self.address = address or None  # `--address ""`: none, as if not given
         self.num_cpus = num_cpus
         self.shared_dirs = shared_dirs
         self.max_retries = max_retries
