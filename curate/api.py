@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import importlib.util
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -15,6 +14,7 @@ from curate.build import build as _build
 from curate.classify.train import TrainResult, train_classifier  # noqa: F401 (the train-classifier command)
 from curate.config import Config, check_stages, load_config, stage_dataclass_fields
 from curate.errors import ConfigError, RecordError
+from curate.executors import ray_installed
 from curate.ingest.convert import convert_batch
 from curate.ingest.source import iter_raw_batches, iter_source_items, spec_for
 from curate.params import type_name
@@ -115,13 +115,6 @@ class ValidationReport:
     warnings: list[str] = field(default_factory=list)
 
 
-def _ray_installed() -> bool:
-    try:
-        return importlib.util.find_spec("ray") is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None
-        return False
-
-
 def validate(config: ConfigLike, *, base_dir: str | Path | None = None) -> ValidationReport:
     """Check the config and inputs; count records and estimate tokens from the first 200 of each source.
 
@@ -129,7 +122,7 @@ def validate(config: ConfigLike, *, base_dir: str | Path | None = None) -> Valid
     """
     cfg = _config(config, base_dir)
     report = ValidationReport(cfg)
-    if cfg.pipeline.executor == "ray" and not _ray_installed():
+    if cfg.pipeline.executor == "ray" and not ray_installed():
         report.warnings.append(
             "pipeline.executor = 'ray', but Ray is not installed: `pip install curate[ray]`, or build with "
             "--executor local"

@@ -92,8 +92,8 @@ def _file_keys(path: InputFile) -> list[str]:
     hash of its bytes; a local file's (or each file of a dataset folder's) path, size and mtime."""
     if isinstance(path, RemoteFile):
         return [remote_fingerprint(path)]
-    files = sorted(path.rglob("*")) if path.is_dir() else [path]
-    return [f"{f.resolve()}:{f.stat().st_size}:{f.stat().st_mtime_ns}" for f in files if f.is_file()]
+    files = [f for f in (sorted(path.rglob("*")) if path.is_dir() else [path]) if f.is_file()]
+    return [f"{f.resolve()}:{stat.st_size}:{stat.st_mtime_ns}" for f in files for stat in [f.stat()]]
 
 
 @functools.cache

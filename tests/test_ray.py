@@ -42,7 +42,7 @@ from curate.build import BuildResult
 from curate.cli import main
 from curate.config import Config, load_config
 from curate.errors import ConfigError, FatalError
-from curate.executors import make_executor
+from curate.executors import make_executor, ray_installed
 from curate.executors.ray_executor import (
     LOCAL_SYSTEM_CONFIG,
     RayExecutor,
@@ -54,14 +54,6 @@ from curate.executors.ray_executor import (
 from curate.stages.base import Context, MapStep, Stage
 from tests.conftest import REPO, write_jsonl
 from tests.test_build import output_bytes
-
-
-def ray_installed() -> bool:
-    try:
-        return importlib.util.find_spec("ray") is not None
-    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None
-        return False
-
 
 needs_ray = pytest.mark.skipif(not ray_installed(), reason="ray is not installed (`pip install curate[ray]`)")
 

@@ -13,6 +13,7 @@ executor runs them.
 
 from __future__ import annotations
 
+import importlib.util
 from collections.abc import Callable, Iterator
 from pathlib import Path
 from typing import Any, Literal, Protocol, get_args
@@ -41,6 +42,14 @@ class Executor(Protocol):
         ...
 
     on_ray: bool  # the tasks run on Ray (connected in this process), whose Ray Data shuffles barriers may use
+
+
+def ray_installed() -> bool:
+    """Whether `ray` can be imported (without importing it)."""
+    try:
+        return importlib.util.find_spec("ray") is not None
+    except (ImportError, ValueError):  # ValueError: sys.modules["ray"] is None
+        return False
 
 
 def check_executor(name: str, address: str | None) -> list[str]:
@@ -77,4 +86,4 @@ def make_executor(
     return LocalExecutor(workers)
 
 
-__all__ = ["EXECUTORS", "Executor", "ExecutorName", "LocalExecutor", "check_executor", "make_executor"]
+__all__ = ["EXECUTORS", "Executor", "ExecutorName", "LocalExecutor", "check_executor", "make_executor", "ray_installed"]

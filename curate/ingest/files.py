@@ -206,7 +206,7 @@ def iter_raw_lines(path: InputFile, max_line: int | None = None) -> Iterator[byt
         skipped = -1
         pieces = [lines.pop()]
         held = len(pieces[0])
-        if max_line is not None and len(chunk) > max_line:  # (tests) lines inside a chunk may be longer
+        if max_line is not None and len(chunk) > max_line:  # a small cap, or a chunk that decompressed big
             lines = [_capped(line, max_line) for line in lines]
         elif max_line is not None:  # only the first line, begun in earlier chunks, may be longer
             lines[0] = _capped(lines[0], max_line)

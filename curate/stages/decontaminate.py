@@ -59,8 +59,9 @@ def load_index(evals: tuple[tuple[tuple[str, Any], ...], ...], base: str, ngram:
         try:
             records = read_source(table["path"], name="eval", base_dir=base, **options)
         except ConfigError as exc:
-            found = "; ".join(p.removeprefix("sources[0].") for p in exc.problems)
-            if all(p.startswith("path: not found") for p in found.split("; ")):  # seen where the config was read
+            problems = [p.removeprefix("sources[0].") for p in exc.problems]
+            found = "; ".join(problems)
+            if all(p.startswith("path: not found") for p in problems):  # seen where the config was read
                 raise FatalError(
                     f"decontaminate eval set {table['name']!r} cannot be read here ({found}); the config was checked "
                     "where it was loaded, so this worker does not see the file: with the ray executor, keep eval "
