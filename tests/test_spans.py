@@ -4,6 +4,7 @@ must be exactly the driver-side reader's batches: same cuts, rows, line numbers 
 import gzip
 import hashlib
 import importlib
+import io
 import itertools
 import json
 import os
@@ -716,3 +717,47 @@ def test_an_overlong_line_is_quarantined_and_the_file_read_on_by_driver_and_work
     assert payloads[1].reason.startswith(f"line_too_long: a line of {len(rows[1]):,} bytes, over the 3,000")
     assert payloads[1].raw == rows[1][:2000].decode()
     assert all(name.endswith(".pickle.zst") for name in os.listdir(tmp_path / "spill"))  # the reader's spill
+
+
+MEMBERS = st.lists(
+    st.tuples(st.sampled_from(["random", "one_byte", "lines"]), st.integers(0, 3 << 20)), min_size=1, max_size=4
+)
+
+
+def _member(kind: str, size: int) -> bytes:
+    if kind == "random":
+        return hashlib.shake_256(str(size).encode()).digest(size)
+    if kind == "one_byte":
+        return b"x" * size
+    return (b'{"text": "line %d"}\n' * (size // 18 + 1))[:size]
+
+
+@settings(max_examples=25, deadline=None)
+@given(members=MEMBERS, chunk=st.sampled_from([1 << 12, 1 << 20]))
+def test_bounded_decompression_gives_the_whole_stream_of_every_member(members, chunk):
+    """gzip members and zstd frames, incompressible or not, cut by reads anywhere: the pieces the capped
+    decoders give join to the content."""
+    data = [_member(kind, size) for kind, size in members]
+    with pytest.MonkeyPatch.context() as patch:
+        patch.setattr(files, "_CHUNK", chunk)
+        gz = b"".join(gzip.compress(d, compresslevel=1) for d in data)
+        zs = b"".join(zstandard.ZstdCompressor(level=1).compress(d) for d in data)
+        assert b"".join(files._gzip_chunks(io.BytesIO(gz))) == b"".join(data)
+        assert b"".join(files._zstd_chunks(io.BytesIO(zs))) == b"".join(data)
+
+
+@pytest.mark.parametrize("suffix", [".gz", ".zst"])
+def test_a_decompression_bomb_is_read_in_bounded_pieces(tmp_path, monkeypatch, suffix):
+    """64 MB of one byte compresses to a few KB, one read of the file: it comes in pieces of at most
+    8 MiB (zstd: 256 compressed bytes at a time; gzip: 1 MiB of output at a time), and as one line over
+    the cap, not held whole."""
+    monkeypatch.setattr(files, "MAX_LINE_BYTES", 3000)
+    content = b'{"text": "a"}\n' + b"x" * (64 << 20) + b'\n{"text": "b"}\n'
+    path = tmp_path / f"bomb.jsonl{suffix}"
+    path.write_bytes(compress(content, suffix))
+    assert path.stat().st_size < files._CHUNK
+    sizes = [len(chunk) for chunk in files.iter_chunks(path)]
+    assert sum(sizes) == len(content) and max(sizes) <= 8 << 20
+    lines = list(iter_raw_lines(path, files.MAX_LINE_BYTES))
+    assert lines[0] == b'{"text": "a"}' and lines[2] == b'{"text": "b"}'
+    assert isinstance(lines[1], OverlongLine) and lines[1].length == 64 << 20
