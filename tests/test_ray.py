@@ -537,6 +537,36 @@ def test_lsh_on_ray_data_refuses_files_out_of_row_order(tmp_path, local_ray):
         lsh_edges(LshPlan((files[1], files[0]), 8, 4, 32, None, 0.8, partitions=2))
 
 
+@needs_ray
+def test_a_barrier_that_cannot_read_its_files_stops_the_build_cleanly(tmp_path, local_ray, monkeypatch):
+    """A file the barrier's Ray task (LSH) or Ray Data function (exact dedup) cannot read, as on a node
+    that does not mount the work dir: a FatalError naming the node and the file, without Ray's
+    traceback or its note on retry settings."""
+    import curate.minhash.ray_lsh as ray_lsh
+    from curate.stages.exact_dedup_ray import ray_later_copies
+
+    signatures, _ = signature_files(tmp_path, seed=2)
+    row_ranges = ray_lsh._row_ranges
+
+    def seen_by_the_driver_only(runs):  # the driver reads the files' row ranges, then the file is gone
+        ranges = row_ranges(runs)
+        Path(signatures[-1]).unlink()
+        return ranges
+
+    monkeypatch.setattr(ray_lsh, "_row_ranges", seen_by_the_driver_only)
+    hashes = hash_files(tmp_path, seed=3)
+    for run, name in (
+        (lambda: ray_lsh.lsh_edges(ray_lsh.LshPlan(tuple(signatures), 8, 4, 32, None, 0.8, partitions=2)), "sig-2"),
+        (lambda: ray_later_copies([*hashes, str(tmp_path / "gone.parquet")], False, 2), "gone"),
+    ):
+        problem = rf"^a Ray task on node \S+ could not read or write a file: FileNotFoundError: .*{name}\.parquet"
+        with pytest.raises(FatalError, match=problem) as info:
+            run()
+        assert type(info.value) is FatalError
+        assert "Traceback" not in str(info.value) and "UDF" not in str(info.value)
+        assert str(info.value).endswith("the build stopped and can be resumed")
+
+
 def test_file_blocks_are_runs_of_consecutive_files():
     from curate.minhash.ray_lsh import block_of, file_blocks
 

@@ -41,6 +41,7 @@ from curate.executors.ray_executor import (
     closing,
     curate_dataset,
     quiet_ray_data,
+    reporting_file_errors,
     results_of,
     task_failures_as_fatal,
     with_retries,
@@ -196,7 +197,7 @@ def lsh_edges(plan: LshPlan) -> tuple[int, np.ndarray]:
     runs, starts = _row_ranges(file_blocks(plan.files, plan.partitions))
     if not runs:
         return 0, np.empty((0, 2), dtype=np.int64)
-    loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2)(counted_block)
+    loader = ray.remote(num_cpus=1, max_retries=MAX_RETRIES, num_returns=2)(reporting_file_errors(counted_block))
     loads = [loader.remote(run, plan) for run in runs]
     blocks = [block for _, block in loads]
     # Loaded before the datasets start (while the loads hold every CPU, Ray Data warns that a dataset

@@ -25,6 +25,7 @@ from curate.executors.ray_executor import (
     closing,
     curate_dataset,
     quiet_ray_data,
+    reporting_file_errors,
     results_of,
     task_failures_as_fatal,
     with_retries,
@@ -74,7 +75,7 @@ def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.
     names = curate_dataset([{"files": list(run)} for run in runs])
     hashes = with_retries(
         names.map_batches,
-        read_hashes,
+        reporting_file_errors(read_hashes),
         batch_size=1,
         batch_format="numpy",
         fn_kwargs={"partitions": partitions, "by_source": by_source},
