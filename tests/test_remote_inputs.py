@@ -487,6 +487,18 @@ def test_a_relative_file_url_is_relative_to_the_config_folder(tmp_path, monkeypa
     assert file.url == f"file://{tmp_path / 'cfg' / 'data' / 'a.jsonl'}" and file.local_path().is_file()
 
 
+def test_a_relative_file_url_inside_a_chain_is_relative_to_the_config_folder(tmp_path, monkeypatch):
+    import zipfile
+
+    (tmp_path / "cfg").mkdir()
+    with zipfile.ZipFile(tmp_path / "cfg" / "store.zip", "w") as archive:
+        archive.writestr("data/a.jsonl", FILES["data/a.jsonl"])
+    monkeypatch.chdir(tmp_path)  # not the config's folder
+    [file] = resolve_paths("zip://data/*.jsonl::file://store.zip", tmp_path / "cfg")
+    assert file.url == f"zip://data/a.jsonl::file://{tmp_path / 'cfg' / 'store.zip'}"
+    assert list(iter_lines(file)) == FILES["data/a.jsonl"].splitlines()
+
+
 def test_a_cache_chained_url_is_named_by_its_path_layer(tmp_path, mem):
     put(mem, "/bucket", FILES)
     files = resolve_paths("simplecache::memory://bucket/data", tmp_path)

@@ -70,6 +70,17 @@ def is_hf_dataset_dir(path: InputFile) -> bool:
     )
 
 
+def _absolute_file_url(layer: str, base: Path) -> str:
+    """One layer of a URL (chains join layers with `::`); a `file://` layer as an absolute URL: a
+    relative one is relative to `base`, as a local path is (fsspec would take the working folder), and
+    RFC 8089's `file://localhost/` is `file:///`."""
+    if layer.startswith("file://localhost/"):
+        return "file://" + layer[len("file://localhost") :]
+    if layer.startswith("file://") and not layer[len("file://") :].startswith(("/", "~")):
+        return f"file://{base / layer[len('file://') :]}"
+    return layer
+
+
 def resolve_paths(
     pattern: str,
     base: Path,
@@ -80,8 +91,8 @@ def resolve_paths(
     """Files (or one HF dataset folder) a source's `path` names: a file, a folder or a glob.
 
     With `urls`, a path with `://` is an fsspec URL (see `curate.ingest.remote`; RemoteError when it cannot
-    be used), whose file system is built with `storage_options` (a relative `file://` URL is relative to
-    `base`, as a local path is; not one inside a chain); without, it is a local path like any other
+    be used), whose file system is built with `storage_options` (a relative `file://` URL, or layer of
+    a chained URL, is relative to `base`, as a local path is); without, it is a local path like any other
     (for callers that need `Path`s).
 
     A folder is searched recursively for supported files, skipping hidden files and folders (names
@@ -91,10 +102,7 @@ def resolve_paths(
     """
     readable = (lambda f: bool(split_suffix(f)[0])) if readable_only else (lambda f: True)
     if urls and is_url(pattern):
-        if pattern.startswith("file://localhost/"):  # RFC 8089's host: the same file as file:///
-            pattern = "file://" + pattern[len("file://localhost") :]
-        elif pattern.startswith("file://") and not pattern[len("file://") :].startswith(("/", "~")):
-            pattern = f"file://{base / pattern[len('file://') :]}"  # relative, as a local path: to `base`
+        pattern = "::".join(_absolute_file_url(layer, base) for layer in pattern.split("::"))
         return list(resolve_url(pattern, readable, encode_options(storage_options)))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
