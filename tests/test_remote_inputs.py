@@ -177,15 +177,45 @@ def test_a_changed_remote_file_invalidates_the_cache(tmp_path, mem):
     assert shards(edited.output) != before
 
 
+class _UnversionedFileSystem(MemoryFileSystem):
+    """A memory store whose `info()` has no version field (as some HTTP servers): only name, size, type."""
+
+    protocol = "unversioned"
+    store: ClassVar[dict[str, Any]] = {}
+    pseudo_dirs: ClassVar[list[str]] = [""]
+
+    @classmethod
+    def _strip_protocol(cls, path: str) -> str:
+        return "/" + path.removeprefix("unversioned://").lstrip("/")
+
+    def info(self, path: str, **kwargs: Any) -> dict[str, Any]:
+        return {k: v for k, v in super().info(path, **kwargs).items() if k in ("name", "size", "type")}
+
+
 def test_remote_fingerprints_use_version_fields_or_the_bytes(tmp_path, mem):
-    mem.pipe("/bucket/x.jsonl", b'{"text": "one"}\n')
-    memory_key = fingerprint(RemoteFile("memory:///bucket/x.jsonl"))
-    assert "sha256=" in memory_key
-    mem.pipe("/bucket/x.jsonl", b'{"text": "two"}\n')
-    assert fingerprint(RemoteFile("memory:///bucket/x.jsonl")) != memory_key
+    import zipfile
+
+    fsspec.register_implementation("unversioned", _UnversionedFileSystem, clobber=True)
+    bare = fsspec.filesystem("unversioned")
+    bare.pipe("/bucket/x.jsonl", b'{"text": "one"}\n')
+    bare_key = fingerprint(RemoteFile("unversioned:///bucket/x.jsonl"))
+    assert "sha256=" in bare_key
+    bare.pipe("/bucket/x.jsonl", b'{"text": "two"}\n')
+    assert fingerprint(RemoteFile("unversioned:///bucket/x.jsonl")) != bare_key
     (tmp_path / "x.jsonl").write_bytes(b"{}\n")
     file_key = fingerprint(RemoteFile(f"file://{tmp_path / 'x.jsonl'}"))
     assert "mtime=" in file_key and "sha256=" not in file_key
+    mem.pipe("/bucket/x.jsonl", b'{"text": "one"}\n')  # memory: when it was written, not its bytes
+    memory_key = fingerprint(RemoteFile("memory:///bucket/x.jsonl"))
+    assert "created=" in memory_key and "sha256=" not in memory_key
+    mem.pipe("/bucket/x.jsonl", b'{"text": "two"}\n')
+    assert fingerprint(RemoteFile("memory:///bucket/x.jsonl")) != memory_key
+    keys = []  # a zip archive's member: its CRC and time; the same size, other bytes: another key
+    for text in (b'{"text": "one"}\n', b'{"text": "two"}\n'):
+        with zipfile.ZipFile(tmp_path / "store.zip", "w") as archive:
+            archive.writestr("x.jsonl", text)
+        keys.append(fingerprint(RemoteFile(f"zip://x.jsonl::file://{tmp_path / 'store.zip'}")))
+    assert "CRC=" in keys[0] and "sha256=" not in keys[0] and keys[0] != keys[1]
 
 
 def test_a_bad_remote_record_is_quarantined_with_the_url_and_line(tmp_path, mem):

@@ -24,18 +24,31 @@ from urllib.parse import urlsplit
 import fsspec
 from fsspec.spec import AbstractFileSystem
 
-#: `info()` fields that change when a remote object changes (besides its size), across common backends.
+#: `info()` fields that change when a remote object changes (besides its size), across common backends:
+#: object stores (ETag, generation, md5Hash, crc32c, VersionId), HTTP headers (ETag, Content-MD5, Digest,
+#: Last-Modified), file servers (mtime; ftp's modify; webhdfs's modificationTime), a zip archive's
+#: members (CRC, date_time), the Hugging Face Hub (blob_id) and fsspec's memory store (created). A file
+#: with none of them is hashed whole to fingerprint it.
 _VERSION_FIELDS = (
     "mtime",
     "ETag",
     "etag",
     "LastModified",
     "last_modified",
+    "Last-Modified",
+    "Content-MD5",
+    "Digest",
     "generation",
     "md5Hash",
+    "crc32c",
     "VersionId",
     "version_id",
     "blob_id",
+    "modify",
+    "modificationTime",
+    "CRC",
+    "date_time",
+    "created",
 )
 _CHUNK = 1 << 20
 
