@@ -166,16 +166,40 @@ def _probe_node(path: str, token: str, name: str) -> str:
     return ""
 
 
+def curate_error_in(exc: BaseException | None) -> bool:
+    """Whether `exc` is a CurateError, or a Ray task's error around one (a RayTaskError's `cause`)."""
+    return isinstance(exc, CurateError) or isinstance(getattr(exc, "cause", None), CurateError)
+
+
+class _DropCurateErrorLogs(logging.Filter):
+    """Drops the log records about a CurateError raised in a Ray Data function: the record's exception,
+    or the one being handled where it is logged. With `raise_original_map_exception` (`strict_dataset`),
+    Ray Data takes such an error for a bug of its own and logs it with tracebacks ("An exception was
+    raised from a task of operator ...", "Exception occurred in Ray Data or Ray Core internal code ...")
+    before the driver raises it; curate prints it as its own error instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        logged = record.exc_info[1] if record.exc_info else None
+        return not (curate_error_in(logged) or curate_error_in(sys.exc_info()[1]))
+
+
 @contextmanager
 def quiet_ray_data() -> Iterator[None]:
     """Ray Data's log at WARNING and up inside the block (where datasets run): its per-dataset INFO
-    lines would cut through curate's progress bars."""
+    lines would cut through curate's progress bars. On its console (not its log file), the records
+    about a CurateError that a function raised are dropped (`_DropCurateErrorLogs`)."""
     log = logging.getLogger("ray.data")
     level = log.level
     log.setLevel(max(level, logging.WARNING))
+    console = [h for h in log.handlers if type(h).__name__ != "SessionFileHandler"]  # Ray Data's file log
+    drop = _DropCurateErrorLogs()
+    for handler in console:
+        handler.addFilter(drop)
     try:
         yield
     finally:
+        for handler in console:
+            handler.removeFilter(drop)
         log.setLevel(level)
 
 
@@ -227,6 +251,8 @@ def reporting_file_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
             return fn(*args, **kwargs)
         except OSError as exc:
             raise _file_error_here(exc) from None
+        except CurateError as exc:
+            raise _naming_node(exc) from None
 
     reporting.__name__ = reporting.__qualname__ = fn.__name__  # Ray Data names its operators after it
     return reporting
@@ -247,6 +273,12 @@ def strict_dataset(dataset: Any) -> None:
 
 MAX_RETRIES = 3  # times Ray retries a task whose worker died, before the build stops
 PROBE_TIMEOUT_S = 120.0  # for every node to run the shared-storage probe
+#: Ray connects to a cluster with token authentication only when told to: a head started where a token
+#: exists (~/.ray/auth_token) uses one, and the driver's `ray.init` fails after 20 s of InvalidAuthToken.
+TOKEN_AUTH_HINT = (
+    "; if Ray's log above says InvalidAuthToken, the cluster uses token authentication: set RAY_AUTH_MODE=token "
+    "and give its token (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
+)
 CONNECT_TIMEOUT_S = 60.0  # for ray.init to join a running cluster (a GCS reopening its state may take long)
 
 
@@ -328,7 +360,7 @@ def run_tasks(batch: dict[str, Any], fn: Callable[[Any], Any]) -> dict[str, Any]
         try:
             value, good = fn(cloudpickle.loads(blob)), True
         except CurateError as exc:
-            value, good = exc, False
+            value, good = _naming_node(exc), False
         except OSError as exc:  # a node that does not mount the work dir or the output's folder (writable)
             value, good = _file_error_here(exc), False
         ok.append(good)
@@ -341,15 +373,37 @@ def _file_error_here(exc: OSError) -> FatalError:
     file or a refused write, the shared storage every node needs)."""
     import errno
 
-    import ray.util
-
     hint = ""
     if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "; every Ray node must mount the work dir and the output's parent folder at the same path, writable"
     return FatalError(
-        f"a Ray task on node {ray.util.get_node_ip_address()} could not read or write a file: "
+        f"a Ray task on node {_this_node()} could not read or write a file: "
         f"{type(exc).__name__}: {exc}{hint}; the build stopped and can be resumed"
     )
+
+
+def _naming_node(error: CurateError) -> CurateError:
+    """`error`, raised in a Ray task, with the task's node added to its message when a file error caused
+    it (a spilled batch that cannot be read back, say: that node may not mount the work dir)."""
+    if isinstance(error.__cause__, OSError) and error.args and isinstance(error.args[0], str):
+        error.args = (f"{error.args[0]} (on Ray node {_this_node()})", *error.args[1:])
+    return error
+
+
+def _this_node() -> str:
+    """The node a Ray task runs on, as `node_label` names it."""
+    import ray.util
+
+    return node_label(ray.util.get_node_ip_address(), ray.get_runtime_context().get_node_id(), socket.gethostname())
+
+
+def node_label(address: str, node_id: str | None, host: str | None) -> str:
+    """A Ray node as errors name it: its IP address, which several nodes may share (nodes on one machine,
+    pods behind one address), then its host name and the node ID `ray status` lists."""
+    details = [f"host {host}"] if host and host != address else []
+    if node_id:
+        details.append(f"ID {node_id}")
+    return f"{address} ({', '.join(details)})" if details else address
 
 
 # A local Ray of our own ends idle workers after a few seconds (Ray's default keeps one per CPU for
@@ -430,7 +484,10 @@ class RayExecutor:
                 else:
                     init_with_deadline(ray, {"address": address, **options}, self.connect_timeout)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                raise FatalError(f"cannot start or connect to Ray (address {address or 'local'}): {exc}") from exc
+                hint = ""
+                if options.get("address") != "local" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
+                    hint = TOKEN_AUTH_HINT
+                raise FatalError(f"cannot start or connect to Ray (address {address or 'local'}): {exc}{hint}") from exc
             self._started = True
             self._own_local_ray = options.get("address") == "local"
         from ray.util.debug import log_once
@@ -496,8 +553,13 @@ class RayExecutor:
                 if not answer and not (written.is_file() and written.read_text() == token):
                     answer = "writes into a folder of its own at that path, which the driver does not see"
                 if answer:
-                    where = "a" if node is None else node.get("NodeManagerAddress", node["NodeID"])
-                    problems.append(f"Ray node {where} {answer}")
+                    if node is None:
+                        problems.append(f"a Ray node {answer}")
+                    else:
+                        where = node_label(
+                            node.get("NodeManagerAddress", "?"), node["NodeID"], node.get("NodeManagerHostname")
+                        )
+                        problems.append(f"Ray node {where} {answer}")
         finally:
             for left in [probe, *folder.glob(f"{probe.name}-*")]:
                 left.unlink(missing_ok=True)
