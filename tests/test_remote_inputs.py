@@ -3,7 +3,6 @@ location, cache keys that follow remote edits, quarantine entries that name the 
 
 from __future__ import annotations
 
-import importlib.util
 import io
 import json
 from collections.abc import Iterator
@@ -151,13 +150,17 @@ def test_bad_urls_are_config_errors_with_the_location(tmp_path, mem, path, expec
     assert not any("relative to" in p for p in problems)
 
 
-@pytest.mark.skipif(importlib.util.find_spec("s3fs") is not None, reason="s3fs is installed")
-def test_a_missing_backend_names_the_package_to_install(tmp_path):
+def test_a_missing_backend_names_the_package_to_install(tmp_path, monkeypatch):
+    """As for s3:// without s3fs (the dev extra installs it): a protocol whose backend is not installed."""
+    from fsspec.registry import known_implementations
+
+    backend = {"class": "curate_no_such_package.NopeFileSystem", "err": "Install curate-nope to access nope://"}
+    monkeypatch.setitem(known_implementations, "nope", backend)
     with pytest.raises(curate.ConfigError) as info:
-        curate.build(config("s3://bucket/data/*.jsonl"), base_dir=tmp_path)
+        curate.build(config("nope://bucket/data/*.jsonl"), base_dir=tmp_path)
     [problem] = info.value.problems
-    assert problem.startswith("sources[0].path: 's3://bucket/data/*.jsonl' needs an optional package")
-    assert "s3fs" in problem
+    assert problem.startswith("sources[0].path: 'nope://bucket/data/*.jsonl' needs an optional package")
+    assert "Install curate-nope to access nope://" in problem
 
 
 def test_a_changed_remote_file_invalidates_the_cache(tmp_path, mem):
