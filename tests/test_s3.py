@@ -9,7 +9,6 @@ from __future__ import annotations
 
 import importlib.util
 from collections.abc import Iterator
-from pathlib import Path
 from typing import Any
 
 import pytest
@@ -100,7 +99,7 @@ def test_s3_config_errors_name_the_source(tmp_path, endpoint, bucket):
 def test_the_readme_example_reads_from_an_s3_compatible_store(tmp_path, endpoint, bucket):
     """The README's TOML, with the endpoint of the local server: keys from the environment."""
     _, name = bucket
-    toml = Path(tmp_path / "mixture.toml")
+    toml = tmp_path / "mixture.toml"
     toml.write_text(
         f"""[pipeline]
 name = "s3"
