@@ -826,6 +826,11 @@ def test_every_node_is_probed_for_the_shared_folders(tmp_path, local_ray, monkey
         "folder must be on storage every Ray node"
     )
     assert list((tmp_path / "work").iterdir()) == []
+    # both folders (work dir, output's parent) are named in one error, not only the first that fails
+    with pytest.raises(FatalError) as info, RayExecutor(shared_dirs=(tmp_path / "work", tmp_path / "out")):
+        pass
+    assert str(info.value).startswith(f"{tmp_path / 'work'}: Ray node {address} (host node-b")
+    assert f"; {tmp_path / 'out'}: Ray node {address} (host node-b" in str(info.value)
 
 
 @needs_ray

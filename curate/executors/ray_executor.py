@@ -497,8 +497,13 @@ class RayExecutor:
         try:
             self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             # the workers of a Ray started here run on this machine: they see its folders
-            for folder in () if self._own_local_ray else self.shared_dirs:
-                self._check_shared(folder)
+            unshared = [] if self._own_local_ray else [p for f in self.shared_dirs if (p := self._shared_problems(f))]
+            if unshared:
+                raise FatalError(
+                    "; ".join(unshared) + ". With the ray executor, the work dir (--work-dir) and the output's "
+                    "parent folder must be on storage every Ray node mounts at the same path, writable (a shared "
+                    "filesystem)"
+                )
         except BaseException:
             self.__exit__(None, None, None)
             raise
@@ -520,11 +525,11 @@ class RayExecutor:
             self._started = False
             self._own_local_ray = False
 
-    def _check_shared(self, folder: Path) -> None:
-        """Fail early unless every Ray node with CPUs sees a folder the build writes to and can write
-        into it where the driver sees it (the folder must be on shared storage): a probe task pinned
-        to each node reads the driver's probe file and writes its own, which the driver reads back.
-        With no node with CPUs yet (an autoscaling cluster), one probe goes wherever a CPU comes up."""
+    def _shared_problems(self, folder: Path) -> str:
+        """What is wrong with a folder the build writes to ("" when nothing): every Ray node with CPUs must
+        see it and write into it where the driver sees it (shared storage). A probe task pinned to each
+        node reads the driver's probe file and writes its own, which the driver reads back. With no node
+        with CPUs yet (an autoscaling cluster), one probe goes wherever a CPU comes up."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         ray, token = self._ray, uuid.uuid4().hex
@@ -563,12 +568,7 @@ class RayExecutor:
         finally:
             for left in [probe, *folder.glob(f"{probe.name}-*")]:
                 left.unlink(missing_ok=True)
-        if problems:
-            raise FatalError(
-                f"{folder}: " + "; ".join(problems) + ". With the ray executor, the work dir (--work-dir) and "
-                "the output's parent folder must be on storage every Ray node mounts at the same path, writable "
-                "(a shared filesystem)"
-            )
+        return f"{folder}: " + "; ".join(problems) if problems else ""
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterator[Any]) -> Iterator[Any]:
         """`fn(task)` for every task, through Ray Data `map_batches`, yielded in task order."""
