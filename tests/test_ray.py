@@ -834,7 +834,7 @@ def test_every_node_is_probed_for_the_shared_folders(tmp_path, local_ray, monkey
 
 
 @needs_ray
-def test_a_task_that_cannot_read_or_write_a_file_stops_the_build_cleanly(tmp_path, local_ray):
+def test_a_task_that_cannot_read_or_write_a_file_stops_the_build_cleanly(tmp_path, local_ray, capfd, caplog):
     executor = RayExecutor()
     tasks = [*["<slow>"] * 6, str(tmp_path / "missing"), *["<slow>"] * 30]  # the map stops part way
     problem = r"a Ray task on node .* could not read or write a file: FileNotFoundError: "
@@ -844,9 +844,12 @@ def test_a_task_that_cannot_read_or_write_a_file_stops_the_build_cleanly(tmp_pat
         finally:  # as the error leaves the map: no Ray Data thread goes on (it raced ray.shutdown)
             lingering = [t.name for t in threading.enumerate() if t.name == "iter_threaded"]
     assert lingering == []
+    capfd.readouterr()
     with executor, pytest.raises(Exception, match="not a file error") as info:  # a bug: Ray's own error
         list(executor.map(read_bytes, iter(["<bug>"])))
     assert not isinstance(info.value, FatalError)
+    logged = capfd.readouterr().err + caplog.text  # reported as an error in user code, not as Ray's own bug
+    assert "Exception occurred in user code" in logged and "Ray Data or Ray Core internal code" not in logged
     # curate's own error about a file it could not read (a spilled batch gone): the node is added
     node = r"\(on Ray node \S+ \(.*ID [0-9a-f]+\)\)$"
     with executor, pytest.raises(FatalError, match=rf"^the spill {tmp_path / 'missing'} is gone; run again {node}"):

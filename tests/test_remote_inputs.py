@@ -208,6 +208,8 @@ def test_remote_fingerprints_use_version_fields_or_the_bytes(tmp_path, mem):
     (tmp_path / "x.jsonl").write_bytes(b"{}\n")
     file_key = fingerprint(RemoteFile(f"file://{tmp_path / 'x.jsonl'}"))
     assert "mtime=" in file_key and "sha256=" not in file_key
+    (tmp_path / "x.jsonl").chmod(0o600)  # a local file's `created` is its ctime: not part of its stamp
+    assert fingerprint(RemoteFile(f"file://{tmp_path / 'x.jsonl'}")) == file_key
     mem.pipe("/bucket/x.jsonl", b'{"text": "one"}\n')  # memory: when it was written, not its bytes
     memory_key = fingerprint(RemoteFile("memory:///bucket/x.jsonl"))
     assert "created=" in memory_key and "sha256=" not in memory_key

@@ -16,7 +16,7 @@ import pytest
 import curate
 from curate.ingest.files import resolve_paths
 from curate.ingest.remote import fingerprint
-from tests.test_remote_inputs import FILES, ROWS, _jsonl, config, shards, write_local
+from tests.test_remote_inputs import FILES, config, shards, write_local
 
 pytestmark = pytest.mark.skipif(
     importlib.util.find_spec("s3fs") is None or importlib.util.find_spec("moto") is None,
@@ -79,9 +79,12 @@ def test_s3_files_are_stamped_by_their_etag_and_edits_are_picked_up(tmp_path, en
     first = curate.build(s3_config(f"s3://{name}/data/a.jsonl", endpoint), base_dir=tmp_path)
     again = curate.build(s3_config(f"s3://{name}/data/a.jsonl", endpoint), base_dir=tmp_path)
     assert again.run["cached_passes"] and shards(again.output) == shards(first.output)
-    fs.pipe(f"{name}/data/a.jsonl", _jsonl(ROWS[:3]))  # another object at the same key
+    old = fs.cat(f"{name}/data/a.jsonl")
+    new = old.replace(b'"answer": "', b'"answer":"', 1) + b" "  # the same size, other bytes: only the ETag tells
+    assert len(new) == len(old) and new != old
+    fs.pipe(f"{name}/data/a.jsonl", new)
     edited = curate.build(s3_config(f"s3://{name}/data/a.jsonl", endpoint), base_dir=tmp_path)
-    assert edited.run["cached_passes"] == [] and edited.manifest["sources"]["gsm"]["records_kept"] == 3
+    assert edited.run["cached_passes"] == []
 
 
 def test_s3_config_errors_name_the_source(tmp_path, endpoint, bucket):

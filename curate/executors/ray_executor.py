@@ -173,7 +173,7 @@ def curate_error_in(exc: BaseException | None) -> bool:
 
 class _DropCurateErrorLogs(logging.Filter):
     """Drops the log records about a CurateError raised in a Ray Data function: the record's exception,
-    or the one being handled where it is logged. With `raise_original_map_exception` (`strict_dataset`),
+    or the one being handled where it is logged. With `raise_original_map_exception` (`curate_dataset`),
     Ray Data takes such an error for a bug of its own and logs it with tracebacks ("An exception was
     raised from a task of operator ...", "Exception occurred in Ray Data or Ray Core internal code ...")
     before the driver raises it; curate prints it as its own error instead."""
@@ -261,10 +261,8 @@ def reporting_file_errors(fn: Callable[..., Any]) -> Callable[..., Any]:
 def strict_dataset(dataset: Any) -> None:
     """Settings every curate dataset runs with (on its own context, not the process's): no progress bars
     (curate has its own), no task left out on errors, and no CPUs held back for operators downstream
-    (28 tasks of 0.4 s on 2 CPUs took 9.0 s with that reservation, 6.1 s without; 5.8 s as plain tasks),
-    and a function's error raised as itself, not as a UserCodeException that keeps only its traceback."""
+    (28 tasks of 0.4 s on 2 CPUs took 9.0 s with that reservation, 6.1 s without; 5.8 s as plain tasks)."""
     options = dataset.context
-    options.raise_original_map_exception = True
     options.enable_progress_bars = False
     options.print_on_execution_start = False
     options.max_errored_blocks = 0
@@ -282,15 +280,20 @@ TOKEN_AUTH_HINT = (
 CONNECT_TIMEOUT_S = 60.0  # for ray.init to join a running cluster (a GCS reopening its state may take long)
 
 
-def curate_dataset(rows: list[dict[str, Any]]) -> Any:
+def curate_dataset(rows: list[dict[str, Any]], curate_errors: bool = False) -> Any:
     """A Ray Data dataset of `rows`, one block per row, with `strict_dataset`'s settings and sort-based
     shuffles, which run as plain tasks (the hash shuffle's aggregator actors took 10 s to start on 2
-    CPUs, 20k records: 10.9 s against 2.9 s, and stalled there once). Derived datasets inherit both."""
+    CPUs, 20k records: 10.9 s against 2.9 s, and stalled there once). Derived datasets inherit both.
+
+    With `curate_errors` (a barrier whose functions raise CurateErrors: `reporting_file_errors`), a
+    function's error is raised as itself, not as a UserCodeException that keeps only its traceback.
+    Not for other datasets: Ray Data then reports any other error (a bug) as one of its own."""
     import ray.data
     from ray.data.context import ShuffleStrategy
 
     dataset = ray.data.from_items(rows, override_num_blocks=len(rows))
     strict_dataset(dataset)
+    dataset.context.raise_original_map_exception = curate_errors
     dataset.context.shuffle_strategy = ShuffleStrategy.SORT_SHUFFLE_PULL_BASED
     return dataset
 

@@ -124,10 +124,10 @@ def resolve_paths(
 
 
 #: Compressed bytes handed to a zstd decoder at once. zstandard's decoder has no output cap, and one
-#: zstd block of 4 bytes (RLE) holds 128 KiB, so 256 bytes decompress to at most 8 MiB: a decompression
-#: bomb is read in bounded pieces, as zlib's `max_length` bounds a gzip stream. Feeding small pieces
-#: costs nothing measurable (16 MB of JSON Lines: 19 ms against 23 ms in 1 MiB pieces).
-_ZSTD_FEED = 256
+#: zstd block of 4 bytes (RLE) holds 128 KiB, so 1 KiB decompresses to at most 32 MiB: a decompression
+#: bomb is read in bounded pieces, as zlib's `max_length` bounds a gzip stream. 100 MB of JSON Lines
+#: (zstd level 3): 138 ms in 1 KiB feeds, 120 ms in 1 MiB ones (256-byte feeds took 205 ms).
+_ZSTD_FEED = 1024
 
 
 def _gzip_step(decoder: Any, data: memoryview) -> tuple[bytes, memoryview]:
@@ -147,8 +147,8 @@ def _zstd_step(decoder: Any, data: memoryview) -> tuple[bytes, memoryview]:
 def _frames(raw: IO[bytes], new_decoder: Callable[[], Any], step: Callable, name: str) -> Iterator[bytes]:
     """Decompress a stream of one or more frames (gzip members, zstd frames) with a decoder that has
     `decompress`, `eof` and `unused_data`, `step` feeding it so that no call returns much more than
-    `_CHUNK` bytes. Yields pieces of about `_CHUNK` bytes (a 1 MiB read of a decompression bomb is not
-    held whole), everything before a cut, then raises TruncatedInput."""
+    `_CHUNK` bytes. Yields pieces of at most `_CHUNK` bytes or one call's output (a 1 MiB read of a
+    decompression bomb is not held whole), everything before a cut, then raises TruncatedInput."""
     decoder, pending = new_decoder(), False
     held: list[bytes] = []
     size = 0
@@ -159,11 +159,11 @@ def _frames(raw: IO[bytes], new_decoder: Callable[[], Any], step: Callable, name
                 out, data = step(decoder, data)
                 pending = True
                 if out:
-                    held.append(out)
-                    size += len(out)
-                    if size >= _CHUNK:
+                    if held and size + len(out) > _CHUNK:  # a piece is at most one call's output, or _CHUNK
                         yield b"".join(held)
                         held, size = [], 0
+                    held.append(out)
+                    size += len(out)
                 if decoder.eof:
                     decoder, pending = new_decoder(), False
         if pending and (tail := decoder.flush()):

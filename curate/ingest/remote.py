@@ -25,17 +25,17 @@ import fsspec
 from fsspec.spec import AbstractFileSystem
 
 #: `info()` fields that change when a remote object changes (besides its size), across common backends:
-#: object stores (ETag, generation, md5Hash, crc32c, VersionId), HTTP headers (ETag, Content-MD5, Digest,
-#: Last-Modified), file servers (mtime; ftp's modify; webhdfs's modificationTime), a zip archive's
-#: members (CRC, date_time), the Hugging Face Hub (blob_id) and fsspec's memory store (created). A file
-#: with none of them is hashed whole to fingerprint it.
+#: object stores (ETag, generation, md5Hash, crc32c, VersionId), HTTP headers (ETag, Content-MD5, Digest),
+#: file servers (mtime; webhdfs's modificationTime), a zip archive's members (CRC, date_time) and the
+#: Hugging Face Hub (blob_id). Left out on purpose: HTTP's Last-Modified (dynamic servers send the
+#: current time, so every `info()` differs) and ftp's `modify` (minute resolution in `ls -l` listings: a
+#: same-size rewrite within the minute would pass, where hashing catches it).
 _VERSION_FIELDS = (
     "mtime",
     "ETag",
     "etag",
     "LastModified",
     "last_modified",
-    "Last-Modified",
     "Content-MD5",
     "Digest",
     "generation",
@@ -44,12 +44,14 @@ _VERSION_FIELDS = (
     "VersionId",
     "version_id",
     "blob_id",
-    "modify",
     "modificationTime",
     "CRC",
     "date_time",
-    "created",
 )
+#: Fields used only when none of `_VERSION_FIELDS` is there: fsspec's memory store stamps each write
+#: `created`; a local file's `created` is its ctime, which a chmod changes, so beside `mtime` it is left out.
+#: A file with none of either is hashed whole to fingerprint it.
+_FALLBACK_VERSION_FIELDS = ("created",)
 _CHUNK = 1 << 20
 
 
@@ -313,7 +315,10 @@ def _size_and_versions(file: RemoteFile) -> tuple[Any, list[str]]:
     with backend_errors():
         fs, path = file.filesystem()
         info: dict[str, Any] = fs.info(path)
-    return info.get("size"), [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
+    versions = [f"{key}={info[key]}" for key in _VERSION_FIELDS if info.get(key) is not None]
+    if not versions:
+        versions = [f"{key}={info[key]}" for key in _FALLBACK_VERSION_FIELDS if info.get(key) is not None]
+    return info.get("size"), versions
 
 
 def version_stamp(file: RemoteFile) -> str:

@@ -72,7 +72,7 @@ def ray_later_copies(files: list[str], by_source: bool, parallelism: int) -> pl.
         return empty
     partitions = partition_count(len(files), parallelism)
     runs = file_blocks(tuple(files), partitions)
-    names = curate_dataset([{"files": list(run)} for run in runs])
+    names = curate_dataset([{"files": list(run)} for run in runs], curate_errors=True)
     hashes = with_retries(
         names.map_batches,
         reporting_file_errors(read_hashes),
