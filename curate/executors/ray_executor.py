@@ -500,7 +500,9 @@ class RayExecutor:
         try:
             self._cpus = max(1, int(ray.cluster_resources().get("CPU", 1)))
             # the workers of a Ray started here run on this machine: they see its folders
-            unshared = [] if self._own_local_ray else [p for f in self.shared_dirs if (p := self._shared_problems(f))]
+            deadline = time.monotonic() + PROBE_TIMEOUT_S  # for the probes of every folder together
+            folders = () if self._own_local_ray else self.shared_dirs
+            unshared = [p for f in folders if (p := self._shared_problems(f, deadline))]
             if unshared:
                 raise FatalError(
                     "; ".join(unshared) + ". With the ray executor, the work dir (--work-dir) and the output's "
@@ -528,11 +530,12 @@ class RayExecutor:
             self._started = False
             self._own_local_ray = False
 
-    def _shared_problems(self, folder: Path) -> str:
+    def _shared_problems(self, folder: Path, deadline: float) -> str:
         """What is wrong with a folder the build writes to ("" when nothing): every Ray node with CPUs must
         see it and write into it where the driver sees it (shared storage). A probe task pinned to each
         node reads the driver's probe file and writes its own, which the driver reads back. With no node
-        with CPUs yet (an autoscaling cluster), one probe goes wherever a CPU comes up."""
+        with CPUs yet (an autoscaling cluster), one probe goes wherever a CPU comes up. Probes not answered
+        by `deadline` (`time.monotonic()`) are cancelled."""
         from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
 
         ray, token = self._ray, uuid.uuid4().hex
@@ -547,7 +550,6 @@ class RayExecutor:
                 for n in nodes
             ] or [(None, task.options(num_cpus=1))]
             refs = [(node, call.remote(str(probe), token, f"n{i}")) for i, (node, call) in enumerate(pinned)]
-            deadline = time.monotonic() + PROBE_TIMEOUT_S
             problems = []
             for i, (node, ref) in enumerate(refs):
                 try:
