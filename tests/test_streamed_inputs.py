@@ -13,6 +13,7 @@ import csv
 import gzip
 import io
 import json
+import re
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any
@@ -28,7 +29,9 @@ from hypothesis import strategies as st
 import curate
 import curate.ingest.files as files
 import curate.ingest.json_stream as json_stream
+import curate.ingest.readers as readers
 from curate.config import load_config
+from curate.errors import FatalError
 from curate.ingest.json_stream import json_type
 from curate.ingest.readers import Problem, ends_in_quotes, iter_file
 from curate.ingest.source import resolve_format
@@ -447,3 +450,33 @@ def test_a_csv_header_with_a_quote_never_closed_is_one_quarantined_record(tmp_pa
     path.write_bytes(b'"text\nfine\nmore\n')
     [(line, (_, reason))] = items_of(path)
     assert line == 1 and reason.startswith("invalid_csv: a quote opened in the header is never closed")
+
+
+def test_a_compressed_parquet_too_big_for_tmpdir_stops_with_its_name(tmp_path, monkeypatch):
+    plain = tmp_path / "t.parquet"
+    pq.write_table(pa.table({"text": [f"row {i} " * 50 for i in range(2000)]}), plain, row_group_size=100)
+    packed = tmp_path / "t.parquet.gz"  # gzip pieces are at most _CHUNK bytes
+    packed.write_bytes(gzip.compress(plain.read_bytes()))
+    size = plain.stat().st_size
+    monkeypatch.setattr(files, "_CHUNK", 4096)
+    looks: list[int] = []
+
+    def free(folder: str, left: list[int]) -> int:
+        looks.append(len(looks))
+        return left.pop(0) if len(left) > 1 else left[0]
+
+    # room for it all: read as before, with a look at the free space every _RECHECK bytes
+    monkeypatch.setattr(readers, "_RECHECK", size // 3)
+    monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, [readers.TMP_RESERVE + 2 * size]))
+    assert len(items_of(packed)) == 2000 and len(looks) >= 3
+    # too little room from the start: an error naming the file, before the disk is full
+    monkeypatch.setattr(readers, "_RECHECK", 64 << 20)
+    monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, [readers.TMP_RESERVE + size // 2]))
+    with pytest.raises(FatalError, match=rf"cannot read {re.escape(str(packed))}: it decompresses to more than the "):
+        items_of(packed)
+    # the disk fills up while it is decompressed (another process): caught at the next look
+    monkeypatch.setattr(readers, "_RECHECK", size // 3)
+    left = [readers.TMP_RESERVE + 2 * size, 0]  # free bytes at the first look, then at every later one
+    monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, left))
+    with pytest.raises(FatalError, match="Set TMPDIR to a folder on a larger disk, or store the file as plain Parquet"):
+        items_of(packed)

@@ -17,6 +17,7 @@ from __future__ import annotations
 import csv
 import io
 import re
+import shutil
 import tempfile
 from collections.abc import Iterator
 from dataclasses import dataclass
@@ -100,15 +101,45 @@ def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
     )
 
 
+TMP_RESERVE = 1 << 30  # bytes a decompressed `.parquet.gz/.zst` leaves free in its temporary folder
+_RECHECK = 64 << 20  # bytes written between two looks at the free space (others may fill the disk too)
+
+
+def free_bytes(folder: str) -> int:
+    """The bytes free to this user on `folder`'s filesystem."""
+    return shutil.disk_usage(folder).free
+
+
 def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
     if split_suffix(path)[1] is not None:  # compressed: Parquet needs random access, so decompress to disk
         with tempfile.TemporaryFile(prefix="curate-", suffix=".parquet") as plain:
-            for chunk in iter_chunks(path):
-                plain.write(chunk)
+            _decompress_into(path, plain)
             yield from _parquet_rows(plain, path)
         return
     with open_binary(path) as raw:  # local or remote, read by row group through a seekable file
         yield from _parquet_rows(raw, path)
+
+
+def _decompress_into(path: InputFile, plain: IO[bytes]) -> None:
+    """Decompress `path` into the temporary file `plain`, stopping before the temporary folder would have
+    less than `TMP_RESERVE` bytes free: a bomb (or a file too big for `TMPDIR`) stops the build with an
+    error naming it, instead of filling the disk that other processes share."""
+    folder, checked = tempfile.gettempdir(), 0
+    allowed = free_bytes(folder) - TMP_RESERVE
+    for chunk in iter_chunks(path):
+        written = plain.tell() + len(chunk)
+        if written > allowed:
+            raise FatalError(
+                f"cannot read {input_name(path)}: it decompresses to more than the {max(allowed, 0):,} bytes "
+                f"that {folder} (TMPDIR) can take while keeping {TMP_RESERVE:,} free (a compressed Parquet "
+                "file is decompressed to a temporary file, since Parquet needs random access). Set TMPDIR to "
+                "a folder on a larger disk, or store the file as plain Parquet: its column chunks are "
+                "compressed already"
+            )
+        plain.write(chunk)
+        if written - checked >= _RECHECK:
+            checked = written
+            allowed = plain.tell() + free_bytes(folder) - TMP_RESERVE
 
 
 def _parquet_rows(source: IO[bytes], path: InputFile) -> Iterator[tuple[int, Payload]]:
