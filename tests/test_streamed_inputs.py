@@ -463,7 +463,7 @@ def test_a_compressed_parquet_too_big_for_tmpdir_stops_with_its_name(tmp_path, m
 
     def free(folder: str, left: list[int]) -> int:
         looks.append(len(looks))
-        return left.pop(0) if len(left) > 1 else left[0]
+        return (left.pop(0) if len(left) > 1 else left[0]), readers.TMP_RESERVE
 
     # room for it all: read as before, with a look at the free space every _RECHECK bytes
     monkeypatch.setattr(readers, "_RECHECK", size // 3)
@@ -474,6 +474,7 @@ def test_a_compressed_parquet_too_big_for_tmpdir_stops_with_its_name(tmp_path, m
     monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, [readers.TMP_RESERVE + size // 2]))
     with pytest.raises(FatalError, match=rf"cannot read {re.escape(str(packed))}: it decompresses to more than the "):
         items_of(packed)
+    assert readers.free_bytes(str(tmp_path))[1] <= readers.TMP_RESERVE  # a tenth of a smaller filesystem
     # the disk fills up while it is decompressed (another process): caught at the next look
     monkeypatch.setattr(readers, "_RECHECK", size // 3)
     left = [readers.TMP_RESERVE + 2 * size, 0]  # free bytes at the first look, then at every later one

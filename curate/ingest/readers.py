@@ -102,12 +102,14 @@ def parquet_damaged(path: InputFile, exc: BaseException) -> FatalError:
 
 
 TMP_RESERVE = 1 << 30  # bytes a decompressed `.parquet.gz/.zst` leaves free in its temporary folder
+# (or a tenth of that filesystem, if smaller: a small tmpfs still takes files that fit)
 _RECHECK = 64 << 20  # bytes written between two looks at the free space (others may fill the disk too)
 
 
-def free_bytes(folder: str) -> int:
-    """The bytes free to this user on `folder`'s filesystem."""
-    return shutil.disk_usage(folder).free
+def free_bytes(folder: str) -> tuple[int, int]:
+    """The bytes free to this user on `folder`'s filesystem, and the bytes to leave free there."""
+    usage = shutil.disk_usage(folder)
+    return usage.free, min(TMP_RESERVE, usage.total // 10)
 
 
 def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
@@ -122,16 +124,17 @@ def _iter_parquet(path: InputFile) -> Iterator[tuple[int, Payload]]:
 
 def _decompress_into(path: InputFile, plain: IO[bytes]) -> None:
     """Decompress `path` into the temporary file `plain`, stopping before the temporary folder would have
-    less than `TMP_RESERVE` bytes free: a bomb (or a file too big for `TMPDIR`) stops the build with an
-    error naming it, instead of filling the disk that other processes share."""
+    less than `TMP_RESERVE` bytes (or a tenth of its filesystem) free: a bomb, or a file too big for
+    `TMPDIR`, stops the build with an error naming it, instead of filling a disk other processes share."""
     folder, checked = tempfile.gettempdir(), 0
-    allowed = free_bytes(folder) - TMP_RESERVE
+    free, reserve = free_bytes(folder)
+    allowed = free - reserve
     for chunk in iter_chunks(path):
         written = plain.tell() + len(chunk)
         if written > allowed:
             raise FatalError(
                 f"cannot read {input_name(path)}: it decompresses to more than the {max(allowed, 0):,} bytes "
-                f"that {folder} (TMPDIR) can take while keeping {TMP_RESERVE:,} free (a compressed Parquet "
+                f"that {folder} (TMPDIR) can take while keeping {reserve:,} free (a compressed Parquet "
                 "file is decompressed to a temporary file, since Parquet needs random access). Set TMPDIR to "
                 "a folder on a larger disk, or store the file as plain Parquet: its column chunks are "
                 "compressed already"
@@ -139,7 +142,8 @@ def _decompress_into(path: InputFile, plain: IO[bytes]) -> None:
         plain.write(chunk)
         if written - checked >= _RECHECK:
             checked = written
-            allowed = plain.tell() + free_bytes(folder) - TMP_RESERVE
+            free, reserve = free_bytes(folder)
+            allowed = plain.tell() + free - reserve
 
 
 def _parquet_rows(source: IO[bytes], path: InputFile) -> Iterator[tuple[int, Payload]]:
