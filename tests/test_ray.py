@@ -69,6 +69,12 @@ def local_ray():
     ray.shutdown()
 
 
+def hanging_probe(path: str, token: str, name: str) -> str:
+    """A shared-storage probe that does not answer (a node too busy to run it)."""
+    time.sleep(60)
+    return ""
+
+
 def read_bytes(path: str) -> bytes:
     """A task for `RayExecutor.map`: a file's bytes (ValueError for "<bug>", as a bug would raise; "<slow>":
     none, after 0.1 s; "<spill>PATH": PATH's, or a FatalError from the OSError)."""
@@ -831,6 +837,32 @@ def test_every_node_is_probed_for_the_shared_folders(tmp_path, local_ray, monkey
         pass
     assert str(info.value).startswith(f"{tmp_path / 'work'}: Ray node {address} (host node-b")
     assert f"; {tmp_path / 'out'}: Ray node {address} (host node-b" in str(info.value)
+
+
+@needs_ray
+def test_probes_not_answered_in_time_are_cancelled_and_named(tmp_path, local_ray, monkeypatch):
+    import curate.executors.ray_executor as ray_executor
+
+    monkeypatch.setattr(ray_executor, "_probe_node", hanging_probe)
+    monkeypatch.setattr(ray_executor, "PROBE_TIMEOUT_S", 1.0)
+    waits: list[float] = []
+    real_get = local_ray.get
+
+    def get(ref, timeout=None):
+        waits.append(timeout)
+        return real_get(ref, timeout=timeout)
+
+    monkeypatch.setattr(local_ray, "get", get)
+    started = time.monotonic()
+    with pytest.raises(FatalError) as info, RayExecutor(shared_dirs=(tmp_path / "work", tmp_path / "out")):
+        pass
+    assert time.monotonic() - started < 30  # the hanging probes were cancelled, not waited for
+    for folder in ("work", "out"):
+        assert f"{tmp_path / folder}: Ray node " in str(info.value)
+    assert str(info.value).count("did not run the probe within 1 s") == 2
+    # one deadline for the probes of both folders: the second folder's probe gets what is left of it
+    assert len(waits) == 2 and 0 < waits[0] <= 1.0 and waits[1] == 0.0
+    assert sorted(p.name for p in tmp_path.glob("*/*")) == []  # no probe file left
 
 
 @needs_ray
