@@ -44,9 +44,10 @@ bench-write: $(STAMP)
 bench-minhash: $(STAMP)
 	$(BIN)/python benchmarks/bench_minhash.py --records 100000 --repeats 1 --big 1000000
 
-# The full pipeline at 100k/300k/1M records (local -j1, -j2, Ray on 2 CPUs); reads ../shared/data. Takes long.
+# The full pipeline at 100k/300k/1M records (local -j1, -j2, Ray on 2 CPUs, and -j1 pinned to one CPU as
+# context for the -j1/-j2 ratio); reads ../shared/data. Takes long.
 bench-scale: $(STAMP)
-	$(BIN)/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 --repeats 3,3,2
+	$(BIN)/python benchmarks/bench_scale.py --sizes 100000,300000,1000000 --repeats 3,3,2 --runs w1,w2,ray,w1cpu
 
 eval-minhash: $(STAMP)
 	$(BIN)/python benchmarks/eval_minhash_quality.py --shared ../shared/data
