@@ -64,7 +64,13 @@ def local_ray():
     with the worker lifetimes of the local Ray curate starts itself."""
     import ray
 
-    ray.init(num_cpus=2, include_dashboard=False, logging_level="WARNING", _system_config=LOCAL_SYSTEM_CONFIG)
+    ray.init(  # a Ray of its own, even where one is running on this machine (ray start)
+        address="local",
+        num_cpus=2,
+        include_dashboard=False,
+        logging_level="WARNING",
+        _system_config=LOCAL_SYSTEM_CONFIG,
+    )
     yield ray
     ray.shutdown()
 
@@ -886,6 +892,21 @@ def test_a_task_that_cannot_read_or_write_a_file_stops_the_build_cleanly(tmp_pat
     node = r"\(on Ray node \S+ \(.*ID [0-9a-f]+\)\)$"
     with executor, pytest.raises(FatalError, match=rf"^the spill {tmp_path / 'missing'} is gone; run again {node}"):
         list(executor.map(read_bytes, iter([f"<spill>{tmp_path / 'missing'}"])))
+
+
+def test_a_file_error_from_polars_gets_the_shared_storage_hint(tmp_path, monkeypatch):
+    import curate.executors.ray_executor as ray_executor
+
+    monkeypatch.setattr(ray_executor, "_this_node", lambda: "10.0.0.2 (host b, ID ab)")
+    hint = "every Ray node must mount the work dir and the output's parent folder at the same path, writable"
+    with pytest.raises(FileNotFoundError) as missing:  # polars leaves errno unset: "(os error 2)"
+        pl.read_parquet(tmp_path / "gone.parquet")
+    read_only = OSError("Read-only file system (os error 30)")
+    for exc in (missing.value, read_only, PermissionError("denied"), FileNotFoundError(2, "gone", "x.parquet")):
+        message = str(ray_executor._file_error_here(exc))
+        assert message.startswith("a Ray task on node 10.0.0.2 (host b, ID ab) could not read or write a file: ")
+        assert hint in message, message
+    assert hint not in str(ray_executor._file_error_here(OSError("No space left on device (os error 28)")))
 
 
 def test_executor_choice_is_checked():

@@ -28,6 +28,7 @@ from __future__ import annotations
 
 import logging
 import os
+import re
 import signal
 import socket
 import sys
@@ -377,12 +378,24 @@ def _file_error_here(exc: OSError) -> FatalError:
     import errno
 
     hint = ""
-    if exc.errno in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+    if _os_error_code(exc) in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "; every Ray node must mount the work dir and the output's parent folder at the same path, writable"
     return FatalError(
         f"a Ray task on node {_this_node()} could not read or write a file: "
         f"{type(exc).__name__}: {exc}{hint}; the build stopped and can be resumed"
     )
+
+
+def _os_error_code(exc: OSError) -> int | None:
+    """`exc.errno`; for an error from polars or pyarrow's Rust or C++ code, which leave it unset, the
+    code in the message ("No such file or directory (os error 2)") or the one the error's type stands for."""
+    import errno
+
+    if exc.errno is not None:
+        return exc.errno
+    if found := re.search(r"\(os error (\d+)\)", str(exc)):
+        return int(found.group(1))
+    return {FileNotFoundError: errno.ENOENT, PermissionError: errno.EACCES}.get(type(exc))
 
 
 def _naming_node(error: CurateError) -> CurateError:
