@@ -81,6 +81,23 @@ def hanging_probe(path: str, token: str, name: str) -> str:
     return ""
 
 
+def probe_answering_elsewhere(path: str, token: str, name: str) -> str:
+    """A shared-storage probe of a node that writes into a folder of its own: the driver finds no
+    answer of its own token."""
+    Path(f"{path}-{name}").write_text("another folder's file")
+    return ""
+
+
+def recorded_removal(path: str) -> str:
+    """`_remove_probe_answer` as a test sees it: which file it was asked to delete, beside the folder."""
+    (Path(path).parent.parent / "removed.txt").write_text(path)
+    return ""
+
+
+def refused_removal(path: str) -> str:
+    return "Permission denied"
+
+
 def read_bytes(path: str) -> bytes:
     """A task for `RayExecutor.map`: a file's bytes (ValueError for "<bug>", as a bug would raise; "<slow>":
     none, after 0.1 s; "<spill>PATH": PATH's, or a FatalError from the OSError)."""
@@ -869,6 +886,36 @@ def test_probes_not_answered_in_time_are_cancelled_and_named(tmp_path, local_ray
     # one deadline for the probes of both folders: the second folder's probe gets what is left of it
     assert len(waits) == 2 and 0 < waits[0] <= 1.0 and waits[1] == 0.0
     assert sorted(p.name for p in tmp_path.glob("*/*")) == []  # no probe file left
+
+
+@needs_ray
+def test_a_node_writing_into_a_folder_of_its_own_deletes_its_answer_there(tmp_path, local_ray, monkeypatch):
+    import curate.executors.ray_executor as ray_executor
+
+    monkeypatch.setattr(ray_executor, "_probe_node", probe_answering_elsewhere)
+    monkeypatch.setattr(ray_executor, "_remove_probe_answer", recorded_removal)
+    with pytest.raises(FatalError) as info, RayExecutor(shared_dirs=(tmp_path / "work",)):
+        pass
+    assert "writes into a folder of its own at that path, which the driver does not see. " in str(info.value)
+    asked = Path((tmp_path / "removed.txt").read_text())  # by a task on that node
+    assert asked.parent == tmp_path / "work" and asked.name.startswith(".ray-probe-") and asked.name.endswith("-n0")
+    assert "left there" not in str(info.value)
+    monkeypatch.setattr(ray_executor, "_remove_probe_answer", refused_removal)  # a file it cannot delete: named
+    left = r"of its own at that path, which the driver does not see \(its probe answer \S+-n0 is left there: Perm"
+    with pytest.raises(FatalError, match=left), RayExecutor(shared_dirs=(tmp_path / "work",)):
+        pass
+    assert list((tmp_path / "work").iterdir()) == []
+
+
+def test_a_probe_answer_is_removed_where_it_was_written(tmp_path):
+    from curate.executors.ray_executor import _remove_probe_answer
+
+    answer = tmp_path / ".ray-probe-x-n0"
+    answer.write_text("token")
+    assert _remove_probe_answer(str(answer)) == "" and not answer.exists()
+    assert _remove_probe_answer(str(answer)) == ""  # already gone
+    (tmp_path / "dir").mkdir()
+    assert _remove_probe_answer(str(tmp_path / "dir")) != ""  # what stops it is said, not swallowed
 
 
 @needs_ray

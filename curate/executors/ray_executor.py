@@ -167,6 +167,16 @@ def _probe_node(path: str, token: str, name: str) -> str:
     return ""
 
 
+def _remove_probe_answer(path: str) -> str:
+    """Runs in a Ray task on a node that wrote its probe answer into a folder of its own: delete it
+    there (the driver cannot see it). '' when done, else why not."""
+    try:
+        Path(path).unlink(missing_ok=True)
+    except OSError as exc:
+        return exc.strerror or str(exc)
+    return ""
+
+
 def curate_error_in(exc: BaseException | None) -> bool:
     """Whether `exc` is a CurateError, or a Ray task's error around one (a RayTaskError's `cause`)."""
     return isinstance(exc, CurateError) or isinstance(getattr(exc, "cause", None), CurateError)
@@ -272,6 +282,7 @@ def strict_dataset(dataset: Any) -> None:
 
 MAX_RETRIES = 3  # times Ray retries a task whose worker died, before the build stops
 PROBE_TIMEOUT_S = 120.0  # for every node to run the shared-storage probe
+PROBE_CLEANUP_S = 10.0  # for nodes that wrote their answer into a folder of their own to delete it
 #: Ray connects to a cluster with token authentication only when told to: a head started where a token
 #: exists (~/.ray/auth_token) uses one, and the driver's `ray.init` fails after 20 s of InvalidAuthToken.
 TOKEN_AUTH_HINT = (
@@ -563,7 +574,7 @@ class RayExecutor:
                 for n in nodes
             ] or [(None, task.options(num_cpus=1))]
             refs = [(node, call.remote(str(probe), token, f"n{i}")) for i, (node, call) in enumerate(pinned)]
-            problems = []
+            problems, private = [], []
             for i, (node, ref) in enumerate(refs):
                 try:
                     answer = ray.get(ref, timeout=max(0.0, deadline - time.monotonic()))
@@ -575,6 +586,8 @@ class RayExecutor:
                 written = probe.parent / f"{probe.name}-n{i}"
                 if not answer and not (written.is_file() and written.read_text() == token):
                     answer = "writes into a folder of its own at that path, which the driver does not see"
+                    if node is not None:  # its answer is there: delete it on that node
+                        private.append((node["NodeID"], str(written), len(problems)))
                 if answer:
                     if node is None:
                         problems.append(f"a Ray node {answer}")
@@ -583,10 +596,32 @@ class RayExecutor:
                             node.get("NodeManagerAddress", "?"), node["NodeID"], node.get("NodeManagerHostname")
                         )
                         problems.append(f"Ray node {where} {answer}")
+            if private:
+                self._remove_private_answers(private, problems)
         finally:
             for left in [probe, *folder.glob(f"{probe.name}-*")]:
                 left.unlink(missing_ok=True)
         return f"{folder}: " + "; ".join(problems) if problems else ""
+
+    def _remove_private_answers(self, private: list[tuple[str, str, int]], problems: list[str]) -> None:
+        """Delete the probe answers that nodes wrote into folders of their own ((node ID, path, index of
+        the node's problem)), each by a task pinned to its node; a file left there is added to its problem."""
+        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+        ray = self._ray
+        remove = ray.remote(max_retries=0)(_remove_probe_answer)
+        refs = [
+            remove.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, False)).remote(path)
+            for node_id, path, _ in private
+        ]
+        done, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_CLEANUP_S)
+        for (_, path, at), ref in zip(private, refs, strict=True):
+            try:
+                left = ray.get(ref) if ref in done else f"not deleted within {PROBE_CLEANUP_S:g} s"
+            except ray.exceptions.RayError as exc:  # the node left
+                left = type(exc).__name__
+            if left:
+                problems[at] += f" (its probe answer {path} is left there: {left})"
 
     def map(self, fn: Callable[[Any], Any], tasks: Iterator[Any]) -> Iterator[Any]:
         """`fn(task)` for every task, through Ray Data `map_batches`, yielded in task order."""
