@@ -467,17 +467,17 @@ def test_a_compressed_parquet_too_big_for_tmpdir_stops_with_its_name(tmp_path, m
 
     # room for it all: read as before, with a look at the free space every _RECHECK bytes
     monkeypatch.setattr(readers, "_RECHECK", size // 3)
-    monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, [readers.TMP_RESERVE + 2 * size]))
+    monkeypatch.setattr(readers, "free_and_reserve", lambda folder: free(folder, [readers.TMP_RESERVE + 2 * size]))
     assert len(items_of(packed)) == 2000 and len(looks) >= 3
     # too little room from the start: an error naming the file, before the disk is full
     monkeypatch.setattr(readers, "_RECHECK", 64 << 20)
-    monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, [readers.TMP_RESERVE + size // 2]))
+    monkeypatch.setattr(readers, "free_and_reserve", lambda folder: free(folder, [readers.TMP_RESERVE + size // 2]))
     with pytest.raises(FatalError, match=rf"cannot read {re.escape(str(packed))}: it decompresses to more than the "):
         items_of(packed)
-    assert readers.free_bytes(str(tmp_path))[1] <= readers.TMP_RESERVE  # a tenth of a smaller filesystem
+    assert readers.free_and_reserve(str(tmp_path))[1] <= readers.TMP_RESERVE  # a tenth of a smaller filesystem
     # the disk fills up while it is decompressed (another process): caught at the next look
     monkeypatch.setattr(readers, "_RECHECK", size // 3)
     left = [readers.TMP_RESERVE + 2 * size, 0]  # free bytes at the first look, then at every later one
-    monkeypatch.setattr(readers, "free_bytes", lambda folder: free(folder, left))
+    monkeypatch.setattr(readers, "free_and_reserve", lambda folder: free(folder, left))
     with pytest.raises(FatalError, match="Set TMPDIR to a folder on a larger disk, or store the file as plain Parquet"):
         items_of(packed)

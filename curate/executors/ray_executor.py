@@ -167,6 +167,13 @@ def _probe_node(path: str, token: str, name: str) -> str:
     return ""
 
 
+def pinned_to(task: Any, node_id: str) -> Any:
+    """A Ray remote function's options to run it on node `node_id` only, holding no CPU (a probe)."""
+    from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
+
+    return task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, False))
+
+
 def _remove_probe_answer(path: str) -> str:
     """Runs in a Ray task on a node that wrote its probe answer into a folder of its own: delete it
     there (the driver cannot see it). '' when done, else why not."""
@@ -560,8 +567,6 @@ class RayExecutor:
         node reads the driver's probe file and writes its own, which the driver reads back. With no node
         with CPUs yet (an autoscaling cluster), one probe goes wherever a CPU comes up. Probes not answered
         by `deadline` (`time.monotonic()`) are cancelled."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         ray, token = self._ray, uuid.uuid4().hex
         nodes = [n for n in ray.nodes() if n.get("Alive") and n.get("Resources", {}).get("CPU", 0) > 0]
         folder.mkdir(parents=True, exist_ok=True)
@@ -569,10 +574,7 @@ class RayExecutor:
         probe.write_text(token)
         task = ray.remote(max_retries=0)(_probe_node)
         try:
-            pinned = [
-                (n, task.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(n["NodeID"], False)))
-                for n in nodes
-            ] or [(None, task.options(num_cpus=1))]
+            pinned = [(n, pinned_to(task, n["NodeID"])) for n in nodes] or [(None, task.options(num_cpus=1))]
             refs = [(node, call.remote(str(probe), token, f"n{i}")) for i, (node, call) in enumerate(pinned)]
             problems, private = [], []
             for i, (node, ref) in enumerate(refs):
@@ -606,14 +608,9 @@ class RayExecutor:
     def _remove_private_answers(self, private: list[tuple[str, str, int]], problems: list[str]) -> None:
         """Delete the probe answers that nodes wrote into folders of their own ((node ID, path, index of
         the node's problem)), each by a task pinned to its node; a file left there is added to its problem."""
-        from ray.util.scheduling_strategies import NodeAffinitySchedulingStrategy
-
         ray = self._ray
         remove = ray.remote(max_retries=0)(_remove_probe_answer)
-        refs = [
-            remove.options(num_cpus=0, scheduling_strategy=NodeAffinitySchedulingStrategy(node_id, False)).remote(path)
-            for node_id, path, _ in private
-        ]
+        refs = [pinned_to(remove, node_id).remote(path) for node_id, path, _ in private]
         done, _ = ray.wait(refs, num_returns=len(refs), timeout=PROBE_CLEANUP_S)
         for (_, path, at), ref in zip(private, refs, strict=True):
             try:

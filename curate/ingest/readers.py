@@ -106,7 +106,7 @@ TMP_RESERVE = 1 << 30  # bytes a decompressed `.parquet.gz/.zst` leaves free in 
 _RECHECK = 64 << 20  # bytes written between two looks at the free space (others may fill the disk too)
 
 
-def free_bytes(folder: str) -> tuple[int, int]:
+def free_and_reserve(folder: str) -> tuple[int, int]:
     """The bytes free to this user on `folder`'s filesystem, and the bytes to leave free there."""
     usage = shutil.disk_usage(folder)
     return usage.free, min(TMP_RESERVE, usage.total // 10)
@@ -126,11 +126,11 @@ def _decompress_into(path: InputFile, plain: IO[bytes]) -> None:
     """Decompress `path` into the temporary file `plain`, stopping before the temporary folder would have
     less than `TMP_RESERVE` bytes (or a tenth of its filesystem) free: a bomb, or a file too big for
     `TMPDIR`, stops the build with an error naming it, instead of filling a disk other processes share."""
-    folder, checked = tempfile.gettempdir(), 0
-    free, reserve = free_bytes(folder)
+    folder, written, checked = tempfile.gettempdir(), 0, 0
+    free, reserve = free_and_reserve(folder)
     allowed = free - reserve
     for chunk in iter_chunks(path):
-        written = plain.tell() + len(chunk)
+        written += len(chunk)
         if written > allowed:
             raise FatalError(
                 f"cannot read {input_name(path)}: it decompresses to more than the {max(allowed, 0):,} bytes "
@@ -142,8 +142,8 @@ def _decompress_into(path: InputFile, plain: IO[bytes]) -> None:
         plain.write(chunk)
         if written - checked >= _RECHECK:
             checked = written
-            free, reserve = free_bytes(folder)
-            allowed = plain.tell() + free - reserve
+            free, reserve = free_and_reserve(folder)
+            allowed = written + free - reserve
 
 
 def _parquet_rows(source: IO[bytes], path: InputFile) -> Iterator[tuple[int, Payload]]:
