@@ -9,7 +9,6 @@ shard, whatever the input size.
 
 from __future__ import annotations
 
-import os
 import shutil
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
@@ -19,6 +18,7 @@ from typing import TYPE_CHECKING, Any
 import polars as pl
 
 from curate.config import OutputSection
+from curate.cores import available_cores
 from curate.errors import FatalError
 from curate.executor import REMOVED_SCHEMA, apply_decisions, largest_first
 from curate.formats import TOKENIZED
@@ -199,7 +199,7 @@ def write_shards(
     if tasks is not None:
         tasks.run(scatter_batch, scatter)
     else:
-        with ThreadPoolExecutor(max(1, min(4, os.cpu_count() or 1))) as pool:
+        with ThreadPoolExecutor(min(4, available_cores())) as pool:
             list(pool.map(scatter_batch, scatter))
     folder.mkdir(parents=True, exist_ok=True)
     planned = plan.group_by("split", "_shard").len().sort("_shard")

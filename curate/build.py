@@ -18,6 +18,7 @@ import polars as pl
 from curate import __version__
 from curate.assemble import output_plan, read_kept, write_shards
 from curate.config import Config, leave_out
+from curate.cores import available_cores
 from curate.dir_swap import replace_dir
 from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, FatalError
@@ -67,8 +68,9 @@ class BuildResult:
 
 
 def token_threads(executor: str, workers: int) -> int:
-    """Tokenizer threads per batch: the cores a local worker has to itself; one per Ray task (one CPU)."""
-    return 1 if executor == "ray" else max(1, (os.cpu_count() or 1) // workers)
+    """Tokenizer threads per batch: the cores a local worker has to itself (`available_cores`); one per Ray
+    task (one CPU)."""
+    return 1 if executor == "ray" else max(1, available_cores() // workers)
 
 
 def default_work_dir(output: Path) -> Path:

@@ -4,7 +4,6 @@ the same config and inputs give byte-identical files."""
 from __future__ import annotations
 
 import json
-import os
 from collections.abc import Iterator
 from concurrent.futures import ThreadPoolExecutor
 from pathlib import Path
@@ -16,6 +15,7 @@ import polars as pl
 import zstandard
 
 from curate.config import OutputSection
+from curate.cores import available_cores
 from curate.formats import FORMATS, TOKENIZED, Shard, Tokenized, sha256_file
 
 SHARD_SUFFIX = {"jsonl": ".jsonl", "jsonl.zst": ".jsonl.zst", "parquet": ".parquet"}
@@ -92,7 +92,7 @@ def write_shard(
         shard.tokenized()
     if any(fmt not in TOKENIZED for fmt in output.formats):
         shard.rendered()
-    with ThreadPoolExecutor(max(1, min(len(output.formats), os.cpu_count() or 1))) as pool:
+    with ThreadPoolExecutor(max(1, min(len(output.formats), available_cores()))) as pool:
         rows = list(pool.map(lambda fmt: _write_format(shard, fmt, folder), output.formats))
     return [row for row in rows if row is not None]
 

@@ -55,3 +55,28 @@ def test_output_bytes_do_not_depend_on_library_threads(name, config, tmp_path):
     four = build_with_threads(config, 4, tmp_path / "four")
     assert len(one) > 3
     assert one == four, [path for path in one if one[path] != four.get(path)]
+
+
+CORES = "from curate.build import token_threads; print(token_threads('local', 1), token_threads('local', 2))"
+
+
+def token_threads_in_process(limit: str | None = None, cpus: set[int] | None = None) -> str:
+    """`token_threads('local', 1)` and `('local', 2)` as a fresh process prints them, with
+    POLARS_MAX_THREADS = `limit` (unset: None) and pinned to `cpus` before polars is imported."""
+    env = {k: v for k, v in os.environ.items() if k != "POLARS_MAX_THREADS"}
+    env.update({"POLARS_MAX_THREADS": limit} if limit else {})
+    pin = f"import os; os.sched_setaffinity(0, {cpus!r}); " if cpus else ""
+    done = subprocess.run([sys.executable, "-c", pin + CORES], env=env, capture_output=True, text=True, check=True)
+    return done.stdout.strip()
+
+
+@pytest.mark.skipif(
+    not hasattr(os, "sched_setaffinity") or len(os.sched_getaffinity(0)) < 2, reason="needs 2 CPUs to pin to one"
+)
+def test_thread_counts_follow_the_cores_the_process_may_use():
+    """A build pinned to one CPU (taskset, a container's cpuset) tokenizes on one thread, not on one per
+    core of the host; POLARS_MAX_THREADS, polars' own limit, counts too."""
+    cores = len(os.sched_getaffinity(0))
+    assert token_threads_in_process() == f"{cores} {max(1, cores // 2)}"
+    assert token_threads_in_process(cpus={min(os.sched_getaffinity(0))}) == "1 1"
+    assert token_threads_in_process(limit="6") == "6 3"
