@@ -11,6 +11,7 @@ import hashlib
 import json
 import re
 import tomllib
+import urllib.parse
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any, Literal
@@ -287,13 +288,26 @@ def _check_source(src: SourceConfig, where: str, base: Path, seen: set[str]) -> 
                 f"such as {names}; it reads {', '.join(DATA_SUFFIXES)} (optionally .gz/.zst)"
             )
         else:
-            out.append(f"{where}.path: {kind} {src.path!r}{relative}")
+            out.append(f"{where}.path: {kind} {src.path!r}{relative}{_percent_hint(src.path, base)}")
     for f in files:
         if not is_hf_dataset_dir(f) and not split_suffix(f)[0]:
             supported = ", ".join(DATA_SUFFIXES)
-            out.append(f"{where}.path: {f.name!r} is not a supported file ({supported}, optionally .gz/.zst)")
+            folder = str(f).startswith(("http://", "https://"))  # an HTTP page is a file to fsspec, a folder too
+            hint = "; a folder on an HTTP server is named with a '/' at its end" if folder else ""
+            out.append(f"{where}.path: {f.name!r} is not a supported file ({supported}, optionally .gz/.zst){hint}")
     src._files = files
     return out
+
+
+def _percent_hint(path: str, base: Path) -> str:
+    """For a `file://` URL with percent-escapes (as `Path.as_uri()` writes them) that names nothing but
+    whose unescaped form names something: how to write it (fsspec reads a file URL's path literally)."""
+    if not path.startswith("file://") or "%" not in path or "::" in path:
+        return ""
+    plain = urllib.parse.unquote(path)
+    if plain == path or not resolve_paths(plain, base, readable_only=False):
+        return ""
+    return f"; file URLs are read as written, with no percent-escapes: write {plain!r}"
 
 
 def _stages(table: Any, base: Path, problems: list[str]) -> list[Stage]:

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import io
 import json
+import os
 from collections.abc import Iterator
 from pathlib import Path
 from typing import Any, ClassVar
@@ -355,6 +356,11 @@ def test_a_misspelled_storage_option_is_a_config_error_with_the_closest_name(tmp
         "sources[0].storage_options.pth: not an option of DirFileSystem, did you mean 'path'",
         "sources[0].storage_options.target_option: not an option of DirFileSystem, did you mean 'target_options'",
     ]
+    with pytest.raises(curate.ConfigError) as info:  # other letter case: a misspelling too
+        curate.build(with_options("dir://data", {"PATH": str(tmp_path / "store")}), base_dir=tmp_path)
+    assert info.value.problems == [
+        "sources[0].storage_options.PATH: not an option of DirFileSystem, did you mean 'path'"
+    ]
     # a key far from every parameter name is passed on as given (backends forward some)
     loaded = load_config(
         with_options("dir://data", {"path": str(tmp_path / "store"), "x_custom": 1}), base_dir=tmp_path
@@ -499,20 +505,28 @@ def test_what_a_backend_raises_is_a_clean_error_naming_the_url(tmp_path, mem):
             curate.build(spec, base_dir=tmp_path)
 
 
-def test_a_saved_dataset_folder_behind_a_url_is_a_config_error(tmp_path):
+def test_a_saved_dataset_folder_behind_a_url_is_a_config_error(tmp_path, mem):
     import datasets
 
     datasets.Dataset.from_list(ROWS[:3]).save_to_disk(str(tmp_path / "d" / "saved"))
     write_local(tmp_path / "d", {"good.jsonl": _jsonl(ROWS[3:5])})
     assert len(load_config(config(str(tmp_path / "d")), base_dir=tmp_path).sources[0].files) == 2  # read locally
-    for url in (f"file://{tmp_path}/d", f"file://{tmp_path}/d/saved"):
+    for url in (f"file://{tmp_path}/d", f"file://{tmp_path}/d/saved"):  # on this machine: by its path
         with pytest.raises(curate.ConfigError) as info:
             load_config(config(url), base_dir=tmp_path)
         assert info.value.problems == [
-            f"sources[0].path: {url!r} holds a folder written by datasets' save_to_disk (file://{tmp_path}/d/saved), "
-            "which curate reads from local paths only; copy it to a local folder, or write it out with "
-            "Dataset.to_parquet"
+            f"sources[0].path: {url!r} holds a folder written by datasets' save_to_disk ({tmp_path}/d/saved), "
+            f"which curate reads by its local path, not through a URL: write {url.removeprefix('file://')!r} as "
+            "the source's path"
         ]
+    put(mem, "/bucket/d/saved", {p.name: p.read_bytes() for p in (tmp_path / "d" / "saved").iterdir()})
+    with pytest.raises(curate.ConfigError) as info:  # elsewhere: copied here, or written out as Parquet
+        load_config(config("memory://bucket/d"), base_dir=tmp_path)
+    assert info.value.problems == [
+        "sources[0].path: 'memory://bucket/d' holds a folder written by datasets' save_to_disk "
+        "(memory://bucket/d/saved), which curate reads from local paths only; copy it to a local folder, or write "
+        "it out with Dataset.to_parquet"
+    ]
 
 
 def test_a_relative_file_url_is_relative_to_the_config_folder(tmp_path, monkeypatch):
@@ -558,3 +572,124 @@ def test_a_bug_in_reading_is_not_taken_for_a_backend_error():
         raise TypeError("a bug")
     with pytest.raises(OSError, match="ConnectError: reset"), backend_errors():
         raise ConnectError("reset")
+
+
+#: Two folders whose names sort one way as paths and the other as text ("a" < "a-b", but "a-" < "a/"),
+#: sharing one document: the copy read first is the one exact_dedup keeps.
+ORDER = {
+    "tree/a/x.jsonl": _jsonl(ROWS[:3]),
+    "tree/a-b/y.jsonl": _jsonl(ROWS[2:5]),
+    "tree/a/.dot.jsonl": _jsonl(ROWS[5:6]),
+}
+
+
+@pytest.mark.parametrize("pattern", ["tree", "tree/*/*.jsonl", "tree/**/*.jsonl", "tree/a/.*.jsonl", "tree/*/.*"])
+def test_urls_list_files_in_the_order_and_with_the_hidden_rule_of_local_paths(tmp_path, mem, pattern):
+    write_local(tmp_path, ORDER)
+    put(mem, "/bucket", ORDER)
+    local = [str(p.relative_to(tmp_path)) for p in resolve_paths(pattern, tmp_path)]
+    remote = [f.url.removeprefix("memory://bucket/") for f in resolve_paths(f"memory://bucket/{pattern}", tmp_path)]
+    via_file = [
+        f.url.removeprefix(f"file://{tmp_path}/") for f in resolve_paths(f"file://{tmp_path}/{pattern}", tmp_path)
+    ]
+    assert local and remote == local and via_file == local
+    assert ("tree/a/.dot.jsonl" in local) == (".*" in pattern)  # a wildcard skips hidden names, `.*` asks for them
+
+
+def test_the_same_files_behind_a_url_keep_the_same_duplicate(tmp_path, mem):
+    write_local(tmp_path / "local", ORDER)
+    put(mem, "/bucket", ORDER)
+    on_disk = build(tmp_path / "local", "tree")
+    kept_on_disk = on_disk.ledger.filter(pl.col("status") == "kept")["file"].to_list()
+    for url in ("memory://bucket/tree", f"file://{tmp_path / 'local'}/tree"):
+        from_url = build(tmp_path / url.split(":")[0], url)
+        assert shards(from_url.output) == shards(on_disk.output)
+        kept = from_url.ledger.filter(pl.col("status") == "kept")["file"].to_list()
+        assert [k[k.index("tree/") :] for k in kept] == [k[k.index("tree/") :] for k in kept_on_disk]
+
+
+@pytest.mark.skipif(not hasattr(os, "mkfifo"), reason="needs FIFOs")
+def test_a_file_url_folder_skips_what_a_local_folder_skips(tmp_path):
+    """Special files and broken links are no input (reading a FIFO would wait forever); a symlinked
+    folder is followed by a glob, as Python's glob follows it."""
+    write_local(tmp_path / "real", {"a.jsonl": _jsonl(ROWS[:2])})
+    (tmp_path / "d").mkdir()
+    os.mkfifo(tmp_path / "d" / "pipe.jsonl")
+    (tmp_path / "d" / "broken.jsonl").symlink_to(tmp_path / "nowhere.jsonl")
+    (tmp_path / "d" / "linked").symlink_to(tmp_path / "real", target_is_directory=True)
+    for pattern in ("d", "d/*/*.jsonl", "d/**/*.jsonl"):
+        local = [str(p.relative_to(tmp_path)) for p in resolve_paths(pattern, tmp_path)]
+        via_file = [
+            f.url.removeprefix(f"file://{tmp_path}/") for f in resolve_paths(f"file://{tmp_path}/{pattern}", tmp_path)
+        ]
+        assert via_file == local, pattern
+    assert [f.url for f in resolve_paths(f"file://{tmp_path}/d/*/*.jsonl", tmp_path)] == [
+        f"file://{tmp_path}/d/linked/a.jsonl"
+    ]
+
+
+def test_files_at_a_file_systems_root_are_named_by_urls_that_name_them_again(tmp_path, mem):
+    put(mem, "", {"r/a.jsonl": _jsonl(ROWS[:2])})
+    for url in ("memory://", "memory://*/*.jsonl"):
+        [file] = resolve_paths(url, tmp_path)
+        assert file.url == "memory://r/a.jsonl"
+        assert [f.url for f in resolve_paths(file.url, tmp_path)] == [file.url]
+
+
+def serve_without_ranges(folder: Path) -> Iterator[str]:
+    """An HTTP server of `folder` that answers every request whole (Python's own: no range requests)."""
+    import functools
+    import http.server
+    import threading
+
+    handler = functools.partial(http.server.SimpleHTTPRequestHandler, directory=str(folder))
+    handler.log_message = lambda *args: None  # type: ignore[attr-defined]
+    server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), handler)
+    threading.Thread(target=server.serve_forever, daemon=True).start()
+    try:
+        yield f"http://127.0.0.1:{server.server_address[1]}"
+    finally:
+        server.shutdown()
+
+
+@pytest.fixture
+def no_ranges(tmp_path) -> Iterator[str]:
+    (tmp_path / "served").mkdir()
+    (tmp_path / "served" / "a.jsonl").write_bytes(FILES["data/a.jsonl"])
+    yield from serve_without_ranges(tmp_path / "served")
+
+
+def test_a_server_without_range_requests_is_an_error_that_says_what_to_do(tmp_path, no_ranges):
+    """Two workers read a JSON Lines file in parts (batches of 5 records), from byte ranges."""
+    pytest.importorskip("aiohttp")
+    (tmp_path / "b").mkdir()
+    with pytest.raises(curate.FatalError) as info:
+        curate.build(config(f"{no_ranges}/a.jsonl"), base_dir=tmp_path / "b", workers=2)
+    message = str(info.value)
+    assert f"input {no_ranges}/a.jsonl" in message, message
+    assert "its HTTP server does not answer range requests" in message, message
+    assert "download the file and name the copy" in message and "block_size" not in message
+
+
+def test_a_folder_on_an_http_server_is_named_with_a_slash(tmp_path, no_ranges):
+    pytest.importorskip("aiohttp")
+    write_local(tmp_path / "served", {"tree/a/x.jsonl": _jsonl(ROWS[:2]), "tree/b.jsonl": _jsonl(ROWS[2:4])})
+    assert [f.url for f in resolve_paths(f"{no_ranges}/tree/", tmp_path)] == [
+        f"{no_ranges}/tree/a/x.jsonl",
+        f"{no_ranges}/tree/b.jsonl",
+    ]
+    with pytest.raises(curate.ConfigError) as info:  # without: a page, as far as HTTP can tell
+        load_config(config(f"{no_ranges}/tree"), base_dir=tmp_path)
+    assert info.value.problems[0].endswith("; a folder on an HTTP server is named with a '/' at its end")
+
+
+def test_a_percent_escaped_file_url_that_names_nothing_says_how_to_write_it(tmp_path):
+    write_local(tmp_path / "my data", {"a b.jsonl": _jsonl(ROWS[:2])})
+    url = (tmp_path / "my data" / "a b.jsonl").as_uri()  # file:///.../my%20data/a%20b.jsonl
+    with pytest.raises(curate.ConfigError) as info:
+        load_config(config(url), base_dir=tmp_path)
+    plain = f"file://{tmp_path}/my data/a b.jsonl"
+    assert info.value.problems == [
+        f"sources[0].path: not found: {url!r}; file URLs are read as written, with no percent-escapes: write {plain!r}"
+    ]
+    assert len(load_config(config(plain), base_dir=tmp_path).sources[0].files) == 1

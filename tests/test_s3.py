@@ -122,3 +122,29 @@ storage_options = {{ endpoint_url = "{endpoint}" }}
         env.setenv("AWS_SECRET_ACCESS_KEY", "testing")
         result = curate.build(toml)
     assert result.manifest["sources"]["gsm"]["records_kept"] == 9
+
+
+def test_access_denied_is_not_reported_as_not_found(tmp_path, endpoint, bucket):
+    _, name = bucket
+    raw = config(f"s3://{name}/data/a.jsonl")
+    raw["sources"][0]["storage_options"] = {"endpoint_url": endpoint, "anon": True}  # the server refuses: 403
+    with pytest.raises(curate.ConfigError) as info:
+        curate.build(raw, base_dir=tmp_path)
+    [problem] = info.value.problems
+    assert problem.startswith(f"sources[0].path: cannot list 's3://{name}/data/a.jsonl': "), problem
+    assert "not found" not in problem and ("Forbidden" in problem or "denied" in problem.lower()), problem
+
+
+def test_a_second_build_in_one_process_sees_what_changed_in_the_bucket(tmp_path, endpoint, bucket):
+    """fsspec keeps one file system per options in a process, with its listings: a notebook that builds
+    again after files were added or rewritten must not get the old listing (files missed, or stale
+    ETags that the store no longer serves)."""
+    fs, name = bucket
+    for blank_lines, path in enumerate(("data/*.jsonl", "data"), start=1):
+        first = curate.build(s3_config(f"s3://{name}/{path}", endpoint), base_dir=tmp_path)
+        fs.pipe(f"{name}/data/new.jsonl", FILES["data/a.jsonl"])
+        fs.pipe(f"{name}/data/a.jsonl", FILES["data/a.jsonl"] + b"\n" * blank_lines)  # the same records, a new ETag
+        again = curate.build(s3_config(f"s3://{name}/{path}", endpoint), base_dir=tmp_path)
+        assert f"s3://{name}/data/new.jsonl" in set(again.ledger["file"])
+        assert again.manifest["sources"]["gsm"]["records_in"] == first.manifest["sources"]["gsm"]["records_in"] + 9
+        fs.rm(f"{name}/data/new.jsonl")

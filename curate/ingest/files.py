@@ -11,7 +11,15 @@ from typing import IO, Any
 
 import zstandard
 
-from curate.ingest.remote import RemoteFile, encode_options, is_url, open_remote, resolve_url
+from curate.ingest.remote import (
+    RemoteError,
+    RemoteFile,
+    encode_options,
+    fixed_prefix,
+    is_url,
+    open_remote,
+    resolve_url,
+)
 
 #: An input file: a local path, or a file behind an fsspec URL.
 InputFile = Path | RemoteFile
@@ -103,6 +111,8 @@ def resolve_paths(
     readable = (lambda f: bool(split_suffix(f)[0])) if readable_only else (lambda f: True)
     if urls and is_url(pattern):
         pattern = "::".join(_absolute_file_url(layer, base) for layer in pattern.split("::"))
+        if pattern.startswith("file://") and "::" not in pattern:
+            return _file_url_files(pattern, base, readable_only, encode_options(storage_options))
         return list(resolve_url(pattern, readable, encode_options(storage_options)))
     full = Path(pattern).expanduser()
     if not full.is_absolute():
@@ -121,6 +131,30 @@ def resolve_paths(
         files = [p for p in found if p.is_file() and readable(p) and not inside(p)]
         return sorted(files + datasets)
     return []
+
+
+def _file_url_files(url: str, base: Path, readable_only: bool, options: str) -> list[InputFile]:
+    """The files a plain `file://` URL names: what its local path names (the same files in the same
+    order: symlinked folders followed, special files such as FIFOs and broken links skipped, `.*`
+    patterns matching hidden names, as Python's glob does), each named as the URL names it."""
+    pattern = url[len("file://") :]
+    root = fixed_prefix(pattern).rstrip("/") or "/"  # the folders before the first wildcard, as written
+    found = resolve_paths(pattern, base, urls=False, readable_only=readable_only)
+    files: list[InputFile] = []
+    for path in found:
+        if is_hf_dataset_dir(path):
+            raise RemoteError(
+                f"{url!r} holds a folder written by datasets' save_to_disk ({path}), which curate reads by its "
+                f"local path, not through a URL: write {pattern!r} as the source's path"
+            )
+        try:
+            below = path.relative_to(Path(root).expanduser()).as_posix()
+        except ValueError:  # not below the fixed part as written (`..` in it): by its own path
+            files.append(RemoteFile(f"file://{path}", options, url, str(path)))
+            continue
+        shown = root if below == "." else root + ("" if root.endswith("/") else "/") + below
+        files.append(RemoteFile(f"file://{shown}", options, url, str(path)))
+    return files
 
 
 #: Compressed bytes handed to a zstd decoder at once. zstandard's decoder has no output cap, and one

@@ -152,8 +152,11 @@ def misspelled_options(url: str, options: Mapping[str, Any]) -> list[tuple[str, 
     except (ImportError, ValueError):
         return []
     named = {name for klass in cls.__mro__ for name in _named_parameters(vars(klass).get("__init__"))}
-    close = ((key, difflib.get_close_matches(key, named, n=1, cutoff=0.75)) for key in options if key not in named)
-    return [(key, match[0], cls.__name__) for key, match in close if match]
+    lower = {name.lower(): name for name in named}  # `Endpoint_URL` is `endpoint_url` misspelled too
+    close = (
+        (key, difflib.get_close_matches(key.lower(), lower, n=1, cutoff=0.75)) for key in options if key not in named
+    )
+    return [(key, lower[match[0]], cls.__name__) for key, match in close if match]
 
 
 def _named_parameters(init: Any) -> set[str]:
@@ -180,16 +183,23 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
     fs, path = filesystem(url, options)
     before, head, after = _path_layer(url)
     wildcards = "*[" if head.startswith(("http://", "https://")) else "*?["  # `?` starts an http query
+    pattern = None
     try:
+        fs.invalidate_cache()  # a listing cached by an earlier build in this process may be stale
         if any(ch in path for ch in wildcards) and not fs.exists(path):
             found = [p for p in fs.glob(path) if fs.isfile(p)]
-            root, shown_root = _fixed_prefix(path), _fixed_prefix(head)
+            root, shown_root, pattern = fixed_prefix(path), _folder_name(fixed_prefix(head)), path
+        elif head.endswith("/") and fs.isdir(path):  # before `isfile`: an http page is a file too
+            found, root, shown_root = fs.find(path), path.rstrip("/"), _folder_name(head)
         elif fs.isfile(path):
             return [RemoteFile(url, options, url, path)]
         elif fs.isdir(path):
-            found, root, shown_root = fs.find(path), path.rstrip("/"), head.rstrip("/")
+            found, root, shown_root = fs.find(path), path.rstrip("/"), _folder_name(head)
         else:
+            fs.info(path)  # `isfile` and `isdir` say False for a file they may not see (HTTP 403): this says why
             return []
+    except FileNotFoundError:
+        return []
     except Exception as exc:  # OSError, or a backend's own (an HTTP client's ConnectError, botocore's ...)
         raise RemoteError(f"cannot list {url!r}: {_describe(exc)}") from exc
 
@@ -197,12 +207,21 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
         if not p.startswith(root):
             return before + fs.unstrip_protocol(p) + after
         below = p[len(root) :].lstrip("/")
-        return before + (f"{shown_root}/{below}" if below else shown_root) + after
+        joined = shown_root + ("" if shown_root.endswith("/") else "/") + below  # `memory://` + `r/a.jsonl`
+        return before + (joined if below else shown_root) + after
 
-    def hidden(p: str) -> bool:
-        return p.startswith(root) and any(part.startswith(".") for part in p[len(root) :].split("/"))
+    def hidden(p: str) -> bool:  # as Python's glob: a wildcard does not match a leading "." ; ".*" does
+        if not p.startswith(root):
+            return False
+        parts = p[len(root) :].strip("/").split("/")
+        asked = pattern[len(root) :].strip("/").split("/")[::-1] if pattern else []
+        return any(
+            part.startswith(".") and not (back < len(asked) and asked[back].startswith("."))
+            for back, part in enumerate(reversed(parts))
+        )
 
-    visible = [p for p in sorted(found) if not hidden(p)]
+    # sorted folder by folder, as local paths are (`a/x` before `a-b/y`, where plain text puts "-" first)
+    visible = [p for p in sorted(found, key=lambda p: p.split("/")) if not hidden(p)]
     saved = _dataset_folders(visible)
     if saved:
         raise RemoteError(
@@ -211,6 +230,12 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
         )
     files = [RemoteFile(shown(p), options, url, p) for p in visible]
     return [f for f in files if supported(f)] if supported is not None else files
+
+
+def _folder_name(head: str) -> str:
+    """A folder URL without its trailing slashes, but a file system's root as `proto://`, not `proto:`."""
+    stripped = head.rstrip("/")
+    return stripped + "//" if stripped.endswith(":") else stripped
 
 
 def _path_layer(url: str) -> tuple[str, str, str]:
@@ -240,7 +265,7 @@ def _describe(exc: BaseException) -> str:
     return str(exc) if isinstance(exc, OSError) else f"{type(exc).__name__}: {exc}"
 
 
-def _fixed_prefix(pattern: str) -> str:
+def fixed_prefix(pattern: str) -> str:
     """The folders of a glob pattern (or of a URL holding one) before its first wildcard
     (`a/b/*/c*.jsonl` -> `a/b`)."""
     parts = pattern.split("/")
@@ -251,15 +276,36 @@ def _fixed_prefix(pattern: str) -> str:
 @contextmanager
 def backend_errors() -> Iterator[None]:
     """Turns what a file system's backend raises while it reads (an HTTP client's ConnectError,
-    botocore's NoCredentialsError, a RemoteError when the file system cannot be set up on a worker ...)
-    into OSError, the input error every reader and worker reports with the file's name. Python's own
-    exceptions (a TypeError, a ValueError: bugs) are raised as they are."""
+    botocore's NoCredentialsError, a RemoteError when the file system cannot be set up on a worker, a
+    ValueError raised in fsspec's code ...) into OSError, the input error every reader and worker reports
+    with the file's name. Python's own exceptions raised elsewhere (a TypeError, a ValueError: bugs) are
+    raised as they are."""
     try:
         yield
     except Exception as exc:
-        if isinstance(exc, OSError) or type(exc).__module__ == "builtins":  # I/O already, or a bug: as it is
+        if isinstance(exc, OSError):  # I/O already
             raise
+        if type(exc).__module__ == "builtins":
+            if not (isinstance(exc, ValueError) and _raised_in_fsspec(exc)):  # a bug: as it is
+                raise
+            if "support range requests" in str(exc):  # its advice (block_size=0) is for fsspec's own users
+                raise OSError(NO_RANGES) from exc
         raise OSError(_describe(exc)) from exc
+
+
+NO_RANGES = (
+    "its HTTP server does not answer range requests, which fsspec needs to read a file past its first block "
+    "(5 MB) or from the middle (Parquet, a batch read by a worker); download the file and name the copy"
+)
+
+
+def _raised_in_fsspec(exc: BaseException) -> bool:
+    """True when the innermost frame of `exc`'s traceback is fsspec's code (its HTTP file system raises
+    ValueError for a server without range requests)."""
+    tb = exc.__traceback__
+    while tb is not None and tb.tb_next is not None:
+        tb = tb.tb_next
+    return tb is not None and tb.tb_frame.f_globals.get("__name__", "").split(".")[0] == "fsspec"
 
 
 class _BackendFile(io.RawIOBase):
