@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import multiprocessing
 import typing
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -13,7 +14,8 @@ from curate.build import BuildResult
 from curate.build import build as _build
 from curate.classify.train import TrainResult, train_classifier  # noqa: F401 (the train-classifier command)
 from curate.config import Config, check_stages, load_config, stage_dataclass_fields
-from curate.errors import ConfigError, RecordError
+from curate.errors import ConfigError, FatalError, RecordError
+from curate.executor import SPAWNED_CALL
 from curate.executors import ray_installed
 from curate.ingest.convert import convert_batch
 from curate.ingest.source import iter_raw_batches, iter_source_items, spec_for
@@ -57,6 +59,8 @@ def build(
     >>> result = curate.build("pipelines/quickstart.toml")            # doctest: +SKIP
     >>> result.ledger.group_by("status").len()                        # doctest: +SKIP
     """
+    if getattr(multiprocessing.current_process(), "_inheriting", False):
+        raise FatalError(SPAWNED_CALL)
     cfg = _config(config, base_dir)
     return _build(
         cfg,

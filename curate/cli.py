@@ -141,7 +141,7 @@ def build(
     totals = m["totals"]
     out.print(
         f"wrote {totals['records_out']:,} records, {totals['tokens_out']:,} tokens in "
-        f"{len({s['path'].split('.')[0] for s in m['shards']})} shard(s) to {result.output} "
+        f"{len({s['path'].rsplit('/', 1)[-1].split('.')[0] for s in m['shards']})} shard(s) to {result.output} "
         f"({result.run['seconds']:.1f} s)"
     )
     _print_templates(result.output / "templates.jsonl")

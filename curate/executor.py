@@ -16,6 +16,7 @@ import multiprocessing
 import os
 import shutil
 import signal
+import sys
 import threading
 import time
 from collections import deque
@@ -234,7 +235,29 @@ class LocalExecutor:
             while pending:
                 yield pending.popleft().result()
         except BrokenProcessPool as exc:
-            raise FatalError(f"a worker process died ({exc}); the build stopped and can be resumed") from exc
+            raise FatalError(
+                f"a worker process died ({exc}); the build stopped and can be resumed{_script_hint()}"
+            ) from exc
+
+
+#: What `curate.build` says when a spawned worker, importing the calling script again, reaches it.
+SPAWNED_CALL = (
+    "curate.build was called while a worker process started: the workers of a build with workers > 1 are "
+    "spawned processes that import the calling script again, so a script must build under "
+    '`if __name__ == "__main__":`'
+)
+
+
+def _script_hint() -> str:
+    """For a build started by a script of the user's (not `curate` itself): why its workers may die at once."""
+    main = sys.modules.get("__main__")
+    spec = getattr(main, "__spec__", None)
+    if getattr(main, "__file__", None) is None or (spec is not None and spec.name.startswith("curate")):
+        return ""
+    return (
+        '. If the script calls curate.build outside `if __name__ == "__main__":`, put it there (the workers '
+        "import the script)"
+    )
 
 
 def batch_files(folder: Path) -> list[Path]:

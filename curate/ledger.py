@@ -18,12 +18,38 @@ def repeated_ids(ledger: pl.DataFrame) -> pl.DataFrame:
     warnings took 0.18 s, against 1.3 s for a rank within every (source, id) group and a count of them."""
     shared = ledger.filter(pl.col("id").is_not_null() & pl.struct("source", "id").is_duplicated())
     occurrence = pl.int_range(1, pl.len() + 1).over(["source", "id"])
-    return (
+    repeats = (
         shared.select("_row", "source", "id")
         .sort("_row")
         .with_columns(occurrence.alias("_occurrence"))
         .filter(pl.col("_occurrence") > 1)
         .select("_row", "source", pl.concat_str(pl.col("id"), pl.lit("~"), pl.col("_occurrence").cast(pl.String)))
+    )
+    clashes = repeats.join(ledger.select("source", "id"), on=["source", "id"], how="semi")
+    return _unclash(ledger, repeats, clashes) if clashes.height else repeats
+
+
+def _unclash(ledger: pl.DataFrame, repeats: pl.DataFrame, clashes: pl.DataFrame) -> pl.DataFrame:
+    """`repeats` whose new id another record of the source already has (ids `a`, `a`, `a~2`: the second
+    `a` would be a second `a~2`) renumbered, in `_row` order, to the next `~k` no record has."""
+    renamed: dict[int, str] = {}
+    for source in clashes["source"].unique().sort().to_list():
+        taken = set(ledger.filter(pl.col("source") == source)["id"].drop_nulls().to_list())
+        taken |= set(repeats.filter(pl.col("source") == source)["id"].to_list())
+        for row, new in clashes.filter(pl.col("source") == source).sort("_row").select("_row", "id").iter_rows():
+            base, _, number = new.rpartition("~")
+            k = int(number)
+            while f"{base}~{k}" in taken:
+                k += 1
+            taken.add(f"{base}~{k}")
+            renamed[row] = f"{base}~{k}"
+    fixed = pl.DataFrame(
+        {"_row": list(renamed), "_new": list(renamed.values())}, schema={"_row": pl.Int64, "_new": pl.String}
+    )
+    return (
+        repeats.join(fixed, on="_row", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_new", "id").alias("id"))
+        .drop("_new")
     )
 
 

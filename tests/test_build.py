@@ -301,3 +301,20 @@ def test_records_sharing_an_id_get_suffixes_and_one_warning_per_source(tmp_path)
     ]
     ids = result.ledger.filter(pl.col("source") == "a")["id"].to_list()
     assert ids == ["x", "x~2", "x~3", "y"]
+
+
+def test_a_script_without_the_main_guard_is_told_to_add_it(tmp_path):
+    """Spawned workers import the calling script again; one that builds at its top level would build
+    again in each worker. The worker says why it stops, and the build's error says what to do."""
+    script = tmp_path / "build_it.py"
+    script.write_text(
+        "import curate\n"
+        f"curate.build({str(REPO / 'pipelines' / 'quickstart.toml')!r}, workers=2, output={str(tmp_path / 'out')!r})\n"
+    )
+    done = subprocess.run([sys.executable, str(script)], capture_output=True, text=True, timeout=300, cwd=tmp_path)
+    assert done.returncode != 0
+    assert "curate.build was called while a worker process started" in done.stderr
+    assert done.stderr.rstrip().endswith(
+        'If the script calls curate.build outside `if __name__ == "__main__":`, put it there (the workers import '
+        "the script)"
+    )

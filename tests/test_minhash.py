@@ -405,3 +405,18 @@ def test_template_flags_that_do_not_fit_their_batch_file_stop_the_build(tmp_path
     np.savez(flags_path(str(flags), batch), bits=saved["bits"], count=int(saved["count"]) - 1)
     with pytest.raises(FatalError, match="template flags"):
         template_signatures(task)
+
+
+def test_clusters_of_two_sources_with_the_same_ids_get_names_of_their_own():
+    """`id_field` ids are unique within a source only: "r000" of source a and of source b head two
+    unrelated clusters, which must not share a name (the validation split takes a cluster as a unit)."""
+    poem = "write a short poem about the sea and the wind and the stars at night please"
+    recipe = "give me a recipe for a quick vegetable soup with carrots and potatoes today"
+    frame = pl.concat([chats([poem, poem + " now"], source="a"), chats([recipe, recipe + " now"], source="b")])
+    out = MinhashDedup(fields="prompt", threshold=0.7).apply_with_reasons(frame)
+    assert out.select("source", "id", "dup_cluster", "_drop").rows() == [
+        ("a", "r000", "r000", None),
+        ("a", "r001", "r000", "near_duplicate:r000"),
+        ("b", "r000", "r000@b", None),
+        ("b", "r001", "r000@b", "near_duplicate:r000@b"),
+    ]

@@ -16,15 +16,41 @@ def keep_step(keep: int, rank_by: str):
     return next(s for s in stage.steps() if hasattr(s, "_keep"))
 
 
-def reference(records: list[tuple[int, str | None, float | None]], labels: list[int], keep: int, ranked: bool):
-    """_row -> (dup_cluster, size, drop reason), member by member in plain Python."""
+def reference(
+    records: list[tuple[int, str | None, float | None, str]], labels: list[int], keep: int, ranked: bool
+) -> dict[int, tuple[str | None, int, str | None]]:
+    """_row -> (dup_cluster, size, drop reason), member by member in plain Python. A cluster is named by
+    its smallest id; clusters that share a name are ordered by their representative (that id's member
+    of the smallest source, then `_row`): the first keeps the name, the others get `@source`, then
+    `~2`, `~3`, ... while the name is taken."""
     members: dict[int, list[int]] = {}
     for i, label in enumerate(labels):
         members.setdefault(label, []).append(i)
-    out = {}
-    for group in members.values():
+    names: dict[int, str | None] = {}
+    for label, group in members.items():
         ids = [records[i][1] for i in group if records[i][1] is not None]
-        cluster = min(ids) if ids else None
+        names[label] = min(ids) if ids else None
+    taken = {name for name in names.values() if name is not None}
+    shared = [label for label, name in names.items() if name is not None and list(names.values()).count(name) > 1]
+
+    def representative(label: int) -> tuple[str, str, int]:
+        name = names[label]
+        return min((name, records[i][3], records[i][0]) for i in members[label] if records[i][1] == name)
+
+    seen: set[str] = set()
+    for label in sorted(shared, key=representative):
+        name, source, _ = representative(label)
+        if name in seen:
+            candidate, k = f"{name}@{source}", 1
+            while candidate in taken:
+                k += 1
+                candidate = f"{name}@{source}~{k}"
+            taken.add(candidate)
+            names[label] = candidate
+        seen.add(name)
+    out = {}
+    for label, group in members.items():
+        cluster = names[label]
 
         def score(i: int) -> float:
             return records[i][2] if records[i][2] is not None else -math.inf
@@ -51,14 +77,14 @@ def reference(records: list[tuple[int, str | None, float | None]], labels: list[
     st.randoms(use_true_random=False),
 )
 def test_keep_matches_a_member_by_member_reference(rows, keep, ranked, random):
-    records = [(10 * i, id_, score) for i, (id_, score, _) in enumerate(rows)]
+    # ids repeat across sources (and within one, as identical records' ids do before the ledger)
+    records = [(10 * i, id_, score, "ab"[i % 2]) for i, (id_, score, _) in enumerate(rows)]
     random.shuffle(records)  # input order is `_row` order, not the frame's order
-    by_row = {r: label for (r, _, _), (_, _, label) in zip(sorted(records), rows, strict=True)}
-    _, labels = np.unique(np.array([by_row[r] for r, _, _ in records], dtype=np.int64), return_inverse=True)
-    data = pl.DataFrame(
-        records, schema={"_row": pl.Int64, "id": pl.String, "reasoning_depth": pl.Float64}, orient="row"
-    )
+    by_row = {r: label for (r, *_), (_, _, label) in zip(sorted(records), rows, strict=True)}
+    _, labels = np.unique(np.array([by_row[r] for r, *_ in records], dtype=np.int64), return_inverse=True)
+    schema = {"_row": pl.Int64, "id": pl.String, "reasoning_depth": pl.Float64, "source": pl.String}
+    data = pl.DataFrame(records, schema=schema, orient="row")
     out = keep_step(keep, "reasoning_depth" if ranked else "")._keep(data, labels.astype(np.int64))
-    assert out["_row"].to_list() == [r for r, _, _ in records]
+    assert out["_row"].to_list() == [r for r, *_ in records]
     got = {r: (c, s, d) for r, c, s, d in out.select("_row", "dup_cluster", "dup_cluster_size", DROP).iter_rows()}
     assert got == reference(records, labels.tolist(), keep, ranked)

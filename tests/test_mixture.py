@@ -13,6 +13,7 @@ import curate
 from curate.config import MixtureSection
 from curate.errors import FatalError
 from curate.mixture import available_tokens, check_feasible, instance_order, plan_mixture, sample, split_order
+from tests.mixture_helpers import real_pipeline
 
 
 def frame(sizes: dict[str, list[int]]) -> pl.DataFrame:
@@ -225,3 +226,17 @@ def test_every_input_record_is_kept_dropped_or_quarantined(tmp_path_factory, fir
     # the second source's seed document duplicates the first source's: dropped, not silently lost
     dropped = result.ledger.filter((pl.col("source") == "two") & (pl.col("line") == 1))
     assert dropped["reason"].to_list()[0].startswith("exact_duplicate_of:")
+
+
+def test_a_mixture_that_samples_no_record_is_an_error_not_an_empty_output(tmp_path):
+    """A total too small for any whole record (each cell's closest prefix is empty) would write 0 shards
+    and a manifest that still advertises its formats."""
+    config = real_pipeline(tmp_path, weights={"gsm8k": 0.5, "svamp": 0, "docs": 0.5}, total_tokens=6)
+    with pytest.raises(
+        curate.FatalError, match=r"^the mixture samples no record: .*total_tokens = 6 .*raise total_tokens"
+    ):
+        curate.build(config, base_dir=tmp_path)
+    assert not (tmp_path / "out").exists()
+    assert curate.build(
+        real_pipeline(tmp_path, weights={"gsm8k": 0.5, "svamp": 0, "docs": 0.5}, total_tokens=600), base_dir=tmp_path
+    )

@@ -6,6 +6,7 @@ from dataclasses import dataclass
 
 import polars as pl
 
+from curate.errors import FatalError
 from curate.mixture.groups import assign_groups
 from curate.mixture.plan import MixturePlan, check_feasible, plan_mixture
 from curate.mixture.sample import sample
@@ -60,6 +61,12 @@ def compile_mixture(
     if mixture is not None:
         check_feasible(plan)
     sampled = sample(rows, plan, seed)
+    if mixture is not None and plan.total_tokens > 0 and not (sampled["times_sampled"] > 0).any():
+        smallest = int(rows["n_tokens"].min()) if rows.height else 0
+        raise FatalError(
+            f"the mixture samples no record: every source's share of total_tokens = {plan.total_tokens:,} "
+            f"is closer to 0 than to a whole record (the smallest has {smallest:,} tokens); raise total_tokens"
+        )
     used = pl.col("times_sampled") > 0
     parts = [
         sampled.select(

@@ -214,30 +214,28 @@ class _Cluster(BarrierStep):
         return decisions.select("_row", DROP, "dup_cluster", "dup_cluster_size")
 
     def _keep(self, data: pl.DataFrame, labels: np.ndarray) -> pl.DataFrame:
-        """Cluster ids (smallest record id), sizes, and the drop reason beyond `keep_per_cluster`, in
-        `data`'s order. Only records in clusters of two or more are ranked: a record alone is its own
-        cluster and never dropped (over a million records, 30% of them in clusters, 0.2-0.4 s against
-        1.0-1.4 s for window expressions over every record)."""
+        """Cluster ids (the smallest record id, made unique by `unique_cluster_names`), sizes, and the drop
+        reason beyond `keep_per_cluster`, in `data`'s order. Only records in clusters of two or more are
+        ranked: a record alone is its own cluster and never dropped (over a million records, 30% of them
+        in clusters, 0.2-0.4 s against 1.0-1.4 s for window expressions over every record)."""
         sizes = np.bincount(labels, minlength=len(labels))[labels]
         frame = data.select("_row", "id", *([self.rank_by] if self.rank_by else [])).with_columns(
             pl.Series("_label", labels), pl.Series("dup_cluster_size", sizes, pl.Int64)
         )
-        grouped = frame.filter(pl.col("dup_cluster_size") > 1).with_columns(
-            pl.col("id").min().over("_label").alias("dup_cluster")
+        smallest = frame.filter(pl.col("dup_cluster_size") > 1).select(
+            "_row", pl.col("id").min().over("_label").alias("dup_cluster")
         )
+        named = frame.join(smallest, on="_row", how="left", maintain_order="left")
+        frame = unique_cluster_names(named.with_columns(pl.coalesce("dup_cluster", "id").alias("dup_cluster")), data)
         # within a cluster: the most reasoning-rich first (with `rank_by`), ties and the rest in input order
         order = [pl.col(self.rank_by).fill_null(float("-inf")).neg()] if self.rank_by else []
-        grouped = grouped.sort([*order, "_row"])
+        grouped = frame.filter(pl.col("dup_cluster_size") > 1).sort([*order, "_row"])
         dropped = (
             grouped.with_columns(pl.int_range(pl.len()).over("_label").alias("_rank"))
             .filter(pl.col("_rank") >= self.keep_per_cluster)
             .select("_row", pl.concat_str(pl.lit("near_duplicate:"), pl.col("dup_cluster")).alias(DROP))
         )
-        return (
-            frame.join(grouped.select("_row", "dup_cluster"), on="_row", how="left", maintain_order="left")
-            .with_columns(pl.coalesce("dup_cluster", "id").alias("dup_cluster"))
-            .join(dropped, on="_row", how="left", maintain_order="left")
-        )
+        return frame.join(dropped, on="_row", how="left", maintain_order="left")
 
     def _write_report(
         self,
@@ -393,3 +391,47 @@ class MinhashDedup(Stage):
             self.unit,
         )
         return [shingle, cluster]
+
+
+def unique_cluster_names(named: pl.DataFrame, data: pl.DataFrame) -> pl.DataFrame:
+    """`named` (`_row`, `_label`, `dup_cluster`: the smallest id of each cluster, a record's own id when
+    alone) with a name that two clusters share made unique. Ids are unique only within a source (two
+    sources' `id_field` may both hold "11"), and identical records share theirs until the ledger adds
+    `~2` suffixes; a shared name would merge unrelated clusters for the validation split, the report and
+    `curate inspect --cluster`. The cluster whose representative (smallest id, then source, then input
+    order) comes first keeps the plain name; the others get `@<source>` and, if that is shared still,
+    `~2`, `~3`, ... after it."""
+    labels = named.select("_label", "dup_cluster").unique("_label")
+    shared = labels.filter(pl.col("dup_cluster").is_duplicated())
+    if shared.is_empty():
+        return named
+    source = pl.col("source") if "source" in data.columns else pl.lit(None, pl.String).alias("source")
+    members = named.select("_row", "_label", "dup_cluster").join(data.select("_row", "id", source), on="_row")
+    representatives = (
+        members.filter(pl.col("_label").is_in(shared["_label"].implode()) & (pl.col("id") == pl.col("dup_cluster")))
+        .sort("source", "_row")
+        .unique("_label", keep="first", maintain_order=True)
+        .sort("dup_cluster", "source", "_row")
+    )
+    taken = set(labels["dup_cluster"].to_list())
+    renamed: dict[int, str] = {}
+    first_of = set()
+    for label, name, source in representatives.select("_label", "dup_cluster", "source").iter_rows():
+        if name not in first_of:  # the first cluster of a shared name keeps it
+            first_of.add(name)
+            continue
+        candidate, k = f"{name}@{source}", 1
+        while candidate in taken:
+            k += 1
+            candidate = f"{name}@{source}~{k}"
+        taken.add(candidate)
+        renamed[label] = candidate
+    new = pl.DataFrame(
+        {"_label": list(renamed), "_renamed": list(renamed.values())},
+        schema=named.select("_label").schema | {"_renamed": pl.String},
+    )
+    return (
+        named.join(new, on="_label", how="left", maintain_order="left")
+        .with_columns(pl.coalesce("_renamed", "dup_cluster").alias("dup_cluster"))
+        .drop("_renamed")
+    )
