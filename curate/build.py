@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import errno
 import json
 import os
 import resource
@@ -21,8 +22,9 @@ from curate.config import Config, leave_out
 from curate.cores import available_cores
 from curate.dir_swap import replace_dir
 from curate.diversity.mixture import mixture_diversity
-from curate.errors import ConfigError, FatalError
+from curate.errors import ConfigError, CurateError, FatalError
 from curate.executor import (
+    DONE,
     REMOVED_SCHEMA,
     BarrierTasks,
     Pass,
@@ -36,6 +38,7 @@ from curate.executor import (
     rerun_batch,
     run_barrier,
     split_passes,
+    unusable_files,
 )
 from curate.executors import Executor, make_executor
 from curate.formats import finish_formats
@@ -161,6 +164,31 @@ def build(
     `address` is the Ray cluster to connect to. Raises FatalError when the build cannot complete."""
     started = time.perf_counter()
     setup = prepare_run(config, output, work_dir, workers, executor, address)
+    try:
+        return _build(config, setup, strict, workers, progress, started)
+    except CurateError:
+        raise
+    except Exception as exc:
+        if not disk_full(exc):
+            raise
+        message = str(exc).strip().splitlines()[-1] if str(exc).strip() else type(exc).__name__
+        raise FatalError(
+            f"no space left on device ({message}). Free space on the disks of the work dir ({setup.work}) and "
+            f"the output ({setup.out.parent}), or choose others (--work-dir, --output), and build again: the "
+            "build resumes where it stopped"
+        ) from exc
+
+
+def disk_full(exc: BaseException) -> bool:
+    """True for a write that failed for want of space: an OSError with ENOSPC, or polars' or pyarrow's
+    error, which carries the code only in its text ("No space left on device (os error 28)")."""
+    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
+        return True
+    return f"(os error {errno.ENOSPC})" in str(exc) or "No space left on device" in str(exc)
+
+
+def _build(config: Config, setup: RunSetup, strict: bool, workers: int, progress: bool, started: float) -> BuildResult:
+    """`build` once its run is set up (the lock taken here)."""
     out, work, kind = setup.out, setup.work, setup.kind
     with BuildLock(out, work), Progress(enabled=progress) as bar, setup.runner:
         _remove_leftovers(out)
@@ -199,9 +227,19 @@ def _run_pass(
     bar: Progress,
     warnings: list[str],
 ) -> bool:
-    """Run one pass (resuming a partial one); return True when it was already done (cached)."""
+    """Run one pass (resuming a partial one); return True when it was already done (cached). A finished
+    pass with files missing or damaged (`unusable_files`) is finished again: those files are removed
+    and redone, and its barrier runs again; `bar` notes which."""
     if is_done(p.folder):
-        return True
+        unusable = unusable_files(p.folder, p.barrier is not None, previous is None)
+        if not unusable:
+            return True
+        names = ", ".join(path.name for path in unusable[:3]) + (", ..." if len(unusable) > 3 else "")
+        bar.note(f"pass {number}: {len(unusable)} file(s) missing or damaged in {p.folder} ({names}): redoing them")
+        for path in unusable:
+            path.unlink(missing_ok=True)
+            path.with_name(path.name.replace("removed-", "batch-")).unlink(missing_ok=True)  # redone together
+        (p.folder / DONE).unlink(missing_ok=True)
     p.folder.mkdir(parents=True, exist_ok=True)
     remove_partial_files(p.folder)
     names = ", ".join(s.stage_name for s in p.maps) or "-"

@@ -41,6 +41,10 @@ def user_errors(fn: Callable) -> Callable:
         except CurateError as exc:
             err.print(f"[bold red]error:[/bold red] {escape(str(exc))}", highlight=False, soft_wrap=True)
             sys.exit(exc.exit_code)
+        except KeyboardInterrupt:  # click would print only "Aborted!"
+            resumes = fn.__name__ in ("build", "plan")  # the passes finished so far are kept in the work dir
+            err.print("stopped (Ctrl-C)" + ("; run the same command again to resume" if resumes else ""))
+            sys.exit(130)
 
     return wrapper
 

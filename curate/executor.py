@@ -28,6 +28,8 @@ from pathlib import Path
 from typing import Any
 
 import polars as pl
+import pyarrow as pa
+import pyarrow.parquet as pq
 
 from curate.errors import FatalError
 from curate.ingest.convert import QUARANTINE_SCHEMA, RawBatch, convert_batch
@@ -322,5 +324,33 @@ def mark_done(folder: Path, batches: int) -> None:
 
 
 def is_done(folder: Path) -> bool:
-    """True when a pass finished before (its results can be reused as they are)."""
+    """True when a pass finished before (its marker is there; `unusable_files` says if its files are)."""
     return (folder / DONE).exists()
+
+
+def unusable_files(folder: Path, barrier: bool, first: bool) -> list[Path]:
+    """The files of a finished pass that are missing, or that cannot be read as Parquet (cut short,
+    overwritten: the footer is checked, not every page), by its `_DONE` marker's batch count; the marker
+    itself when it holds no count. A finished pass is reused only when this is empty: its kept and
+    removed rows are read by listing the folder, so a deleted batch file would lose its records without
+    a word."""
+    marker = folder / DONE
+    try:
+        count = int(marker.read_text())
+    except (OSError, ValueError):
+        return [marker]
+    expected = [folder / f"{kind}-{i:06d}.parquet" for i in range(count) for kind in ("removed", "batch")]
+    expected += [folder / "decisions.parquet"] if barrier else []
+    bad = [path for path in expected if not _readable_parquet(path)]
+    extra = [path for path in batch_files(folder) if path not in expected]  # not of this pass: a count off
+    bad += [marker] if extra or (first and not (folder / "warnings.txt").is_file()) else []
+    return bad
+
+
+def _readable_parquet(path: Path) -> bool:
+    """True for a Parquet file whose footer reads (False: missing, cut short, not Parquet)."""
+    try:
+        pq.read_metadata(path)
+    except (OSError, ValueError, pa.ArrowException):
+        return False
+    return True

@@ -110,3 +110,16 @@ def test_messages_with_brackets_are_printed_verbatim(tmp_path):
     assert result.exit_code == 2
     assert "must match [a-z0-9_-]+" in result.output
     assert "'[bold]a.jsonl'" in result.output
+
+
+def test_ctrl_c_is_exit_130_and_says_the_build_resumes(tmp_path, monkeypatch):
+    import curate.cli
+
+    def interrupted(*args, **kwargs):
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(curate.cli.api, "build", interrupted)
+    result = CliRunner().invoke(main, ["build", str(REPO / "pipelines" / "quickstart.toml")])
+    assert result.exit_code == 130
+    assert "stopped (Ctrl-C); run the same command again to resume" in result.output
+    assert "Aborted" not in result.output and "Traceback" not in result.output

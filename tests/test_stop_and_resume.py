@@ -175,3 +175,59 @@ def test_json_lines_shards_with_different_null_columns_read_back_as_one_frame(tm
     records = curate.open(built.output).records.collect()
     assert records.height == 60 and records["source"].to_list() == ["docs"] * 30 + ["inst"] * 30
     assert records["messages"][0] is None and records["messages"][59] is not None
+
+
+def _cut_short(path: Path) -> None:
+    path.write_bytes(path.read_bytes()[: path.stat().st_size // 2])
+
+
+@pytest.mark.parametrize(
+    "damage",
+    [
+        lambda pass_dir: (pass_dir / "batch-000001.parquet").unlink(),
+        lambda pass_dir: (pass_dir / "removed-000002.parquet").unlink(),
+        lambda pass_dir: _cut_short(pass_dir / "batch-000000.parquet"),
+        lambda pass_dir: _cut_short(pass_dir / "removed-000001.parquet"),
+        lambda pass_dir: (pass_dir / "decisions.parquet").write_bytes(b"not parquet"),
+        lambda pass_dir: (pass_dir / "warnings.txt").unlink(),
+        lambda pass_dir: (pass_dir / "_DONE").write_text("x"),
+    ],
+    ids=["batch deleted", "removed deleted", "batch cut", "removed cut", "decisions garbled", "warnings", "marker"],
+)
+def test_a_finished_pass_with_files_missing_or_damaged_is_redone_not_read_short(tmp_path, small_pipeline, damage):
+    """A finished pass's rows are read by listing its folder: a batch file deleted from it lost its records
+    (exit 0, a shorter ledger); a damaged one gave a polars traceback on every rerun."""
+    small_pipeline["pipeline"]["batch_size"] = 3  # 10 records: 4 batches
+    first = curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd")
+    before = output_bytes(first.output)
+    [pass_dir] = sorted((tmp_path / "wd").glob("pass-*"))
+    damage(pass_dir)
+    again = curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd")
+    assert again.run["cached_passes"] == [] and again.ledger.height == 10
+    assert output_bytes(again.output) == before
+    assert curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd").run["cached_passes"]
+
+
+def test_a_full_disk_is_a_clean_error_and_the_build_resumes(tmp_path, small_pipeline, monkeypatch):
+    """polars and pyarrow report a full disk as their own errors, with the code only in the text."""
+    import polars as pl
+
+    reference = output_bytes(curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "ref-wd").output)
+    executor_module = importlib.import_module("curate.executor")
+    write = executor_module._write_atomic
+    calls = []
+
+    def fills_up(df, path):
+        calls.append(path)
+        if len(calls) == 2:
+            raise pl.exceptions.ComputeError("parquet: underlying IO error: No space left on device (os error 28)")
+        write(df, path)
+
+    monkeypatch.setattr(executor_module, "_write_atomic", fills_up)
+    with pytest.raises(FatalError) as info:
+        curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd")
+    message = str(info.value)
+    assert message.startswith("no space left on device (parquet: underlying IO error: No space left on device")
+    assert f"work dir ({tmp_path / 'wd'})" in message and message.endswith("the build resumes where it stopped")
+    monkeypatch.setattr(executor_module, "_write_atomic", write)
+    assert output_bytes(curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd").output) == reference
