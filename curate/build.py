@@ -49,7 +49,7 @@ from curate.ingest.scan_stream import ScanStream
 from curate.ingest.source import Cuts, iter_raw_batches, spec_for
 from curate.ingest.spans import ScanTask, file_size, scan_file
 from curate.ledger import LEDGER_COLUMNS, build_ledger
-from curate.manifest import build_manifest, decontamination_counts
+from curate.manifest import build_manifest, decontamination_counts, other_files_checksums
 from curate.mixture import MixturePlan, compile_mixture, mixture_columns, split_order
 from curate.output import write_json, write_quarantine
 from curate.progress import Progress
@@ -373,6 +373,7 @@ def _finish(
         manifest["stage_stats"] = {**stage_stats, **decontamination_counts(config, ledger)}
         manifest.update(mixture_diversity(config.stages, files, instances, config.pipeline.seed))
         manifest.update(finish_formats(tmp, config.output.formats, manifest["shards"]))  # hf, index files
+        manifest["checksums"] = other_files_checksums(tmp, manifest["shards"])
         write_json(manifest, tmp / "manifest.json")
         write_report(tmp)  # report.html, from the files above
         run = run_record(manifest)

@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
 import polars as pl
 
 from curate import __version__
 from curate.config import Config
+from curate.formats import sha256_file
 from curate.mixture import EXACTNESS_RULE, MixturePlan
 
 
@@ -158,3 +160,15 @@ def nested_counts(reasons: pl.DataFrame) -> dict[str, dict[str, int]]:
     for r in reasons.iter_rows(named=True):
         nested.setdefault(r["stage"], {})[r["code"]] = int(r["n"])
     return nested
+
+
+def other_files_checksums(out: Path, shards: list[dict[str, Any]]) -> dict[str, str]:
+    """sha256 of every file in the output folder `out` that no shard row covers (its path, companion
+    `files`, or for `hf` the folder of a split): the ledger, the quarantine files, the stage reports, the
+    trainers' index files (`hf/dataset_dict.json`, MDS `index.json`, Megatron `data_path*.txt`), so that
+    `curate verify` sees them edited or deleted too. Written before `manifest.json` and the files made
+    from it (`report.html`, `run.json`), which are not listed."""
+    covered = {row["path"] for row in shards} | {name for row in shards for name in row.get("files") or {}}
+    folders = tuple(f"{row['path']}/" for row in shards if (out / row["path"]).is_dir())
+    found = (path.relative_to(out).as_posix() for path in sorted(out.rglob("*")) if path.is_file())
+    return {rel: sha256_file(out / rel) for rel in found if rel not in covered and not rel.startswith(folders)}

@@ -12,7 +12,9 @@ grow with the output). Compared with the manifest:
   name), per group and per (group, source) cell; each recomputed share must also meet the mixture's
   exactness rule (within the manifest's `share_error_bound`, each cell within half a record);
 - `ledger.parquet`: per source in = kept + dropped + quarantined as in the manifest, and the
-  `times_sampled` sums per split equal to the records in the shards; quarantine files line counts.
+  `times_sampled` sums per split equal to the records in the shards; quarantine files line counts;
+- every other file the manifest's `checksums` lists (the ledger, quarantine, stage reports, the trainers'
+  index files `hf/dataset_dict.json`, MDS `index.json`, Megatron `data_path*.txt`): its sha256.
 
 Every difference is collected (none stops the check) as "<file or part>: <what differs>".
 """
@@ -119,7 +121,24 @@ def verify(out: str | Path) -> VerifyResult:
                 _check_mixture(fmt, manifest["mixture"], result)
     _check_ledger(folder, manifest, result)
     _check_quarantine(folder, manifest, diffs)
+    _check_other_files(folder, manifest, diffs)
     return result
+
+
+def _check_other_files(folder: Path, manifest: dict[str, Any], diffs: list[str]) -> None:
+    """The files beside the shards (`checksums`: the ledger, reports, trainers' index files) against
+    their sha256 (a manifest written before curate listed them has none)."""
+    checksums = manifest.get("checksums") or {}
+    if not isinstance(checksums, dict):
+        diffs.append("manifest.json: checksums is not a table of files (edited?)")
+        return
+    for rel, digest in checksums.items():
+        if not _inside(rel):
+            diffs.append(f"{rel}: outside the output folder (manifest edited?)")
+        elif not (folder / rel).is_file():
+            diffs.append(f"{rel}: missing (deleted?)")
+        elif sha256_file(folder / rel) != digest:
+            diffs.append(f"{rel}: sha256 differs (file edited?)")
 
 
 def _num(value: Any) -> str:

@@ -386,3 +386,25 @@ def test_cli_exit_codes(built, out, tmp_path):
     empty.mkdir()
     usage = runner.invoke(main, ["verify", str(empty)])
     assert usage.exit_code == 2 and "not a curate output" in usage.output
+
+
+def test_the_ledger_reports_and_trainers_index_files_are_checked(grouped, tmp_path):
+    """Files a trainer or a reviewer reads beside the shards: the MDS and datasets indexes, Megatron's
+    --data-path blend, the ledger (a drop reason edited keeps every count that verify adds up)."""
+    out = Path(shutil.copytree(grouped, tmp_path / "out"))
+    listed = manifest(out)["checksums"]
+    index_files = ["hf/dataset_dict.json", "mds/train/index.json", "megatron/data_path.txt", "ledger.parquet"]
+    assert set(index_files) <= set(listed) and not {"manifest.json", "report.html", "run.json"} & set(listed)
+    assert not any(rel.startswith("hf/train/") for rel in listed)  # the hf split folders are shard rows
+    (out / "mds/train/index.json").unlink()
+    dataset_dict = json.loads((out / "hf/dataset_dict.json").read_text())
+    (out / "hf/dataset_dict.json").write_text(json.dumps({"splits": dataset_dict["splits"][:1]}))
+    (out / "megatron/data_path.txt").write_text("1 megatron/train-00000\n")
+    ledger = pl.read_parquet(out / "ledger.parquet")
+    assert ledger["reason"].drop_nulls().len()
+    ledger.with_columns(pl.col("reason").str.replace(r"^.*$", "edited")).write_parquet(out / "ledger.parquet")
+    diffs = verify(out).differences
+    assert "mds/train/index.json: missing (deleted?)" in diffs
+    for rel in ("hf/dataset_dict.json", "megatron/data_path.txt", "ledger.parquet"):
+        assert f"{rel}: sha256 differs (file edited?)" in diffs, diffs
+    assert verify(grouped).ok
