@@ -20,7 +20,7 @@ from curate import __version__
 from curate.assemble import output_plan, read_kept, write_shards
 from curate.config import Config, leave_out
 from curate.cores import available_cores
-from curate.dir_swap import replace_dir
+from curate.dir_swap import remove_tree, replace_dir
 from curate.diversity.mixture import mixture_diversity
 from curate.errors import ConfigError, CurateError, FatalError
 from curate.executor import (
@@ -380,7 +380,7 @@ def _finish(
         write_json(run, tmp / "run.json")
         replace_dir(tmp, out)
     finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+        remove_tree(tmp)
     return BuildResult(out, manifest, public_ledger, plan, run)
 
 

@@ -129,9 +129,14 @@ class Config:
         """Hash of the configuration (stable across key order and formatting); stages edited in Python
         after loading count as they are now."""
         raw = {**self.raw, "stages": [s.to_table() for s in self.stages]}
-        if isinstance(raw.get("pipeline"), dict):  # where it runs does not change what it builds
-            raw["pipeline"] = {k: v for k, v in raw["pipeline"].items() if k != "executor"}
+        if isinstance(raw.get("pipeline"), dict):  # where and in what batches it runs: the same build
+            raw["pipeline"] = {k: v for k, v in raw["pipeline"].items() if k not in RUN_ONLY}
         return hashlib.sha256(canonical_json(raw).encode()).hexdigest()
+
+
+#: `[pipeline]` settings that change how a build runs, not what it writes (the outputs are byte-identical
+#: whatever they are), left out of `Config.sha256` so that the manifests are identical too.
+RUN_ONLY = ("executor", "batch_size", "batch_bytes")
 
 
 SECTIONS = ("pipeline", "sources", "stages", "mixture", "output")

@@ -62,3 +62,19 @@ def replace_dir(new: Path, target: Path) -> None:
     os.rename(target, old)
     os.rename(new, target)
     shutil.rmtree(old, ignore_errors=True)
+
+
+def remove_tree(path: Path) -> None:
+    """`shutil.rmtree(path)` (errors ignored) that a Ctrl-C does not cut short: one Ctrl-C can arrive as
+    two KeyboardInterrupts (polars raises one from its own signal check, Python another for the same
+    signal), the second inside the cleanup of the first. The folder is removed, then the interrupt is
+    raised again."""
+    interrupted: KeyboardInterrupt | None = None
+    while True:
+        try:
+            shutil.rmtree(path, ignore_errors=True)
+            break
+        except KeyboardInterrupt as exc:
+            interrupted = exc
+    if interrupted is not None:
+        raise interrupted

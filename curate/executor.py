@@ -31,6 +31,7 @@ import polars as pl
 import pyarrow as pa
 import pyarrow.parquet as pq
 
+from curate.dir_swap import remove_tree
 from curate.errors import FatalError
 from curate.ingest.convert import QUARANTINE_SCHEMA, RawBatch, convert_batch
 from curate.ingest.spans import read_span
@@ -312,7 +313,7 @@ def run_barrier(step: BarrierStep, folder: Path, ctx: Context, executor: Any = N
         else:
             decisions = pl.DataFrame(schema={"_row": pl.Int64(), DROP: pl.String()})
     finally:
-        shutil.rmtree(scratch, ignore_errors=True)
+        remove_tree(scratch)
     path = folder / "decisions.parquet"
     _write_atomic(decisions, path)
     return path

