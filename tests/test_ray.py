@@ -50,6 +50,7 @@ from curate.executors.ray_executor import (
     init_with_deadline,
     join_ray_data_threads,
     start_local_ray,
+    task_failures_as_fatal,
 )
 from curate.stages.base import Context, MapStep, Stage
 from tests.conftest import REPO, write_jsonl
@@ -773,6 +774,102 @@ def test_a_refused_connection_says_how_to_join_a_cluster_with_token_authenticati
         executor.__enter__()
 
 
+@pytest.mark.parametrize(
+    ("address", "raised", "expected"),
+    [
+        ("auto", ConnectionError("Could not find any running Ray instance."), "no hint"),
+        ("ray://10.0.0.1:10001", RuntimeError("Ray Client requires pip install ray[client]"), "no hint"),
+        ("foo", ValueError("Invalid address format: foo"), "usage"),
+    ],
+)
+def test_a_failed_connection_gets_the_token_hint_only_where_a_token_may_be_missing(
+    monkeypatch, address, raised, expected
+):
+    class Failing:
+        def is_initialized(self):
+            return False
+
+        def init(self, **options):
+            raise raised
+
+    monkeypatch.setattr("curate.executors.ray_executor.check_reachable", lambda address: None)
+    monkeypatch.delenv("RAY_AUTH_MODE", raising=False)
+    executor = RayExecutor(address=address, connect_timeout=5)
+    executor._ray = Failing()
+    if expected == "usage":  # a malformed address is the user's to mend: exit 2
+        with pytest.raises(ConfigError) as info:
+            executor.__enter__()
+        assert info.value.problems == [
+            "address: Invalid address format: foo; give HOST:PORT of a Ray head, auto, or ray://HOST:PORT"
+        ]
+        return
+    with pytest.raises(FatalError) as failed:
+        executor.__enter__()
+    assert str(failed.value) == f"cannot start or connect to Ray (address {address}): {raised}"
+
+
+@needs_ray
+def test_ray_itself_failing_under_a_build_is_one_line_that_says_it_resumes():
+    import ray
+
+    for error in (ray.exceptions.LocalRayletDiedError(), ray.exceptions.RaySystemError("GCS went away")):
+        with pytest.raises(FatalError) as info, task_failures_as_fatal(ray, 3):
+            raise error
+        assert str(info.value).startswith(f"Ray stopped working under this build ({type(error).__name__}: ")
+        assert str(info.value).endswith("; the build stopped and can be resumed")
+
+
+@needs_ray
+def test_ray_data_logs_no_traceback_for_an_error_curate_reports_in_one_line():
+    """A task whose worker died too often: Ray Data logged its traceback before curate's one line."""
+    import logging
+
+    import ray
+
+    from curate.executors.ray_executor import _DropCurateErrorLogs
+
+    def record(exc: BaseException) -> logging.LogRecord:
+        return logging.LogRecord(
+            "ray.data", logging.ERROR, __file__, 1, "An exception was raised", (), (type(exc), exc, None)
+        )
+
+    drop = _DropCurateErrorLogs()
+    for reported in (ray.exceptions.WorkerCrashedError(), ray.exceptions.LocalRayletDiedError(), FatalError("x")):
+        assert not drop.filter(record(reported)), reported
+    assert drop.filter(record(ValueError("a bug")))  # anything else is Ray Data's to show
+
+
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_what_an_interrupted_ray_start_left_is_found_by_its_session_and_stopped(tmp_path):
+    """Ctrl-C 2.4 s into `ray.init` left Ray's two agents running for a minute (3 of 3 tries): they
+    rename themselves `ray::...`, and outlive the raylet; they keep their logs open in the session folder,
+    which Ray names after the process that started it."""
+    from curate.executors.ray_executor import processes_of_our_ray, stop_processes
+
+    ours = tmp_path / f"session_2026-11-27_10-58-30_123456_{os.getpid()}" / "logs"
+    other = tmp_path / f"session_2026-11-27_10-58-30_123456_{os.getpid()}1" / "logs"  # another process's
+    for folder in (ours, other):
+        folder.mkdir(parents=True)
+    keep_open = "import sys, time; f = open(sys.argv[1], 'w'); time.sleep(60)"
+    by_file = subprocess.Popen([sys.executable, "-c", keep_open, str(ours / "agent.log")])
+    by_name = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"--session-dir={ours.parent}"])
+    not_ours = subprocess.Popen([sys.executable, "-c", keep_open, str(other / "agent.log")])
+    try:
+        deadline = time.monotonic() + 10
+        while not (ours / "agent.log").exists() or not (other / "agent.log").exists():
+            assert time.monotonic() < deadline
+            time.sleep(0.05)
+        found = processes_of_our_ray()
+        assert by_file.pid in found and by_name.pid in found and not_ours.pid not in found
+        stop_processes([by_file.pid, by_name.pid])
+        assert by_file.wait(timeout=5) == -signal.SIGTERM and by_name.wait(timeout=5) == -signal.SIGTERM
+        assert not_ours.poll() is None
+    finally:
+        for process in (by_file, by_name, not_ours):
+            process.kill()
+            process.wait()
+
+
 def test_connecting_to_a_cluster_has_a_deadline():
     def hangs(**options):
         time.sleep(3)
@@ -819,16 +916,35 @@ def test_ray_data_threads_are_waited_for_before_ray_shuts_down():
     assert not thread.is_alive()
 
 
-def test_a_local_ray_interrupted_while_it_starts_is_shut_down():
+@pytest.mark.skipif(not sys.platform.startswith("linux"), reason="reads /proc")
+def test_a_local_ray_interrupted_while_it_starts_is_shut_down(tmp_path):
+    """What the interrupted start left is stopped; a Ray this process ran before (a notebook's, this
+    module's) is not: its raylet dying would end this process."""
     calls = []
+    keep_open = "import sys, time; f = open(sys.argv[1], 'w'); time.sleep(60)"
+    session = tmp_path / f"session_2026-11-27_10-58-30_123456_{os.getpid()}"
+    session.mkdir()
+    earlier = subprocess.Popen([sys.executable, "-c", keep_open, str(session / "raylet.out")])
+    started: list[subprocess.Popen] = []
 
     def interrupted(**options):
         calls.append("init")
+        started.append(subprocess.Popen([sys.executable, "-c", keep_open, str(session / "agent.log")]))
+        while not (session / "agent.log").exists():
+            time.sleep(0.05)
         raise KeyboardInterrupt
 
-    with pytest.raises(KeyboardInterrupt):
-        start_local_ray(SimpleNamespace(init=interrupted, shutdown=lambda: calls.append("shutdown")), {})
-    assert calls == ["init", "shutdown"]
+    try:
+        while not (session / "raylet.out").exists():
+            time.sleep(0.05)
+        with pytest.raises(KeyboardInterrupt):
+            start_local_ray(SimpleNamespace(init=interrupted, shutdown=lambda: calls.append("shutdown")), {})
+        assert calls == ["init", "shutdown"]
+        assert started[0].wait(timeout=5) == -signal.SIGTERM and earlier.poll() is None
+    finally:
+        for process in (earlier, *started):
+            process.kill()
+            process.wait()
 
 
 @needs_ray

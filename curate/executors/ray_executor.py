@@ -26,6 +26,7 @@ again). Ray reuses worker processes between tasks, so the models that steps cach
 
 from __future__ import annotations
 
+import contextlib
 import logging
 import os
 import re
@@ -43,7 +44,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from curate.errors import CurateError, FatalError
+from curate.errors import ConfigError, CurateError, FatalError
 
 INSTALL_HINT = "the ray executor needs `pip install curate[ray]`"
 
@@ -92,13 +93,56 @@ def start_local_ray(ray: ModuleType, options: dict[str, Any]) -> None:
     token_notice = logging.getLogger("ray._private.authentication.authentication_token_setup")
     level = token_notice.level
     token_notice.setLevel(logging.ERROR)  # "token authentication is enabled": for a Ray we start and stop
+    before = set(processes_of_our_ray())  # an earlier Ray of this process (a notebook's, a test's): not ours
     try:
         ray.init(**options)
     except BaseException:
         ray.shutdown()
+        # what this call started before Ray knew of it, which shutdown misses
+        stop_processes([pid for pid in processes_of_our_ray() if pid not in before])
         raise
     finally:
         token_notice.setLevel(level)
+
+
+def processes_of_our_ray() -> list[int]:
+    """The processes of a local Ray that this process started: Ray names its session after the process
+    that starts it (`session_<date>_<pid>`), and each of its processes has the session's folder in its
+    command line or open files (the agents rename themselves `ray::DashboardAgent`, but keep their logs
+    open there). Once the raylet has died, its agents belong to init and are found only this way."""
+    mark = re.compile(rf"/session_[0-9_-]+_{os.getpid()}(?![0-9])")
+    found = []
+    for entry in Path("/proc").glob("[0-9]*"):
+        if int(entry.name) == os.getpid():
+            continue
+        try:
+            names = [(entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ")]
+            names += [os.readlink(fd) for fd in (entry / "fd").iterdir()]
+        except OSError:  # gone, or another user's
+            continue
+        if any(mark.search(name) for name in names):
+            found.append(int(entry.name))
+    return found
+
+
+def stop_processes(pids: list[int], grace: float = 2.0) -> None:
+    """SIGTERM `pids`, then SIGKILL those still running after `grace` s (a zombie counts as ended)."""
+
+    def running(pid: int) -> bool:
+        try:
+            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
+        except (OSError, IndexError):
+            return False
+
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGTERM)
+    deadline = time.monotonic() + grace
+    while (pids := [p for p in pids if running(p)]) and time.monotonic() < deadline:
+        time.sleep(0.05)
+    for pid in pids:
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(pid, signal.SIGKILL)
 
 
 def init_with_deadline(ray: ModuleType, options: dict[str, Any], timeout: float) -> None:
@@ -189,16 +233,33 @@ def curate_error_in(exc: BaseException | None) -> bool:
     return isinstance(exc, CurateError) or isinstance(getattr(exc, "cause", None), CurateError)
 
 
+#: Ray's own errors that `task_failures_as_fatal` reports as one line of curate's: a worker that died
+#: more often than Ray retries, data lost with a node, Ray itself failing under the build.
+DIED = ("WorkerCrashedError", "NodeDiedError", "OutOfMemoryError")
+LOST = ("ObjectLostError",)
+BROKEN = ("LocalRayletDiedError", "RaySystemError")
+
+
+def reported_by_curate(exc: BaseException | None) -> bool:
+    """Whether curate reports `exc` as its own one-line error: a CurateError (`curate_error_in`) or one
+    of Ray's errors `task_failures_as_fatal` turns into one (or a subclass: OwnerDiedError is an
+    ObjectLostError)."""
+    if exc is None or curate_error_in(exc):
+        return exc is not None
+    return any(t.__module__.startswith("ray.") and t.__name__ in (*DIED, *LOST, *BROKEN) for t in type(exc).__mro__)
+
+
 class _DropCurateErrorLogs(logging.Filter):
-    """Drops the log records about a CurateError raised in a Ray Data function: the record's exception,
-    or the one being handled where it is logged. With `raise_original_map_exception` (`curate_dataset`),
-    Ray Data takes such an error for a bug of its own and logs it with tracebacks ("An exception was
-    raised from a task of operator ...", "Exception occurred in Ray Data or Ray Core internal code ...")
-    before the driver raises it; curate prints it as its own error instead."""
+    """Drops the log records about an error curate reports itself (`reported_by_curate`): the record's
+    exception, or the one being handled where it is logged. With `raise_original_map_exception`
+    (`curate_dataset`), Ray Data takes a CurateError for a bug of its own, and it logs a worker that died
+    too often, each with tracebacks ("An exception was raised from a task of operator ...", "Exception
+    occurred in Ray Data or Ray Core internal code ...") before the driver raises it; curate prints one
+    line instead."""
 
     def filter(self, record: logging.LogRecord) -> bool:
         logged = record.exc_info[1] if record.exc_info else None
-        return not (curate_error_in(logged) or curate_error_in(sys.exc_info()[1]))
+        return not (reported_by_curate(logged) or reported_by_curate(sys.exc_info()[1]))
 
 
 @contextmanager
@@ -235,15 +296,21 @@ def task_failures_as_fatal(ray: ModuleType, max_retries: int) -> Iterator[None]:
         if not isinstance(cause, CurateError):
             raise
         raise without_ray_data_note(cause) from None
-    except (exceptions.WorkerCrashedError, exceptions.NodeDiedError, exceptions.OutOfMemoryError) as exc:
+    except tuple(getattr(exceptions, name) for name in DIED) as exc:
         raise FatalError(
             f"a Ray worker died {max_retries + 1} times on one task ({type(exc).__name__}); "
             "the build stopped and can be resumed"
         ) from exc
-    except exceptions.ObjectLostError as exc:
+    except tuple(getattr(exceptions, name) for name in LOST) as exc:
         raise FatalError(
             f"Ray lost data of this build ({type(exc).__name__}: a node left the cluster?); "
             "the build stopped and can be resumed"
+        ) from exc
+    except tuple(getattr(exceptions, name) for name in BROKEN) as exc:  # Ray itself, not a task
+        first = str(exc).strip().splitlines()[0] if str(exc).strip() else ""
+        raise FatalError(
+            f"Ray stopped working under this build ({type(exc).__name__}: {first}); the build stopped and can "
+            "be resumed"
         ) from exc
 
 
@@ -296,6 +363,17 @@ TOKEN_AUTH_HINT = (
     "; if Ray's log above says InvalidAuthToken, the cluster uses token authentication: set RAY_AUTH_MODE=token "
     "and give its token (~/.ray/auth_token, RAY_AUTH_TOKEN or RAY_AUTH_TOKEN_PATH)"
 )
+
+
+def _may_need_a_token(address: str | None) -> bool:
+    """True when a failed connection may have been refused for want of a token: the driver joined a
+    cluster at HOST:PORT (not `auto`, which reads the token as `ray start` left it, nor Ray Client's
+    ray://) without RAY_AUTH_MODE=token."""
+    if not address or address in ("local", "auto") or "://" in address:
+        return False
+    return os.environ.get("RAY_AUTH_MODE", "").lower() != "token"
+
+
 CONNECT_TIMEOUT_S = 60.0  # for ray.init to join a running cluster (a GCS reopening its state may take long)
 
 
@@ -518,9 +596,11 @@ class RayExecutor:
                 else:
                     init_with_deadline(ray, {"address": address, **options}, self.connect_timeout)
             except (ConnectionError, ValueError, RuntimeError) as exc:
-                hint = ""
-                if options.get("address") != "local" and os.environ.get("RAY_AUTH_MODE", "").lower() != "token":
-                    hint = TOKEN_AUTH_HINT
+                if isinstance(exc, ValueError) and "address" in str(exc).lower():  # "Invalid address format: foo"
+                    raise ConfigError(
+                        [f"address: {exc}; give HOST:PORT of a Ray head, auto, or ray://HOST:PORT"]
+                    ) from exc
+                hint = TOKEN_AUTH_HINT if _may_need_a_token(address) else ""
                 raise FatalError(f"cannot start or connect to Ray (address {address or 'local'}): {exc}{hint}") from exc
             self._started = True
             self._own_local_ray = options.get("address") == "local"
