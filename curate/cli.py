@@ -145,7 +145,8 @@ def build(
     totals = m["totals"]
     out.print(
         f"wrote {totals['records_out']:,} records, {totals['tokens_out']:,} tokens in "
-        f"{len({s['path'].rsplit('/', 1)[-1].split('.')[0] for s in m['shards']})} shard(s) to {result.output} "
+        f"{sum(s['format'] == m['shards'][0]['format'] for s in m['shards']) if m['shards'] else 0} shard(s) "
+        f"to {result.output} "
         f"({result.run['seconds']:.1f} s)"
     )
     _print_templates(result.output / "templates.jsonl")

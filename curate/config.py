@@ -310,7 +310,10 @@ def _percent_hint(path: str, base: Path) -> str:
     if not path.startswith("file://") or "%" not in path or "::" in path:
         return ""
     plain = urllib.parse.unquote(path)
-    if plain == path or not resolve_paths(plain, base, readable_only=False):
+    try:
+        if plain == path or not resolve_paths(plain, base, readable_only=False):
+            return ""
+    except RemoteError:  # the unescaped path is no better: the message as it is
         return ""
     return f"; file URLs are read as written, with no percent-escapes: write {plain!r}"
 

@@ -68,13 +68,15 @@ def remove_tree(path: Path) -> None:
     """`shutil.rmtree(path)` (errors ignored) that a Ctrl-C does not cut short: one Ctrl-C can arrive as
     two KeyboardInterrupts (polars raises one from its own signal check, Python another for the same
     signal), the second inside the cleanup of the first. The folder is removed, then the interrupt is
-    raised again."""
-    interrupted: KeyboardInterrupt | None = None
-    while True:
+    raised again; a third Ctrl-C during the removal stops it (the next build removes what is left)."""
+    interrupted = False
+    for _ in range(2):  # a try, and one more after an interrupt
         try:
             shutil.rmtree(path, ignore_errors=True)
             break
-        except KeyboardInterrupt as exc:
-            interrupted = exc
-    if interrupted is not None:
-        raise interrupted
+        except KeyboardInterrupt:
+            if interrupted:
+                raise
+            interrupted = True
+    if interrupted:
+        raise KeyboardInterrupt

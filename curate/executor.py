@@ -255,7 +255,8 @@ def _script_hint() -> str:
     """For a build started by a script of the user's (not `curate` itself): why its workers may die at once."""
     main = sys.modules.get("__main__")
     spec = getattr(main, "__spec__", None)
-    if getattr(main, "__file__", None) is None or (spec is not None and spec.name.startswith("curate")):
+    runs_the_cli = getattr(getattr(main, "main", None), "__module__", "") == "curate.cli"  # the `curate` script
+    if getattr(main, "__file__", None) is None or runs_the_cli or (spec is not None and spec.name.startswith("curate")):
         return ""
     return (
         '. If the script calls curate.build outside `if __name__ == "__main__":`, put it there (the workers '
@@ -343,15 +344,23 @@ def unusable_files(folder: Path, barrier: bool, first: bool) -> list[Path]:
     expected = [folder / f"{kind}-{i:06d}.parquet" for i in range(count) for kind in ("removed", "batch")]
     expected += [folder / "decisions.parquet"] if barrier else []
     bad = [path for path in expected if not _readable_parquet(path)]
-    extra = [path for path in batch_files(folder) if path not in expected]  # not of this pass: a count off
+    wanted = set(expected)
+    extra = [path for path in folder.glob("*.parquet") if path not in wanted and path.name != "decisions.parquet"]
+    bad += extra  # no file of this pass (a copy, a batch past the count): it would be read as one
     bad += [marker] if extra or (first and not (folder / "warnings.txt").is_file()) else []
     return bad
 
 
 def _readable_parquet(path: Path) -> bool:
-    """True for a Parquet file whose footer reads (False: missing, cut short, not Parquet)."""
+    """True for a Parquet file whose footer reads, False for one missing, cut short or not Parquet; a
+    file that cannot be read for another reason (permissions, an I/O error of the disk) is a FatalError,
+    not a file to redo."""
     try:
         pq.read_metadata(path)
-    except (OSError, ValueError, pa.ArrowException):
+    except FileNotFoundError:
         return False
+    except (ValueError, pa.ArrowException):  # ArrowInvalid: no footer, an empty file
+        return False
+    except OSError as exc:
+        raise FatalError(f"cannot read {path} in the work dir: {exc}") from exc
     return True

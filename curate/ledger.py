@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import polars as pl
 
+from curate.names import free_name
 from curate.stages.base import DROP, ERROR
 
 #: The public ledger's columns, in order. `split` is 'train' or 'validation' for kept records, else null;
@@ -38,11 +39,7 @@ def _unclash(ledger: pl.DataFrame, repeats: pl.DataFrame, clashes: pl.DataFrame)
         taken |= set(repeats.filter(pl.col("source") == source)["id"].to_list())
         for row, new in clashes.filter(pl.col("source") == source).sort("_row").select("_row", "id").iter_rows():
             base, _, number = new.rpartition("~")
-            k = int(number)
-            while f"{base}~{k}" in taken:
-                k += 1
-            taken.add(f"{base}~{k}")
-            renamed[row] = f"{base}~{k}"
+            renamed[row] = free_name(base, taken, first=int(number), plain=False)
     fixed = pl.DataFrame(
         {"_row": list(renamed), "_new": list(renamed.values())}, schema={"_row": pl.Int64, "_new": pl.String}
     )

@@ -88,3 +88,20 @@ def test_keep_matches_a_member_by_member_reference(rows, keep, ranked, random):
     assert out["_row"].to_list() == [r for r, *_ in records]
     got = {r: (c, s, d) for r, c, s, d in out.select("_row", "dup_cluster", "dup_cluster_size", DROP).iter_rows()}
     assert got == reference(records, labels.tolist(), keep, ranked)
+    # what the reference encodes, as properties: one name per cluster, no name of two clusters, and
+    # a cluster's smallest id as its name wherever no other cluster has that name
+    names = dict(zip(out["_row"], out["dup_cluster"], strict=True))
+    label_of = {r: int(label) for (r, *_), label in zip(records, labels, strict=True)}
+    per_label: dict[int, set] = {}
+    for r, name in names.items():
+        per_label.setdefault(label_of[r], set()).add(name)
+    assert all(len(found) == 1 for found in per_label.values())
+    named = [next(iter(found)) for found in per_label.values() if next(iter(found)) is not None]
+    assert len(named) == len(set(named))
+    smallest = {
+        lab: min((i for (r, i, *_) in records if label_of[r] == lab and i is not None), default=None)
+        for lab in per_label
+    }
+    for lab, name in smallest.items():
+        if name is not None and list(smallest.values()).count(name) == 1:
+            assert per_label[lab] == {name}

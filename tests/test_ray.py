@@ -7,6 +7,7 @@ workers, which import this module by name (Ray puts the driver's working folder 
 
 from __future__ import annotations
 
+import contextlib
 import functools
 import gzip
 import importlib
@@ -854,13 +855,24 @@ def test_what_an_interrupted_ray_start_left_is_found_by_its_session_and_stopped(
     by_file = subprocess.Popen([sys.executable, "-c", keep_open, str(ours / "agent.log")])
     by_name = subprocess.Popen([sys.executable, "-c", "import time; time.sleep(60)", f"--session-dir={ours.parent}"])
     not_ours = subprocess.Popen([sys.executable, "-c", keep_open, str(other / "agent.log")])
+    # a `tail -F` of the session's logs, say: no child of ours and not named ray::..., so not Ray's
+    shell = subprocess.run(
+        ["sh", "-c", f'{sys.executable} -c "{keep_open}" {ours / "tail.log"} >/dev/null 2>&1 & echo $!'],
+        capture_output=True,
+        text=True,
+        check=True,
+    )
+    reader = int(shell.stdout.strip())
     try:
         deadline = time.monotonic() + 10
-        while not (ours / "agent.log").exists() or not (other / "agent.log").exists():
+        while not all(
+            (folder / name).exists() for folder, name in ((ours, "agent.log"), (other, "agent.log"), (ours, "tail.log"))
+        ):
             assert time.monotonic() < deadline
             time.sleep(0.05)
         found = processes_of_our_ray()
-        assert by_file.pid in found and by_name.pid in found and not_ours.pid not in found
+        assert by_file.pid in found and by_name.pid in found
+        assert not_ours.pid not in found and reader not in found
         stop_processes([by_file.pid, by_name.pid])
         assert by_file.wait(timeout=5) == -signal.SIGTERM and by_name.wait(timeout=5) == -signal.SIGTERM
         assert not_ours.poll() is None
@@ -868,6 +880,8 @@ def test_what_an_interrupted_ray_start_left_is_found_by_its_session_and_stopped(
         for process in (by_file, by_name, not_ours):
             process.kill()
             process.wait()
+        with contextlib.suppress(ProcessLookupError):
+            os.kill(reader, signal.SIGKILL)
 
 
 def test_connecting_to_a_cluster_has_a_deadline():

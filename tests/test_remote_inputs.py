@@ -580,10 +580,13 @@ ORDER = {
     "tree/a/x.jsonl": _jsonl(ROWS[:3]),
     "tree/a-b/y.jsonl": _jsonl(ROWS[2:5]),
     "tree/a/.dot.jsonl": _jsonl(ROWS[5:6]),
+    "tree/.h/b/x.jsonl": _jsonl(ROWS[6:7]),
 }
 
 
-@pytest.mark.parametrize("pattern", ["tree", "tree/*/*.jsonl", "tree/**/*.jsonl", "tree/a/.*.jsonl", "tree/*/.*"])
+@pytest.mark.parametrize(
+    "pattern", ["tree", "tree/*/*.jsonl", "tree/**/*.jsonl", "tree/a/.*.jsonl", "tree/*/.*", "tree/.*/**/*.jsonl"]
+)
 def test_urls_list_files_in_the_order_and_with_the_hidden_rule_of_local_paths(tmp_path, mem, pattern):
     write_local(tmp_path, ORDER)
     put(mem, "/bucket", ORDER)
@@ -593,7 +596,8 @@ def test_urls_list_files_in_the_order_and_with_the_hidden_rule_of_local_paths(tm
         f.url.removeprefix(f"file://{tmp_path}/") for f in resolve_paths(f"file://{tmp_path}/{pattern}", tmp_path)
     ]
     assert local and remote == local and via_file == local
-    assert ("tree/a/.dot.jsonl" in local) == (".*" in pattern)  # a wildcard skips hidden names, `.*` asks for them
+    assert ("tree/a/.dot.jsonl" in local) == pattern.endswith((".*", ".*.jsonl"))  # `.*` asks for hidden names
+    assert ("tree/.h/b/x.jsonl" in local) == ("/.*/" in pattern)  # a wildcard skips hidden names
 
 
 def test_the_same_files_behind_a_url_keep_the_same_duplicate(tmp_path, mem):

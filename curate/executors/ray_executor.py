@@ -30,6 +30,7 @@ import contextlib
 import logging
 import os
 import re
+import select
 import signal
 import socket
 import sys
@@ -106,19 +107,24 @@ def start_local_ray(ray: ModuleType, options: dict[str, Any]) -> None:
 
 
 def processes_of_our_ray() -> list[int]:
-    """The processes of a local Ray that this process started: Ray names its session after the process
-    that starts it (`session_<date>_<pid>`), and each of its processes has the session's folder in its
-    command line or open files (the agents rename themselves `ray::DashboardAgent`, but keep their logs
-    open there). Once the raylet has died, its agents belong to init and are found only this way."""
-    mark = re.compile(rf"/session_[0-9_-]+_{os.getpid()}(?![0-9])")
+    """The processes of a local Ray that this process started (Linux; elsewhere none are found). Ray
+    names its session folder after the process that starts it (`session_<date>_<microseconds>_<pid>`),
+    and each of its processes has that folder in its command line or open files (the agents rename
+    themselves `ray::DashboardAgent`, but keep their logs open there). Only our own children (the GCS,
+    the raylet) and processes named `ray::...` (agents, workers; once the raylet has died they belong to
+    init) count: a log shipper or a `tail -F` of the session's logs does not."""
+    mark = re.compile(rf"/session_\d{{4}}-\d\d-\d\d_\d\d-\d\d-\d\d_\d{{6}}_{os.getpid()}(?=/|\s|$)")
     found = []
     for entry in Path("/proc").glob("[0-9]*"):
         if int(entry.name) == os.getpid():
             continue
         try:
-            names = [(entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ")]
-            names += [os.readlink(fd) for fd in (entry / "fd").iterdir()]
-        except OSError:  # gone, or another user's
+            command = (entry / "cmdline").read_bytes().decode(errors="replace").replace("\0", " ")
+            parent = int((entry / "stat").read_text().rsplit(")", 1)[1].split()[1])
+            if parent != os.getpid() and not command.startswith("ray::"):
+                continue
+            names = [command, *(os.readlink(fd) for fd in (entry / "fd").iterdir())]
+        except (OSError, IndexError, ValueError):  # gone, or another user's
             continue
         if any(mark.search(name) for name in names):
             found.append(int(entry.name))
@@ -126,23 +132,27 @@ def processes_of_our_ray() -> list[int]:
 
 
 def stop_processes(pids: list[int], grace: float = 2.0) -> None:
-    """SIGTERM `pids`, then SIGKILL those still running after `grace` s (a zombie counts as ended)."""
-
-    def running(pid: int) -> bool:
-        try:
-            return Path(f"/proc/{pid}/stat").read_text().rsplit(")", 1)[1].split()[0] != "Z"
-        except (OSError, IndexError):
-            return False
-
+    """SIGTERM `pids`, then SIGKILL those still running after `grace` s, through pidfds (Linux), so that
+    a pid the kernel gives to a new process in between is not signalled."""
+    handles = []
     for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGTERM)
-    deadline = time.monotonic() + grace
-    while (pids := [p for p in pids if running(p)]) and time.monotonic() < deadline:
-        time.sleep(0.05)
-    for pid in pids:
-        with contextlib.suppress(ProcessLookupError):
-            os.kill(pid, signal.SIGKILL)
+        with contextlib.suppress(OSError, AttributeError):  # gone already; no pidfds on this system
+            handles.append(os.pidfd_open(pid))
+    try:
+        for fd in handles:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGTERM)
+        deadline = time.monotonic() + grace
+        running = handles
+        while running and time.monotonic() < deadline:
+            running = [fd for fd in running if not select.select([fd], [], [], 0)[0]]  # readable: it ended
+            time.sleep(0.05)
+        for fd in running:
+            with contextlib.suppress(ProcessLookupError):
+                signal.pidfd_send_signal(fd, signal.SIGKILL)
+    finally:
+        for fd in handles:
+            os.close(fd)
 
 
 def init_with_deadline(ray: ModuleType, options: dict[str, Any], timeout: float) -> None:

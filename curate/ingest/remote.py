@@ -10,6 +10,7 @@ endpoints is two files)."""
 from __future__ import annotations
 
 import difflib
+import fnmatch
 import hashlib
 import inspect
 import io
@@ -210,15 +211,14 @@ def resolve_url(url: str, supported: Callable[[RemoteFile], bool] | None = None,
         joined = shown_root + ("" if shown_root.endswith("/") else "/") + below  # `memory://` + `r/a.jsonl`
         return before + (joined if below else shown_root) + after
 
-    def hidden(p: str) -> bool:  # as Python's glob: a wildcard does not match a leading "." ; ".*" does
+    # as Python's glob: a wildcard does not match a leading "."; a pattern part that starts with one does
+    asked = [q for q in (pattern or "")[len(root) :].split("/") if q.startswith(".")]
+
+    def hidden(p: str) -> bool:
         if not p.startswith(root):
             return False
         parts = p[len(root) :].strip("/").split("/")
-        asked = pattern[len(root) :].strip("/").split("/")[::-1] if pattern else []
-        return any(
-            part.startswith(".") and not (back < len(asked) and asked[back].startswith("."))
-            for back, part in enumerate(reversed(parts))
-        )
+        return any(part.startswith(".") and not any(fnmatch.fnmatchcase(part, q) for q in asked) for part in parts)
 
     # sorted folder by folder, as local paths are (`a/x` before `a-b/y`, where plain text puts "-" first)
     visible = [p for p in sorted(found, key=lambda p: p.split("/")) if not hidden(p)]

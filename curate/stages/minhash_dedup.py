@@ -19,6 +19,7 @@ from curate.minhash.ray_lsh import LshPlan, lsh_edges
 from curate.minhash.signature import band_keys, lsh_params, ngram_hashes, signatures
 from curate.minhash.skeleton import template_mask
 from curate.minhash.template_tasks import GRAMS, run_template_tasks
+from curate.names import free_name
 from curate.params import below_minimum, param
 from curate.stages.base import DROP, BarrierStep, Context, MapStep, Stage, Step, Tasks
 
@@ -413,19 +414,16 @@ def unique_cluster_names(named: pl.DataFrame, data: pl.DataFrame) -> pl.DataFram
         .unique("_label", keep="first", maintain_order=True)
         .sort("dup_cluster", "source", "_row")
     )
-    taken = set(labels["dup_cluster"].to_list())
-    renamed: dict[int, str] = {}
-    first_of = set()
-    for label, name, source in representatives.select("_label", "dup_cluster", "source").iter_rows():
-        if name not in first_of:  # the first cluster of a shared name keeps it
-            first_of.add(name)
-            continue
-        candidate, k = f"{name}@{source}", 1
-        while candidate in taken:
-            k += 1
-            candidate = f"{name}@{source}~{k}"
-        taken.add(candidate)
-        renamed[label] = candidate
+    ranked = representatives.with_columns(pl.int_range(pl.len()).over("dup_cluster").alias("_rank"))
+    renames = ranked.filter(pl.col("_rank") > 0).select(  # the first cluster of a shared name keeps it
+        "_label", pl.concat_str("dup_cluster", pl.lit("@"), pl.col("source").fill_null("")).alias("_candidate")
+    )
+    taken = set(labels["dup_cluster"].drop_nulls().to_list())
+    clash = renames["_candidate"].is_duplicated() | renames["_candidate"].is_in(list(taken))
+    taken |= set(renames.filter(~clash)["_candidate"].to_list())
+    renamed = dict(renames.filter(~clash).select("_label", "_candidate").iter_rows())
+    for label, candidate in renames.filter(clash).select("_label", "_candidate").iter_rows():  # rare
+        renamed[label] = free_name(candidate, taken)
     new = pl.DataFrame(
         {"_label": list(renamed), "_renamed": list(renamed.values())},
         schema=named.select("_label").schema | {"_renamed": pl.String},
