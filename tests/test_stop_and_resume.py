@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import importlib
 import os
+import shutil
 import signal
 import subprocess
 import sys
@@ -191,8 +192,18 @@ def _cut_short(path: Path) -> None:
         lambda pass_dir: (pass_dir / "decisions.parquet").write_bytes(b"not parquet"),
         lambda pass_dir: (pass_dir / "warnings.txt").unlink(),
         lambda pass_dir: (pass_dir / "_DONE").write_text("x"),
+        lambda pass_dir: shutil.copyfile(pass_dir / "batch-000000.parquet", pass_dir / "batch-000000 copy.parquet"),
     ],
-    ids=["batch deleted", "removed deleted", "batch cut", "removed cut", "decisions garbled", "warnings", "marker"],
+    ids=[
+        "batch deleted",
+        "removed deleted",
+        "batch cut",
+        "removed cut",
+        "decisions garbled",
+        "warnings",
+        "marker",
+        "stray copy",
+    ],
 )
 def test_a_finished_pass_with_files_missing_or_damaged_is_redone_not_read_short(tmp_path, small_pipeline, damage):
     """A finished pass's rows are read by listing its folder: a batch file deleted from it lost its records

@@ -418,16 +418,17 @@ def unique_cluster_names(named: pl.DataFrame, data: pl.DataFrame) -> pl.DataFram
     renames = ranked.filter(pl.col("_rank") > 0).select(  # the first cluster of a shared name keeps it
         "_label", pl.concat_str("dup_cluster", pl.lit("@"), pl.col("source").fill_null("")).alias("_candidate")
     )
-    taken = set(labels["dup_cluster"].drop_nulls().to_list())
-    clash = renames["_candidate"].is_duplicated() | renames["_candidate"].is_in(list(taken))
-    taken |= set(renames.filter(~clash)["_candidate"].to_list())
-    renamed = dict(renames.filter(~clash).select("_label", "_candidate").iter_rows())
-    for label, candidate in renames.filter(clash).select("_label", "_candidate").iter_rows():  # rare
-        renamed[label] = free_name(candidate, taken)
-    new = pl.DataFrame(
-        {"_label": list(renamed), "_renamed": list(renamed.values())},
-        schema=named.select("_label").schema | {"_renamed": pl.String},
-    )
+    names = labels["dup_cluster"].drop_nulls()
+    clash = renames["_candidate"].is_duplicated() | renames["_candidate"].is_in(names.implode())
+    new = renames.filter(~clash).rename({"_candidate": "_renamed"})
+    if clash.any():  # rare: a source whose records share an id, or an id that is some `x@source` already
+        taken = set(names.to_list()) | set(new["_renamed"].to_list())
+        rows = renames.filter(clash).select("_label", "_candidate").rows()
+        fixed = pl.DataFrame(
+            {"_label": [label for label, _ in rows], "_renamed": [free_name(c, taken) for _, c in rows]},
+            schema=new.schema,
+        )
+        new = pl.concat([new, fixed])
     return (
         named.join(new, on="_label", how="left", maintain_order="left")
         .with_columns(pl.coalesce("_renamed", "dup_cluster").alias("dup_cluster"))
