@@ -321,8 +321,10 @@ def run_barrier(step: BarrierStep, folder: Path, ctx: Context, executor: Any = N
 
 
 def mark_done(folder: Path, batches: int) -> None:
-    """Write the completion marker of a pass (after its batches and barrier decisions)."""
-    (folder / DONE).write_text(f"{batches}\n")
+    """Write the completion marker of a pass (after its batches and barrier decisions): the batch count,
+    then the size of each of its Parquet files, which `unusable_files` compares."""
+    sizes = [f"{path.name} {path.stat().st_size}\n" for path in sorted(folder.glob("*.parquet"))]
+    (folder / DONE).write_text(f"{batches}\n" + "".join(sizes))
 
 
 def is_done(folder: Path) -> bool:
@@ -331,24 +333,35 @@ def is_done(folder: Path) -> bool:
 
 
 def unusable_files(folder: Path, barrier: bool, first: bool) -> list[Path]:
-    """The files of a finished pass that are missing, or that cannot be read as Parquet (cut short,
-    overwritten: the footer is checked, not every page), by its `_DONE` marker's batch count; the marker
-    itself when it holds no count. A finished pass is reused only when this is empty: its kept and
-    removed rows are read by listing the folder, so a deleted batch file would lose its records without
-    a word."""
+    """The files of a finished pass, by its `_DONE` marker's batch count, that are missing or changed:
+    of another size than the marker wrote down (cut short, overwritten), or, under a marker without sizes
+    (an earlier curate's), with a Parquet footer that does not read. The marker itself when
+    it holds no count. A finished pass is reused only when this is empty: its kept and removed rows are
+    read by listing the folder, so a deleted batch file would lose its records without a word."""
     marker = folder / DONE
     try:
-        count = int(marker.read_text())
+        first_line, *lines = marker.read_text().splitlines()
+        count = int(first_line)
+        sizes = {name: int(size) for name, size in (line.rsplit(" ", 1) for line in lines)}
     except (OSError, ValueError):
         return [marker]
     expected = [folder / f"{kind}-{i:06d}.parquet" for i in range(count) for kind in ("removed", "batch")]
     expected += [folder / "decisions.parquet"] if barrier else []
-    bad = [path for path in expected if not _readable_parquet(path)]
+    same = (lambda path: _same_size(path, sizes.get(path.name))) if sizes else _readable_parquet
+    bad = [path for path in expected if not same(path)]
     wanted = set(expected)
     extra = [path for path in folder.glob("*.parquet") if path not in wanted and path.name != "decisions.parquet"]
     bad += extra  # no file of this pass (a copy, a batch past the count): it would be read as one
     bad += [marker] if extra or (first and not (folder / "warnings.txt").is_file()) else []
     return bad
+
+
+def _same_size(path: Path, size: int | None) -> bool:
+    """True for a file of `size` bytes (False: missing, of another size, or not in the marker)."""
+    try:
+        return size is not None and path.stat().st_size == size
+    except FileNotFoundError:
+        return False
 
 
 def _readable_parquet(path: Path) -> bool:

@@ -242,3 +242,18 @@ def test_a_full_disk_is_a_clean_error_and_the_build_resumes(tmp_path, small_pipe
     assert f"work dir ({tmp_path / 'wd'})" in message and message.endswith("the build resumes where it stopped")
     monkeypatch.setattr(executor_module, "_write_atomic", write)
     assert output_bytes(curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd").output) == reference
+
+
+def test_a_marker_without_sizes_is_checked_by_the_parquet_footers(tmp_path, small_pipeline):
+    """A work dir of an earlier curate: its `_DONE` holds the batch count only."""
+    small_pipeline["pipeline"]["batch_size"] = 3
+    before = output_bytes(curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd").output)
+    [pass_dir] = sorted((tmp_path / "wd").glob("pass-*"))
+    count = (pass_dir / "_DONE").read_text().splitlines()[0]
+    assert int(count) == 4 and len((pass_dir / "_DONE").read_text().splitlines()) == 4 * 2 + 2  # + decisions
+    (pass_dir / "_DONE").write_text(f"{count}\n")
+    cached = curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd")
+    assert cached.run["cached_passes"] == [pass_dir.name]
+    _cut_short(pass_dir / "batch-000002.parquet")
+    again = curate.build(small_pipeline, base_dir=tmp_path, work_dir=tmp_path / "wd")
+    assert again.run["cached_passes"] == [] and output_bytes(again.output) == before
