@@ -22,7 +22,7 @@ from curate.config import Config, leave_out
 from curate.cores import available_cores
 from curate.dir_swap import remove_tree, replace_dir
 from curate.diversity.mixture import mixture_diversity
-from curate.errors import ConfigError, CurateError, FatalError
+from curate.errors import ConfigError, CurateError, FatalError, os_error_code
 from curate.executor import (
     DONE,
     REMOVED_SCHEMA,
@@ -180,11 +180,9 @@ def build(
 
 
 def disk_full(exc: BaseException) -> bool:
-    """True for a write that failed for want of space: an OSError with ENOSPC, or polars' or pyarrow's
-    error, which carries the code only in its text ("No space left on device (os error 28)")."""
-    if isinstance(exc, OSError) and exc.errno == errno.ENOSPC:
-        return True
-    return f"(os error {errno.ENOSPC})" in str(exc) or "No space left on device" in str(exc)
+    """True for a write that failed for want of space (`os_error_code`: polars' ComputeError carries the
+    code only in its text)."""
+    return os_error_code(exc) == errno.ENOSPC
 
 
 def _build(config: Config, setup: RunSetup, strict: bool, workers: int, progress: bool, started: float) -> BuildResult:
@@ -238,7 +236,6 @@ def _run_pass(
         bar.note(f"pass {number}: {len(unusable)} file(s) missing or damaged in {p.folder} ({names}): redoing them")
         for path in unusable:
             path.unlink(missing_ok=True)
-            path.with_name(path.name.replace("removed-", "batch-")).unlink(missing_ok=True)  # redone together
         (p.folder / DONE).unlink(missing_ok=True)
     p.folder.mkdir(parents=True, exist_ok=True)
     remove_partial_files(p.folder)

@@ -2,6 +2,9 @@
 
 from __future__ import annotations
 
+import errno
+import re
+
 
 class CurateError(Exception):
     """Base class of every error curate reports to a user (no traceback in the CLI)."""
@@ -32,3 +35,15 @@ class RecordError(CurateError):
 
 class FatalError(CurateError):
     """The build cannot go on (unreadable input in --strict mode, a held lock, an infeasible mixture)."""
+
+
+def os_error_code(exc: BaseException) -> int | None:
+    """The operating system's error code behind `exc`: an OSError's `errno`, else, for polars' and
+    pyarrow's errors from Rust or C++ (which leave it unset, or are no OSError: polars' ComputeError),
+    the code in the message ("No space left on device (os error 28)"), else the one an OSError's type
+    stands for."""
+    if isinstance(exc, OSError) and exc.errno is not None:
+        return exc.errno
+    if found := re.search(r"\(os error (\d+)\)", str(exc)):
+        return int(found.group(1))
+    return {FileNotFoundError: errno.ENOENT, PermissionError: errno.EACCES}.get(type(exc))

@@ -337,7 +337,8 @@ def unusable_files(folder: Path, barrier: bool, first: bool) -> list[Path]:
     of another size than the marker wrote down (cut short, overwritten), or, under a marker without sizes
     (an earlier curate's), with a Parquet footer that does not read. The marker itself when
     it holds no count. A finished pass is reused only when this is empty: its kept and removed rows are
-    read by listing the folder, so a deleted batch file would lose its records without a word."""
+    read by listing the folder, so a deleted batch file would lose its records without a word. Deleting
+    them all redoes what they held."""
     marker = folder / DONE
     try:
         first_line, *lines = marker.read_text().splitlines()
@@ -349,6 +350,12 @@ def unusable_files(folder: Path, barrier: bool, first: bool) -> list[Path]:
     expected += [folder / "decisions.parquet"] if barrier else []
     same = (lambda path: _same_size(path, sizes.get(path.name))) if sizes else _readable_parquet
     bad = [path for path in expected if not same(path)]
+    # a batch is redone only where its kept rows are missing: a bad removed file takes its batch file along
+    bad += [
+        path.with_name("batch-" + path.name.removeprefix("removed-"))
+        for path in bad
+        if path.name.startswith("removed-")
+    ]
     wanted = set(expected)
     extra = [path for path in folder.glob("*.parquet") if path not in wanted and path.name != "decisions.parquet"]
     bad += extra  # no file of this pass (a copy, a batch past the count): it would be read as one

@@ -135,10 +135,16 @@ def _check_other_files(folder: Path, manifest: dict[str, Any], diffs: list[str])
     for rel, digest in checksums.items():
         if not _inside(rel):
             diffs.append(f"{rel}: outside the output folder (manifest edited?)")
-        elif not (folder / rel).is_file():
-            diffs.append(f"{rel}: missing (deleted?)")
-        elif sha256_file(folder / rel) != digest:
-            diffs.append(f"{rel}: sha256 differs (file edited?)")
+        else:
+            _check_digest(folder, rel, digest, diffs)
+
+
+def _check_digest(folder: Path, rel: str, digest: Any, diffs: list[str]) -> None:
+    """A file the manifest lists with its sha256: there, and with that digest."""
+    if not (folder / rel).is_file():
+        diffs.append(f"{rel}: missing (deleted?)")
+    elif sha256_file(folder / rel) != digest:
+        diffs.append(f"{rel}: sha256 differs (file edited?)")
 
 
 def _num(value: Any) -> str:
@@ -179,10 +185,7 @@ def _check_shards(folder: Path, manifest: dict[str, Any], result: VerifyResult) 
         if (tree_sha256(path) if path.is_dir() else sha256_file(path)) != row.get("sha256"):
             diffs.append(f"{rel}: sha256 differs (file edited?)")
         for other, digest in companions.items():
-            if not (folder / other).is_file():
-                diffs.append(f"{other}: missing (deleted?)")
-            elif sha256_file(folder / other) != digest:
-                diffs.append(f"{other}: sha256 differs (file edited?)")
+            _check_digest(folder, other, digest, diffs)
         try:
             found = read_counts(path, fmt, group if fmt == "parquet" else None)
         except ExprError as exc:

@@ -45,7 +45,7 @@ from pathlib import Path
 from types import ModuleType
 from typing import Any
 
-from curate.errors import ConfigError, CurateError, FatalError
+from curate.errors import ConfigError, CurateError, FatalError, os_error_code
 
 INSTALL_HINT = "the ray executor needs `pip install curate[ray]`"
 
@@ -144,9 +144,9 @@ def stop_processes(pids: list[int], grace: float = 2.0) -> None:
                 signal.pidfd_send_signal(fd, signal.SIGTERM)
         deadline = time.monotonic() + grace
         running = handles
-        while running and time.monotonic() < deadline:
-            running = [fd for fd in running if not select.select([fd], [], [], 0)[0]]  # readable: it ended
-            time.sleep(0.05)
+        while running and (left := deadline - time.monotonic()) > 0:
+            ended = select.select(running, [], [], left)[0]  # a pidfd reads once its process has ended
+            running = [fd for fd in running if fd not in ended]
         for fd in running:
             with contextlib.suppress(ProcessLookupError):
                 signal.pidfd_send_signal(fd, signal.SIGKILL)
@@ -484,24 +484,12 @@ def _file_error_here(exc: OSError) -> FatalError:
     import errno
 
     hint = ""
-    if _os_error_code(exc) in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
+    if os_error_code(exc) in (errno.ENOENT, errno.EACCES, errno.EPERM, errno.EROFS):
         hint = "; every Ray node must mount the work dir and the output's parent folder at the same path, writable"
     return FatalError(
         f"a Ray task on node {_this_node()} could not read or write a file: "
         f"{type(exc).__name__}: {exc}{hint}; the build stopped and can be resumed"
     )
-
-
-def _os_error_code(exc: OSError) -> int | None:
-    """`exc.errno`; for an error from polars or pyarrow's Rust or C++ code, which leave it unset, the
-    code in the message ("No such file or directory (os error 2)") or the one the error's type stands for."""
-    import errno
-
-    if exc.errno is not None:
-        return exc.errno
-    if found := re.search(r"\(os error (\d+)\)", str(exc)):
-        return int(found.group(1))
-    return {FileNotFoundError: errno.ENOENT, PermissionError: errno.EACCES}.get(type(exc))
 
 
 def _naming_node(error: CurateError) -> CurateError:
